@@ -1,0 +1,155 @@
+#define _GNU_SOURCE
+#include "CVhostBridge.h"
+
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <linux/fs.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+_Static_assert(sizeof(int) == 4, "fd arrays are int32 on the Swift side");
+
+const int CVB_FALLOC_FL_KEEP_SIZE = FALLOC_FL_KEEP_SIZE;
+const int CVB_FALLOC_FL_PUNCH_HOLE = FALLOC_FL_PUNCH_HOLE;
+const int CVB_FALLOC_FL_ZERO_RANGE = FALLOC_FL_ZERO_RANGE;
+const int CVB_MFD_CLOEXEC = MFD_CLOEXEC;
+const int CVB_MFD_ALLOW_SEALING = MFD_ALLOW_SEALING;
+const int CVB_F_SEAL_SHRINK = F_SEAL_SHRINK;
+const int CVB_F_SEAL_GROW = F_SEAL_GROW;
+const int CVB_F_SEAL_SEAL = F_SEAL_SEAL;
+const int CVB_EFD_CLOEXEC = EFD_CLOEXEC;
+const int CVB_EFD_NONBLOCK = EFD_NONBLOCK;
+const int CVB_MSG_CTRUNC = MSG_CTRUNC;
+const int CVB_MSG_TRUNC = MSG_TRUNC;
+
+int cvb_memfd_create(const char *name, unsigned int flags) {
+    return (int)syscall(SYS_memfd_create, name, flags);
+}
+
+int cvb_memfd_add_seals(int fd, int seals) { return fcntl(fd, F_ADD_SEALS, seals); }
+
+int cvb_eventfd(unsigned int initval, int flags) { return eventfd(initval, flags); }
+
+int cvb_epoll_create(void) { return epoll_create1(EPOLL_CLOEXEC); }
+
+int cvb_epoll_ctl(int epfd, int op, int fd, uint32_t events, uint64_t data) {
+    struct epoll_event event;
+    memset(&event, 0, sizeof(event));
+    event.events = events;
+    event.data.u64 = data;
+    return epoll_ctl(epfd, op, fd, &event);
+}
+
+int cvb_epoll_wait(int epfd, uint64_t *datas, uint32_t *events, int max, int timeout_ms) {
+    struct epoll_event ready[64];
+    if (max > 64) max = 64;
+    int count = epoll_wait(epfd, ready, max, timeout_ms);
+    for (int i = 0; i < count; i++) {
+        datas[i] = ready[i].data.u64;
+        events[i] = ready[i].events;
+    }
+    return count;
+}
+
+ssize_t cvb_send_with_fds(int sock, const void *buf, size_t len, const int *fds, int nfds) {
+    struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
+    union {
+        char buffer[CMSG_SPACE(sizeof(int) * CVB_MAX_FDS_PER_MESSAGE)];
+        struct cmsghdr align;
+    } control;
+    struct msghdr msg;
+    memset(&msg, 0, sizeof(msg));
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    if (nfds > 0) {
+        if (nfds > CVB_MAX_FDS_PER_MESSAGE) {
+            nfds = CVB_MAX_FDS_PER_MESSAGE;
+        }
+        memset(&control, 0, sizeof(control));
+        msg.msg_control = control.buffer;
+        msg.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)nfds);
+        struct cmsghdr *cmsg = CMSG_FIRSTHDR(&msg);
+        cmsg->cmsg_level = SOL_SOCKET;
+        cmsg->cmsg_type = SCM_RIGHTS;
+        cmsg->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)nfds);
+        memcpy(CMSG_DATA(cmsg), fds, sizeof(int) * (size_t)nfds);
+    }
+    return sendmsg(sock, &msg, MSG_NOSIGNAL);
+}
+
+ssize_t cvb_recv_with_fds(int sock, void *buf, size_t len, int *fds, int *nfds, int *msg_flags, int flags) {
+    struct iovec iov = { .iov_base = buf, .iov_len = len };
+    union {
+        char buffer[CMSG_SPACE(sizeof(int) * CVB_MAX_FDS_PER_MESSAGE)];
+        struct cmsghdr align;
+    } control;
+    struct msghdr msg;
+    memset(&msg, 0, sizeof(msg));
+    memset(&control, 0, sizeof(control));
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.buffer;
+    msg.msg_controllen = sizeof(control.buffer);
+    *nfds = 0;
+    *msg_flags = 0;
+    ssize_t received = recvmsg(sock, &msg, flags | MSG_CMSG_CLOEXEC);
+    if (received < 0) {
+        return received;
+    }
+    *msg_flags = msg.msg_flags;
+    for (struct cmsghdr *cmsg = CMSG_FIRSTHDR(&msg); cmsg != NULL; cmsg = CMSG_NXTHDR(&msg, cmsg)) {
+        if (cmsg->cmsg_level != SOL_SOCKET || cmsg->cmsg_type != SCM_RIGHTS) {
+            continue;
+        }
+        size_t count = (cmsg->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        // The control buffer holds at most CVB_MAX_FDS_PER_MESSAGE descriptors in total, so
+        // every one the kernel installed fits in `fds`.
+        for (size_t i = 0; i < count && *nfds < CVB_MAX_FDS_PER_MESSAGE; i++) {
+            int fd;
+            memcpy(&fd, CMSG_DATA(cmsg) + i * sizeof(int), sizeof(int));
+            fds[(*nfds)++] = fd;
+        }
+    }
+    return received;
+}
+
+int cvb_block_device_size(int fd, uint64_t *size) { return ioctl(fd, BLKGETSIZE64, size); }
+
+int cvb_block_device_logical_sector_size(int fd, int *size) { return ioctl(fd, BLKSSZGET, size); }
+
+int cvb_block_device_discard(int fd, uint64_t offset, uint64_t length) {
+    uint64_t range[2] = { offset, length };
+    return ioctl(fd, BLKDISCARD, &range);
+}
+
+int cvb_block_device_zeroout(int fd, uint64_t offset, uint64_t length) {
+    uint64_t range[2] = { offset, length };
+    return ioctl(fd, BLKZEROOUT, &range);
+}
+
+int cvb_fallocate(int fd, int mode, uint64_t offset, uint64_t length) {
+    return fallocate(fd, mode, (off_t)offset, (off_t)length);
+}
+
+void cvb_fence_acquire(void) { atomic_thread_fence(memory_order_acquire); }
+void cvb_fence_release(void) { atomic_thread_fence(memory_order_release); }
+void cvb_fence_seq_cst(void) { atomic_thread_fence(memory_order_seq_cst); }
+
+uint16_t cvb_load_acquire_u16(const void *address) {
+    return atomic_load_explicit((const _Atomic uint16_t *)address, memory_order_acquire);
+}
+
+void cvb_store_release_u16(void *address, uint16_t value) {
+    atomic_store_explicit((_Atomic uint16_t *)address, value, memory_order_release);
+}
+
+uint16_t cvb_load_relaxed_u16(const void *address) {
+    return atomic_load_explicit((const _Atomic uint16_t *)address, memory_order_relaxed);
+}

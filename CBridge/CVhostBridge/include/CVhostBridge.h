@@ -1,0 +1,63 @@
+// The thin C bridge: wrappers for what Swift cannot express directly (CMSG macros, variadic
+// ioctl, packed epoll_event, C11 fences on shared memory). Every function returns the raw
+// result of the call and leaves errno alone; all decisions are made in Swift.
+#ifndef CVHOSTBRIDGE_H
+#define CVHOSTBRIDGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+// The glib and libcap-ng headers come through the CGLib and CCapNG system modules.
+
+/// Largest number of descriptors one recvmsg collects. QEMU sends at most 8 per message
+/// (VHOST_MEMORY_BASELINE_NREGIONS); the extra room lets Swift see, and close, a flood.
+#define CVB_MAX_FDS_PER_MESSAGE 32
+
+int cvb_memfd_create(const char *name, unsigned int flags);
+int cvb_memfd_add_seals(int fd, int seals);
+int cvb_eventfd(unsigned int initval, int flags);
+
+int cvb_epoll_create(void);
+int cvb_epoll_ctl(int epfd, int op, int fd, uint32_t events, uint64_t data);
+/// Fills `datas[i]` and `events[i]` for each ready entry; returns the count or -1.
+int cvb_epoll_wait(int epfd, uint64_t *datas, uint32_t *events, int max, int timeout_ms);
+
+/// sendmsg of `len` bytes with `nfds` descriptors as one SCM_RIGHTS control message.
+ssize_t cvb_send_with_fds(int sock, const void *buf, size_t len, const int *fds, int nfds);
+/// recvmsg with MSG_CMSG_CLOEXEC. Every descriptor received is stored in `fds` (room for
+/// CVB_MAX_FDS_PER_MESSAGE), `*nfds` says how many; `*msg_flags` carries msg_flags
+/// (MSG_CTRUNC, MSG_TRUNC) for Swift to judge. `flags` is passed to recvmsg (MSG_DONTWAIT...).
+ssize_t cvb_recv_with_fds(int sock, void *buf, size_t len, int *fds, int *nfds, int *msg_flags, int flags);
+
+/// ioctl(BLKGETSIZE64).
+int cvb_block_device_size(int fd, uint64_t *size);
+/// ioctl(BLKSSZGET).
+int cvb_block_device_logical_sector_size(int fd, int *size);
+/// ioctl(BLKDISCARD) / ioctl(BLKZEROOUT) over [offset, offset+length).
+int cvb_block_device_discard(int fd, uint64_t offset, uint64_t length);
+int cvb_block_device_zeroout(int fd, uint64_t offset, uint64_t length);
+
+int cvb_fallocate(int fd, int mode, uint64_t offset, uint64_t length);
+extern const int CVB_FALLOC_FL_KEEP_SIZE;
+extern const int CVB_FALLOC_FL_PUNCH_HOLE;
+extern const int CVB_FALLOC_FL_ZERO_RANGE;
+extern const int CVB_MFD_CLOEXEC;
+extern const int CVB_MFD_ALLOW_SEALING;
+extern const int CVB_F_SEAL_SHRINK;
+extern const int CVB_F_SEAL_GROW;
+extern const int CVB_F_SEAL_SEAL;
+extern const int CVB_EFD_CLOEXEC;
+extern const int CVB_EFD_NONBLOCK;
+extern const int CVB_MSG_CTRUNC;
+extern const int CVB_MSG_TRUNC;
+
+// Shared-memory ordering for virtqueue rings (C11 atomics; the guest is the other party).
+void cvb_fence_acquire(void);
+void cvb_fence_release(void);
+void cvb_fence_seq_cst(void);
+uint16_t cvb_load_acquire_u16(const void *address);
+void cvb_store_release_u16(void *address, uint16_t value);
+uint16_t cvb_load_relaxed_u16(const void *address);
+
+#endif

@@ -1,0 +1,60 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+// Layers, dependencies pointing down (docs/architecture.md):
+// CVhostBridge (C) → VhostSystem → VhostUserProtocol → VirtioCore → VhostUserBackend → VirtioBlk → executables.
+let package = Package(
+    name: "swift-vhost-user",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "vhost-user-blk", targets: ["vhost-user-blk"]),
+        .library(name: "VhostUserBackend", targets: ["VhostUserBackend"]),
+        .library(name: "VhostUserFrontEnd", targets: ["VhostUserFrontEnd"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+    ],
+    targets: [
+        // System libraries found through pkg-config; the bridge includes their headers.
+        .systemLibrary(name: "CGLib", path: "CBridge/CGLib", pkgConfig: "glib-2.0",
+                       providers: [.apt(["libglib2.0-dev"])]),
+        .systemLibrary(name: "CCapNG", path: "CBridge/CCapNG", pkgConfig: "libcap-ng",
+                       providers: [.apt(["libcap-ng-dev"])]),
+        // The thin C bridge: what Swift cannot call directly. It decides nothing.
+        .target(name: "CVhostBridge", dependencies: ["CGLib", "CCapNG"], path: "CBridge/CVhostBridge"),
+        // Owned fds, mappings, eventfd, epoll, memfd, unix sockets with fd passing.
+        .target(name: "VhostSystem", dependencies: ["CVhostBridge"]),
+        // vhost-user wire format: headers, payloads, validation, reply encoding. No I/O.
+        .target(name: "VhostUserProtocol"),
+        // Guest memory and split virtqueues.
+        .target(name: "VirtioCore", dependencies: ["VhostSystem", "CVhostBridge"]),
+        // Connection, dispatch, queue workers, GLib control plane: the back-end framework.
+        .target(name: "VhostUserBackend", dependencies: [
+            "VhostSystem", "VhostUserProtocol", "VirtioCore", "CVhostBridge",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        // The virtio-blk device.
+        .target(name: "VirtioBlk", dependencies: [
+            "VirtioCore", "VhostUserBackend", "VhostSystem",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        // A front end that plays QEMU and the guest driver (tests, benchmarks).
+        .target(name: "VhostUserFrontEnd", dependencies: ["VhostSystem", "VhostUserProtocol", "VirtioCore"]),
+        .executableTarget(name: "vhost-user-blk", dependencies: [
+            "VirtioBlk", "VhostUserBackend", "VhostSystem",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .testTarget(name: "VhostSystemTests", dependencies: ["VhostSystem"]),
+        .testTarget(name: "VhostUserProtocolTests", dependencies: ["VhostUserProtocol"]),
+        .testTarget(name: "VirtioCoreTests", dependencies: ["VirtioCore", "VhostSystem", "VhostUserFrontEnd"]),
+        .testTarget(name: "VirtioBlkTests", dependencies: ["VirtioBlk", "VirtioCore", "VhostSystem", "VhostUserFrontEnd"]),
+        .testTarget(name: "VhostUserBackendTests", dependencies: [
+            "VhostUserBackend", "VirtioBlk", "VhostUserFrontEnd", "VhostUserProtocol", "VhostSystem",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .testTarget(name: "EndToEndTests", dependencies: ["VhostSystem"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,1 @@
+print("vhost-user-blk: not yet implemented")
