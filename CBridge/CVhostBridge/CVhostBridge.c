@@ -28,6 +28,13 @@ const int CVB_EFD_CLOEXEC = EFD_CLOEXEC;
 const int CVB_EFD_NONBLOCK = EFD_NONBLOCK;
 const int CVB_MSG_CTRUNC = MSG_CTRUNC;
 const int CVB_MSG_TRUNC = MSG_TRUNC;
+const uint32_t CVB_EPOLLIN = EPOLLIN;
+const uint32_t CVB_EPOLLOUT = EPOLLOUT;
+const uint32_t CVB_EPOLLERR = EPOLLERR;
+const uint32_t CVB_EPOLLHUP = EPOLLHUP;
+const int CVB_EPOLL_CTL_ADD = EPOLL_CTL_ADD;
+const int CVB_EPOLL_CTL_MOD = EPOLL_CTL_MOD;
+const int CVB_EPOLL_CTL_DEL = EPOLL_CTL_DEL;
 
 int cvb_memfd_create(const char *name, unsigned int flags) {
     return (int)syscall(SYS_memfd_create, name, flags);
@@ -57,6 +64,9 @@ int cvb_epoll_wait(int epfd, uint64_t *datas, uint32_t *events, int max, int tim
     }
     return count;
 }
+
+int cvb_accept_cloexec(int sock) { return accept4(sock, NULL, NULL, SOCK_CLOEXEC); }
+const int CVB_MSG_DONTWAIT = MSG_DONTWAIT;
 
 ssize_t cvb_send_with_fds(int sock, const void *buf, size_t len, const int *fds, int nfds) {
     struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };

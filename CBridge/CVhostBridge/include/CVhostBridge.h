@@ -23,6 +23,10 @@ int cvb_epoll_ctl(int epfd, int op, int fd, uint32_t events, uint64_t data);
 /// Fills `datas[i]` and `events[i]` for each ready entry; returns the count or -1.
 int cvb_epoll_wait(int epfd, uint64_t *datas, uint32_t *events, int max, int timeout_ms);
 
+/// accept4 with SOCK_CLOEXEC.
+int cvb_accept_cloexec(int sock);
+extern const int CVB_MSG_DONTWAIT;
+
 /// sendmsg of `len` bytes with `nfds` descriptors as one SCM_RIGHTS control message.
 ssize_t cvb_send_with_fds(int sock, const void *buf, size_t len, const int *fds, int nfds);
 /// recvmsg with MSG_CMSG_CLOEXEC. Every descriptor received is stored in `fds` (room for
@@ -51,6 +55,13 @@ extern const int CVB_EFD_CLOEXEC;
 extern const int CVB_EFD_NONBLOCK;
 extern const int CVB_MSG_CTRUNC;
 extern const int CVB_MSG_TRUNC;
+extern const uint32_t CVB_EPOLLIN;
+extern const uint32_t CVB_EPOLLOUT;
+extern const uint32_t CVB_EPOLLERR;
+extern const uint32_t CVB_EPOLLHUP;
+extern const int CVB_EPOLL_CTL_ADD;
+extern const int CVB_EPOLL_CTL_MOD;
+extern const int CVB_EPOLL_CTL_DEL;
 
 // Shared-memory ordering for virtqueue rings (C11 atomics; the guest is the other party).
 void cvb_fence_acquire(void);
