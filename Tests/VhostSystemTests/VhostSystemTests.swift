@@ -1,0 +1,122 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Testing
+@testable import VhostSystem
+
+@Suite("VhostSystem", .serialized)
+struct VhostSystemTests {
+    @Test func memfdPassedOverSocketpairSharesMemory() throws {
+        let (left, right) = try UnixSocket.pair()
+        let memfd = try MemFD.create(name: "test", size: 8192)
+        let local = try MemoryMapping(descriptor: memfd, offset: 0, length: 8192)
+        try left.send([1, 2, 3, 4], descriptors: [memfd.rawValue])
+
+        var buffer = [UInt8](repeating: 0, count: 4)
+        let received = try buffer.withUnsafeMutableBytes { try right.receiveExactly(into: $0) }
+        #expect(buffer == [1, 2, 3, 4])
+        try #require(received.descriptors.count == 1)
+        #expect(received.descriptors[0].rawValue != memfd.rawValue)
+
+        let remote = try MemoryMapping(descriptor: received.descriptors[0], offset: 4096, length: 4096)
+        local.bytes[4096 + 7] = 0xA5
+        #expect(remote.bytes[7] == 0xA5)
+    }
+
+    @Test func receivedDescriptorsAreCloseOnExec() throws {
+        let (left, right) = try UnixSocket.pair()
+        let event = try EventFD()
+        try left.send([0], descriptors: [event.rawValue])
+        var byte: UInt8 = 0
+        let received = try withUnsafeMutableBytes(of: &byte) { try right.receive(into: $0) }
+        let flags = fcntl(received.descriptors[0].rawValue, F_GETFD)
+        #expect(flags & FD_CLOEXEC != 0)
+    }
+
+    @Test func droppingReceivedDescriptorsClosesThem() throws {
+        let (left, right) = try UnixSocket.pair()
+        let memfds = try (0..<8).map { _ in try MemFD.create(name: "leak", size: 4096) }
+        let before = OwnedFileDescriptor.openDescriptorCount()
+        do {
+            try left.send([9], descriptors: memfds.map(\.rawValue))
+            var byte: UInt8 = 0
+            let received = try withUnsafeMutableBytes(of: &byte) { try right.receive(into: $0) }
+            #expect(received.descriptors.count == 8)
+            #expect(OwnedFileDescriptor.openDescriptorCount() == before + 8)
+        }
+        #expect(OwnedFileDescriptor.openDescriptorCount() == before)
+    }
+
+    @Test func peerCloseMidMessageIsReported() throws {
+        var (left, right): (UnixSocket?, UnixSocket) = try UnixSocket.pair()
+        try left?.send([1, 2])
+        left = nil
+        var buffer = [UInt8](repeating: 0, count: 12)
+        #expect(throws: SystemError.self) {
+            _ = try buffer.withUnsafeMutableBytes { try right.receiveExactly(into: $0) }
+        }
+    }
+
+    @Test func receiveTimeoutBoundsAStalledPeer() throws {
+        let (left, right) = try UnixSocket.pair()
+        try right.setReceiveTimeout(milliseconds: 50)
+        try left.send([1])
+        var buffer = [UInt8](repeating: 0, count: 12)
+        #expect(throws: SystemError.self) {
+            _ = try buffer.withUnsafeMutableBytes { try right.receiveExactly(into: $0) }
+        }
+    }
+
+    @Test func eventfdCountsSignalsAndDrainsToNil() throws {
+        let event = try EventFD()
+        #expect(try event.drain() == nil)
+        try event.signal()
+        try event.signal()
+        #expect(try event.drain() == 2)
+        #expect(try event.drain() == nil)
+    }
+
+    @Test func epollReportsTheReadyTokenOnly() throws {
+        let epoll = try Epoll()
+        let first = try EventFD()
+        let second = try EventFD()
+        try epoll.add(first.rawValue, token: 11)
+        try epoll.add(second.rawValue, token: 22)
+        #expect(try epoll.wait(timeoutMilliseconds: 0) == 0)
+        try second.signal()
+        #expect(try epoll.wait(timeoutMilliseconds: 1000) == 1)
+        #expect(epoll.token(at: 0) == 22)
+        #expect(epoll.events(at: 0).contains(.readable))
+        try epoll.remove(second.rawValue)
+        #expect(try epoll.wait(timeoutMilliseconds: 0) == 0)
+    }
+
+    @Test func listenRefusesALiveSocketAndReplacesAStaleOne() throws {
+        let path = "/tmp/vhost-system-test-\(getpid()).sock"
+        defer { unlink(path) }
+        do {
+            let live = try UnixSocket.listen(path: path)
+            #expect(throws: SystemError.self) { _ = try UnixSocket.listen(path: path) }
+            _ = live
+        }
+        // The first listener is gone but its file remains: a stale socket is replaced.
+        let replacement = try UnixSocket.listen(path: path)
+        let client = try UnixSocket.connect(path: path)
+        let accepted = try replacement.accept()
+        #expect(accepted != nil)
+        _ = client
+    }
+
+    @Test func mappingAtAnUnalignedOffsetIsRefused() throws {
+        let memfd = try MemFD.create(name: "size", size: 4096)
+        #expect(try memfd.size() == 4096)
+        #expect(try memfd.isRegularFile())
+        #expect(throws: SystemError.self) { _ = try MemoryMapping(descriptor: memfd, offset: 100, length: 4096) }
+    }
+
+    @Test func sealedMemfdCannotGrow() throws {
+        let memfd = try MemFD.create(name: "sealed", size: 4096, allowSealing: true)
+        try MemFD.sealSize(memfd)
+        #expect(ftruncate(memfd.rawValue, 8192) != 0)
+    }
+}
