@@ -1,1 +1,1 @@
-print("vhost-user-blk: not yet implemented")
+VhostUserBlkCommand.main()

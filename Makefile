@@ -1,0 +1,42 @@
+# The two commands of the README:
+#   make demo   builds the daemon and a guest, boots the guest on a temporary image, shows I/O working
+#   make test   installs what is missing, builds the guest image, runs every test (unit + QEMU guests)
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+
+APT_PACKAGES := pkg-config libglib2.0-dev libcap-ng-dev qemu-system-x86 qemu-utils cpio busybox-static gcc libc6-dev
+SWIFT_TEST_FLAGS ?=
+
+.PHONY: setup guest build release demo test unit-test clean
+
+setup:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  apt-get update -qq; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+guest: setup
+	./vm-images/build-guest.sh
+
+build: setup
+	swift build
+
+release: setup
+	swift build -c release --product vhost-user-blk
+
+demo: release guest
+	./vm-images/demo.sh
+
+# Unit and integration tests first, then the QEMU guest tests (they need the daemon binary).
+test: build guest
+	swift build --build-tests
+	VHOST_USER_BLK_BIN="$$(swift build --show-bin-path)/vhost-user-blk" \
+	  swift test --skip-build $(SWIFT_TEST_FLAGS)
+
+unit-test: build
+	swift test --skip EndToEndTests $(SWIFT_TEST_FLAGS)
+
+clean:
+	rm -rf .build vm-images/out

@@ -1,0 +1,136 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CGLib
+import Logging
+import VhostSystem
+
+/// The daemon's control plane: a GLib main loop that accepts front ends on the listening socket,
+/// serves one connection at a time, and stops cleanly on SIGINT / SIGTERM (g_unix_signal_add).
+/// It never touches the data path; queue workers run on their own threads.
+public final class ControlPlane {
+    private let listener: UnixSocket
+    private let socketPath: String?
+    private let device: any VhostUserDevice
+    private let logger: Logger
+    private let loop: OpaquePointer
+    private var listenerSource: guint = 0
+    private var connectionSource: guint = 0
+    private var signalSources: [guint] = []
+    private var connection: VhostUserConnection?
+    /// Connections served so far (for logs and tests).
+    public private(set) var connectionsServed = 0
+
+    /// - Parameters:
+    ///   - listener: a bound, listening socket (from --socket-path or inherited with --fd).
+    ///   - socketPath: the file to remove on exit, if we created it.
+    public init(listener: UnixSocket, socketPath: String?, device: any VhostUserDevice, logger: Logger) {
+        self.listener = listener
+        self.socketPath = socketPath
+        self.device = device
+        self.logger = logger
+        loop = g_main_loop_new(nil, 0)
+    }
+
+    deinit {
+        g_main_loop_unref(loop)
+    }
+
+    /// Runs until SIGINT or SIGTERM, then closes the connection (stopping its workers) and
+    /// removes the socket file.
+    public func run() {
+        let context = Unmanaged.passUnretained(self).toOpaque()
+        for signal in [SIGINT, SIGTERM] {
+            signalSources.append(g_unix_signal_add(signal, { data in
+                guard let data else { return 0 }
+                let plane = Unmanaged<ControlPlane>.fromOpaque(data).takeUnretainedValue()
+                plane.logger.notice("signal received, shutting down")
+                g_main_loop_quit(plane.loop)
+                return 0  // G_SOURCE_REMOVE
+            }, context))
+        }
+        watchListener()
+        logger.notice("waiting for a front end", metadata: socketPath.map { ["socket": "\($0)"] } ?? [:])
+        g_main_loop_run(loop)
+        for source in signalSources { g_source_remove(source) }
+        signalSources = []
+        closeConnection(reason: "daemon stopping")
+        if listenerSource != 0 { g_source_remove(listenerSource) }
+        listenerSource = 0
+        if let socketPath { unlink(socketPath) }
+    }
+
+    /// Stops the loop from another thread (tests).
+    public func stop() {
+        g_main_loop_quit(loop)
+    }
+
+    private func watchListener() {
+        let context = Unmanaged.passUnretained(self).toOpaque()
+        listenerSource = g_unix_fd_add(listener.rawValue, G_IO_IN, { _, _, data in
+            guard let data else { return 0 }
+            let plane = Unmanaged<ControlPlane>.fromOpaque(data).takeUnretainedValue()
+            return plane.acceptConnection() ? 1 : 0
+        }, context)
+    }
+
+    /// - Returns: whether to keep watching the listener (false while a connection is served).
+    private func acceptConnection() -> Bool {
+        let accepted: UnixSocket?
+        do {
+            accepted = try listener.accept()
+        } catch {
+            logger.error("accept failed", metadata: ["error": "\(error)"])
+            return true
+        }
+        guard let accepted else { return true }
+        do {
+            // A front end that stalls mid-message must not wedge the control plane.
+            try accepted.setReceiveTimeout(milliseconds: 5_000)
+        } catch {
+            logger.error("cannot set up the connection", metadata: ["error": "\(error)"])
+            return true
+        }
+        connectionsServed += 1
+        var connectionLogger = logger
+        connectionLogger[metadataKey: "connection"] = "\(connectionsServed)"
+        connectionLogger.notice("front end connected")
+        device.reset()
+        connection = VhostUserConnection(socket: accepted, device: device, logger: connectionLogger)
+        let context = Unmanaged.passUnretained(self).toOpaque()
+        let condition = GIOCondition(G_IO_IN.rawValue | G_IO_HUP.rawValue | G_IO_ERR.rawValue)
+        connectionSource = g_unix_fd_add(accepted.rawValue, condition, { _, _, data in
+            guard let data else { return 0 }
+            let plane = Unmanaged<ControlPlane>.fromOpaque(data).takeUnretainedValue()
+            return plane.serveConnection() ? 1 : 0
+        }, context)
+        // Further front ends wait in the backlog until this one goes away.
+        listenerSource = 0
+        return false
+    }
+
+    /// Handles one message. - Returns: whether to keep watching the connection.
+    private func serveConnection() -> Bool {
+        guard let connection else { return false }
+        switch connection.serveOneMessage() {
+        case .keepServing:
+            return true
+        case .closed(let reason):
+            connectionSource = 0
+            closeConnection(reason: reason)
+            watchListener()
+            return false
+        }
+    }
+
+    private func closeConnection(reason: String) {
+        guard let connection else { return }
+        if connectionSource != 0 {
+            g_source_remove(connectionSource)
+            connectionSource = 0
+        }
+        connection.close()
+        self.connection = nil
+        logger.notice("front end disconnected", metadata: ["reason": "\(reason)"])
+    }
+}

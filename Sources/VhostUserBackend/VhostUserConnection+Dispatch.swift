@@ -1,0 +1,39 @@
+import VhostSystem
+import VhostUserProtocol
+
+extension VhostUserConnection {
+    /// The one dispatch: every validated message maps to one handler. Returns the reply body for
+    /// requests that have one; `nil` means "ack if asked" (see the reply policy in `send`).
+    func dispatch(_ message: FrontEndMessage, descriptors: [OwnedFileDescriptor]) throws(BackendError) -> [UInt8]? {
+        switch message {
+        case .getFeatures: return ReplyEncoder.u64(offeredFeatures.rawValue, to: .getFeatures)
+        case .setFeatures(let features): try setFeatures(features); return nil
+        case .setOwner: ownerSet = true; return nil
+        case .resetOwner: try resetDevice(); return nil
+        case .getProtocolFeatures: return ReplyEncoder.u64(Self.offeredProtocolFeatures.rawValue, to: .getProtocolFeatures)
+        case .setProtocolFeatures(let features): try setProtocolFeatures(features); return nil
+        case .getQueueNum: return ReplyEncoder.u64(UInt64(vrings.count), to: .getQueueNum)
+        case .getMaxMemSlots: return ReplyEncoder.u64(UInt64(Self.maximumMemorySlots), to: .getMaxMemSlots)
+        case .setMemTable(let table): try setMemoryTable(table, descriptors: descriptors); return nil
+        case .addMemReg(let region): try addMemoryRegion(region, descriptors: descriptors); return nil
+        case .remMemReg(let region): try removeMemoryRegion(region); return nil
+        case .setVringNum(let state): try setVringNumber(state); return nil
+        case .setVringAddr(let address): try setVringAddress(address); return nil
+        case .setVringBase(let state): try setVringBase(state); return nil
+        case .getVringBase(let state): return try getVringBase(state)
+        case .setVringKick(let file): try setVringKick(file, descriptors: descriptors); return nil
+        case .setVringCall(let file): try setVringCall(file, descriptors: descriptors); return nil
+        case .setVringErr(let file): try setVringError(file, descriptors: descriptors); return nil
+        case .setVringEnable(let state): try setVringEnable(state); return nil
+        case .getConfig(let access): return try getConfiguration(access)
+        case .setConfig(let access): try setConfiguration(access); return nil
+        case .resetDevice: try resetDevice(); return nil
+        case .setLogBase, .setLogFd, .sendRarp, .netSetMtu, .setBackendReqFd, .iotlbMsg, .setVringEndian,
+             .createCryptoSession, .closeCryptoSession, .postcopyAdvise, .postcopyListen, .postcopyEnd,
+             .getInflightFd, .setInflightFd, .gpuSetSocket, .vringKick, .setStatus, .getStatus,
+             .getSharedObject, .setDeviceStateFd, .checkDeviceState, .getShmemConfig:
+            // None of these is offered; the decoder's feature gates normally refuse them first.
+            throw .unsupportedRequest(message.request)
+        }
+    }
+}

@@ -1,0 +1,48 @@
+import VhostUserProtocol
+
+extension VhostUserConnection {
+    func setFeatures(_ features: VirtioFeatures) throws(BackendError) {
+        let unknown = features.subtracting(offeredFeatures)
+        guard unknown.isEmpty else {
+            throw .invalidState(request: .setFeatures, reason: "features \(unknown) were never offered")
+        }
+        // QEMU re-sends SET_FEATURES while rings run (e.g. to toggle dirty logging); ring
+        // features such as EVENT_IDX cannot change under a running ring.
+        if vrings.contains(where: \.started) {
+            let ringBits: VirtioFeatures = [.eventIndex, .indirectDescriptors, .version1, .ringPacked]
+            guard features.intersection(ringBits) == negotiatedFeatures.intersection(ringBits) else {
+                throw .invalidState(request: .setFeatures, reason: "ring features changed while rings run")
+            }
+        }
+        negotiatedFeatures = features
+        featuresNegotiated = true
+        // Without PROTOCOL_FEATURES no SET_VRING_ENABLE will come: rings are enabled at once.
+        if !features.contains(.protocolFeatures) {
+            for index in vrings.indices where !vrings[index].enabled {
+                vrings[index].enabled = true
+                workers[index]?.mailbox.post(.setEnabled(true))
+            }
+        }
+    }
+
+    func setProtocolFeatures(_ features: ProtocolFeatures) throws(BackendError) {
+        let unknown = features.subtracting(Self.offeredProtocolFeatures)
+        guard unknown.isEmpty else {
+            throw .invalidState(request: .setProtocolFeatures, reason: "protocol features \(unknown) were never offered")
+        }
+        negotiatedProtocolFeatures = features
+    }
+
+    /// RESET_DEVICE (and the deprecated RESET_OWNER): every ring stopped and disabled, features
+    /// forgotten, device state back to power-on. The memory table and protocol features stay, as
+    /// the front end does not send them again.
+    func resetDevice() throws(BackendError) {
+        for index in vrings.indices {
+            if vrings[index].started { _ = try stopRing(index) }
+        }
+        vrings = Array(repeating: VringSetup(), count: vrings.count)
+        negotiatedFeatures = []
+        featuresNegotiated = false
+        device.reset()
+    }
+}

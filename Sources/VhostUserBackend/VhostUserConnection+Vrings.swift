@@ -1,0 +1,118 @@
+import VhostSystem
+import VhostUserProtocol
+import VirtioCore
+
+extension VhostUserConnection {
+    func setVringNumber(_ state: VringState) throws(BackendError) {
+        let index = Int(state.index)
+        let size = Int(state.num)
+        guard size > 0, size & (size - 1) == 0, size <= device.maximumQueueSize else {
+            throw .invalidState(request: .setVringNum,
+                                reason: "queue size \(size) is not a power of two in 1...\(device.maximumQueueSize)")
+        }
+        guard !vrings[index].started else {
+            throw .invalidState(request: .setVringNum, reason: "ring \(index) is running")
+        }
+        vrings[index].size = size
+    }
+
+    func setVringAddress(_ address: VringAddress) throws(BackendError) {
+        let index = Int(address.index)
+        guard !vrings[index].started else {
+            // QEMU sends it to a running ring only to toggle dirty logging, which we do not offer.
+            throw .invalidState(request: .setVringAddr, reason: "ring \(index) is running")
+        }
+        vrings[index].descriptorTable = FrontEndVirtualAddress(rawValue: address.descriptorTable)
+        vrings[index].availableRing = FrontEndVirtualAddress(rawValue: address.availableRing)
+        vrings[index].usedRing = FrontEndVirtualAddress(rawValue: address.usedRing)
+    }
+
+    func setVringBase(_ state: VringState) throws(BackendError) {
+        let index = Int(state.index)
+        guard !vrings[index].started else {
+            throw .invalidState(request: .setVringBase, reason: "ring \(index) is running")
+        }
+        guard let base = UInt16(exactly: state.num) else {
+            throw .invalidState(request: .setVringBase, reason: "base \(state.num) does not fit a split ring's 16-bit index")
+        }
+        vrings[index].nextAvailableIndex = base
+    }
+
+    /// GET_VRING_BASE stops the ring and answers the next available index to process.
+    func getVringBase(_ state: VringState) throws(BackendError) -> [UInt8] {
+        let index = Int(state.index)
+        let base = vrings[index].started ? try stopRing(index) : vrings[index].nextAvailableIndex
+        vrings[index].nextAvailableIndex = base
+        return ReplyEncoder.vringState(VringState(index: state.index, num: UInt32(base)), to: .getVringBase)
+    }
+
+    /// SET_VRING_KICK gives the ring its kick eventfd and starts it.
+    func setVringKick(_ file: VringFileIndex, descriptors: [OwnedFileDescriptor]) throws(BackendError) {
+        let index = Int(file.index)
+        guard file.hasFileDescriptor, let descriptor = descriptors.first else {
+            throw .invalidValue(request: .setVringKick, reason: "polling rings without a kick eventfd is not supported")
+        }
+        if vrings[index].started { _ = try stopRing(index) }
+        vrings[index].kick = EventFD(adopting: descriptor)
+        try startRing(index)
+    }
+
+    func setVringCall(_ file: VringFileIndex, descriptors: [OwnedFileDescriptor]) throws(BackendError) {
+        let index = Int(file.index)
+        let eventfd = file.hasFileDescriptor ? descriptors.first.map(EventFD.init(adopting:)) : nil
+        vrings[index].call = eventfd
+        workers[index]?.mailbox.post(.setCall(eventfd))
+    }
+
+    func setVringError(_ file: VringFileIndex, descriptors: [OwnedFileDescriptor]) throws(BackendError) {
+        let index = Int(file.index)
+        let eventfd = file.hasFileDescriptor ? descriptors.first.map(EventFD.init(adopting:)) : nil
+        vrings[index].error = eventfd
+        workers[index]?.mailbox.post(.setError(eventfd))
+    }
+
+    func setVringEnable(_ state: VringState) throws(BackendError) {
+        let index = Int(state.index)
+        guard state.num <= 1 else {
+            throw .invalidValue(request: .setVringEnable, reason: "enable value \(state.num) is neither 0 nor 1")
+        }
+        vrings[index].enabled = state.num == 1
+        workers[index]?.mailbox.post(.setEnabled(state.num == 1))
+    }
+
+    private func startRing(_ index: Int) throws(BackendError) {
+        let setup = vrings[index]
+        guard let size = setup.size, let descriptorTable = setup.descriptorTable,
+              let availableRing = setup.availableRing, let usedRing = setup.usedRing, let kick = setup.kick
+        else {
+            throw .invalidState(request: .setVringKick, reason: "ring \(index) is started before its size and addresses are set")
+        }
+        let worker: QueueWorker
+        if let existing = workers[index] {
+            worker = existing
+        } else {
+            worker = try QueueWorker(queueIndex: index, device: device, memory: memory, logger: logger)
+            try worker.launch()
+            workers[index] = worker
+        }
+        worker.mailbox.post(.start(RingStartConfiguration(
+            size: size, descriptorTable: descriptorTable, availableRing: availableRing, usedRing: usedRing,
+            nextAvailableIndex: setup.nextAvailableIndex, features: negotiatedFeatures, kick: kick,
+            call: setup.call, error: setup.error, enabled: setup.enabled, memory: memory)))
+        vrings[index].started = true
+    }
+
+    /// Stops a running ring and waits for its worker to finish the requests it took.
+    /// - Returns: the next available index to process.
+    func stopRing(_ index: Int) throws(BackendError) -> UInt16 {
+        vrings[index].started = false
+        vrings[index].kick = nil
+        guard let worker = workers[index] else { return vrings[index].nextAvailableIndex }
+        let completion = CommandCompletion()
+        worker.mailbox.post(.stop(completion))
+        guard let base = completion.wait(milliseconds: Self.workerTimeoutMilliseconds) else {
+            throw .workerUnresponsive(queue: index)
+        }
+        return UInt16(truncatingIfNeeded: base)
+    }
+}

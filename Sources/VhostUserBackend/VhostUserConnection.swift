@@ -1,0 +1,172 @@
+import Logging
+import VhostSystem
+import VhostUserProtocol
+import VirtioCore
+
+/// One front end's session: reads messages from the socket, validates them in one place
+/// (`MessageDecoder`), dispatches them, replies, and owns the memory table, the rings' set-up and
+/// the queue workers.
+final class VhostUserConnection {
+    enum Outcome {
+        case keepServing
+        case closed(reason: String)
+    }
+
+    /// Slots offered with CONFIGURE_MEM_SLOTS: QEMU 7.2's own limit (VHOST_USER_MAX_RAM_SLOTS).
+    static let maximumMemorySlots: UInt32 = 509
+    /// How long the control plane waits for a worker to stop or swap memory tables.
+    static let workerTimeoutMilliseconds = 30_000
+
+    /// Protocol features this back end offers. Not STATUS (QEMU 7.2 sends SET_STATUS 0 before
+    /// GET_VRING_BASE) nor INBAND_NOTIFICATIONS (QEMU implements none): see docs/protocol.md.
+    static let offeredProtocolFeatures: ProtocolFeatures = [
+        .multiQueue, .replyAck, .config, .configureMemSlots, .resetDevice,
+    ]
+
+    let socket: UnixSocket
+    let device: any VhostUserDevice
+    let logger: Logger
+    let offeredFeatures: VirtioFeatures
+
+    var ownerSet = false
+    var negotiatedFeatures: VirtioFeatures = []
+    var featuresNegotiated = false
+    var negotiatedProtocolFeatures: ProtocolFeatures = []
+    var memory: GuestMemory
+    var vrings: [VringSetup]
+    var workers: [QueueWorker?]
+
+    private let payloadBuffer: UnsafeMutableRawBufferPointer
+
+    init(socket: UnixSocket, device: any VhostUserDevice, logger: Logger) {
+        self.socket = socket
+        self.device = device
+        self.logger = logger
+        offeredFeatures = device.features.union(.protocolFeatures)
+        memory = GuestMemory.empty
+        vrings = Array(repeating: VringSetup(), count: device.numberOfQueues)
+        workers = Array(repeating: nil, count: device.numberOfQueues)
+        payloadBuffer = .allocate(byteCount: Int(MessageHeader.maximumPayloadSize), alignment: 8)
+    }
+
+    deinit {
+        payloadBuffer.deallocate()
+    }
+
+    var decodingContext: DecodingContext {
+        DecodingContext(
+            queueCount: UInt32(vrings.count),
+            maximumMemorySlots: Self.maximumMemorySlots,
+            offeredFeatures: offeredFeatures,
+            negotiatedProtocolFeatures: negotiatedProtocolFeatures,
+            protocolFeaturesEnabled: true,
+            negotiatedFeatures: negotiatedFeatures)
+    }
+
+    /// Reads, validates, handles and answers one message.
+    func serveOneMessage() -> Outcome {
+        var headerBytes = (UInt64(0), UInt32(0))
+        let header: MessageHeader
+        var descriptors: [OwnedFileDescriptor]
+        do {
+            let received = try withUnsafeMutableBytes(of: &headerBytes) { raw throws(SystemError) in
+                try socket.receive(into: UnsafeMutableRawBufferPointer(rebasing: raw[0..<MessageHeader.byteCount]))
+            }
+            if received.byteCount == 0 { return .closed(reason: "front end closed the connection") }
+            descriptors = received.descriptors
+            var truncated = received.controlTruncated
+            if received.byteCount < MessageHeader.byteCount {
+                let rest = try withUnsafeMutableBytes(of: &headerBytes) { raw throws(SystemError) in
+                    try socket.receiveExactly(into: UnsafeMutableRawBufferPointer(
+                        rebasing: raw[received.byteCount..<MessageHeader.byteCount]))
+                }
+                descriptors += rest.descriptors
+                truncated = truncated || rest.controlTruncated
+            }
+            header = try withUnsafeBytes(of: &headerBytes) { raw throws(ProtocolError) in
+                try MessageHeader(parsing: UnsafeRawBufferPointer(rebasing: raw[0..<MessageHeader.byteCount]))
+            }
+            let payloadSize = Int(header.size)
+            if payloadSize > 0 {
+                let rest = try socket.receiveExactly(into: UnsafeMutableRawBufferPointer(rebasing: payloadBuffer[0..<payloadSize]))
+                descriptors += rest.descriptors
+                truncated = truncated || rest.controlTruncated
+            }
+            if truncated { return close(after: .descriptorsTruncated) }
+        } catch let error as SystemError {
+            return .closed(reason: "\(BackendError.connection(error))")
+        } catch let error as ProtocolError {
+            return close(after: .malformedMessage(error))
+        } catch {
+            return .closed(reason: "\(error)")
+        }
+
+        let message: FrontEndMessage
+        do {
+            message = try MessageDecoder.decode(
+                header: header, payload: UnsafeRawBufferPointer(rebasing: payloadBuffer[0..<Int(header.size)]),
+                fileDescriptorCount: descriptors.count, context: decodingContext)
+        } catch {
+            return close(after: .malformedMessage(error))
+        }
+        let request = VhostUserRequest(rawValue: header.request) ?? .getFeatures
+        let needReply = header.flags.contains(.needReply)
+        logger.debug("message", metadata: ["request": "\(request)", "fds": "\(descriptors.count)"])
+
+        do {
+            let reply = try dispatch(message, descriptors: descriptors)
+            try send(reply, to: request, needReply: needReply, succeeded: true)
+            return .keepServing
+        } catch let error as BackendError {
+            switch error.consequence {
+            case .refuseRequest:
+                logger.warning("request refused", metadata: ["request": "\(request)", "error": "\(error)"])
+                do {
+                    try send(nil, to: request, needReply: needReply, succeeded: false)
+                } catch {
+                    return .closed(reason: "\(error)")
+                }
+                return .keepServing
+            case .closeConnection:
+                return close(after: error)
+            }
+        } catch {
+            return .closed(reason: "\(error)")
+        }
+    }
+
+    /// The one reply policy: a request with a reply body always gets it (and no extra ack); any
+    /// other request gets a u64 ack (0 success, 1 failure) iff NEED_REPLY was set and REPLY_ACK
+    /// negotiated.
+    private func send(_ reply: [UInt8]?, to request: VhostUserRequest, needReply: Bool, succeeded: Bool) throws(BackendError) {
+        var bytes: [UInt8]
+        if let reply {
+            bytes = reply
+        } else if needReply && negotiatedProtocolFeatures.contains(.replyAck) {
+            bytes = ReplyEncoder.u64(succeeded ? 0 : 1, to: request)
+        } else {
+            return
+        }
+        do {
+            try socket.send(bytes)
+        } catch {
+            throw .connection(error)
+        }
+    }
+
+    private func close(after error: BackendError) -> Outcome {
+        logger.error("closing the connection", metadata: ["error": "\(error)"])
+        return .closed(reason: "\(error)")
+    }
+
+    /// Stops every worker and drops the memory table and the rings' descriptors.
+    func close() {
+        for worker in workers {
+            worker?.shutdown()
+        }
+        workers = Array(repeating: nil, count: workers.count)
+        vrings = Array(repeating: VringSetup(), count: vrings.count)
+        memory = GuestMemory.empty
+        socket.shutdown()
+    }
+}

@@ -1,0 +1,33 @@
+import VhostSystem
+import VhostUserProtocol
+import VirtioCore
+
+/// Everything a worker needs to start processing a ring, collected by the control plane from
+/// SET_VRING_NUM / ADDR / BASE / KICK / CALL / ERR / ENABLE.
+struct RingStartConfiguration: Sendable {
+    var size: Int
+    var descriptorTable: FrontEndVirtualAddress
+    var availableRing: FrontEndVirtualAddress
+    var usedRing: FrontEndVirtualAddress
+    var nextAvailableIndex: UInt16
+    var features: VirtioFeatures
+    var kick: EventFD
+    var call: EventFD?
+    var error: EventFD?
+    var enabled: Bool
+    var memory: GuestMemory
+}
+
+/// A message from the control plane to a queue worker. Commands are rare (ring set-up and
+/// tear-down, memory table changes), so the mailbox behind them may lock; the data path never does.
+enum WorkerCommand: Sendable {
+    case start(RingStartConfiguration)
+    /// Stops the ring; the completion receives the next available index to process.
+    case stop(CommandCompletion)
+    case setCall(EventFD?)
+    case setError(EventFD?)
+    case setEnabled(Bool)
+    /// Replaces the memory table; completes once the worker no longer uses the old one.
+    case setMemory(GuestMemory, CommandCompletion)
+    case exit
+}

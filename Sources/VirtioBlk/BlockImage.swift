@@ -1,0 +1,139 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CVhostBridge
+import VhostSystem
+
+/// The disk behind the device: a regular file or a block device, opened once.
+///
+/// Every method is safe to call from several queue workers at once (positioned I/O only).
+public final class BlockImage: Sendable {
+    public static let sectorSize: UInt64 = 512
+
+    public let path: String
+    public let descriptor: OwnedFileDescriptor
+    public let size: UInt64
+    public let readOnly: Bool
+    public let isBlockDevice: Bool
+
+    public init(path: String, readOnly: Bool) throws(BlockImageError) {
+        self.path = path
+        self.readOnly = readOnly
+        do {
+            descriptor = try OwnedFileDescriptor.open(path, flags: readOnly ? O_RDONLY : O_RDWR)
+        } catch {
+            throw .cannotOpen(path: path, error)
+        }
+        do {
+            isBlockDevice = try descriptor.isBlockDevice()
+            if isBlockDevice {
+                var bytes: UInt64 = 0
+                if cvb_block_device_size(descriptor.rawValue, &bytes) != 0 {
+                    throw SystemError(call: "ioctl(BLKGETSIZE64)", errno: errno)
+                }
+                size = bytes
+            } else if try descriptor.isRegularFile() {
+                size = try descriptor.size()
+            } else {
+                throw BlockImageError.notAFileOrBlockDevice(path: path)
+            }
+        } catch let error as BlockImageError {
+            throw error
+        } catch let error as SystemError {
+            throw .system(error)
+        } catch {
+            throw .notAFileOrBlockDevice(path: path)
+        }
+        guard size > 0 else { throw .empty(path: path) }
+        guard size % Self.sectorSize == 0 else { throw .sizeNotMultipleOfSectorSize(path: path, size: size) }
+    }
+
+    public var sectorCount: UInt64 { size / Self.sectorSize }
+
+    /// preadv at `offset`, retried until the iovecs are full; a short read past the end of a
+    /// regular file (cannot happen within `size`) is reported as EIO.
+    @inline(__always)
+    public func read(_ vectors: UnsafeMutablePointer<iovec>, count: Int, byteCount: Int, offset: UInt64) -> Int32 {
+        transfer(vectors, count: count, byteCount: byteCount, offset: offset, write: false)
+    }
+
+    @inline(__always)
+    public func write(_ vectors: UnsafeMutablePointer<iovec>, count: Int, byteCount: Int, offset: UInt64) -> Int32 {
+        transfer(vectors, count: count, byteCount: byteCount, offset: offset, write: true)
+    }
+
+    /// fdatasync: data written so far reaches stable storage. Returns 0 or an errno.
+    public func flush() -> Int32 {
+        while fdatasync(descriptor.rawValue) != 0 {
+            if errno != EINTR { return errno }
+        }
+        return 0
+    }
+
+    /// Deallocates a range (punch hole / BLKDISCARD). Returns 0 or an errno.
+    public func discard(offset: UInt64, length: UInt64) -> Int32 {
+        let result = isBlockDevice
+            ? cvb_block_device_discard(descriptor.rawValue, offset, length)
+            : cvb_fallocate(descriptor.rawValue, CVB_FALLOC_FL_PUNCH_HOLE | CVB_FALLOC_FL_KEEP_SIZE, offset, length)
+        return result == 0 ? 0 : errno
+    }
+
+    /// Makes a range read back as zeroes, deallocating it when `unmap` allows. Falls back to writing
+    /// zeroes from `zeroes` when the file system supports neither hole punching nor zero ranges.
+    public func writeZeroes(offset: UInt64, length: UInt64, unmap: Bool, zeroes: UnsafeRawBufferPointer) -> Int32 {
+        if isBlockDevice {
+            if cvb_block_device_zeroout(descriptor.rawValue, offset, length) == 0 { return 0 }
+        } else {
+            let mode = unmap
+                ? CVB_FALLOC_FL_PUNCH_HOLE | CVB_FALLOC_FL_KEEP_SIZE
+                : CVB_FALLOC_FL_ZERO_RANGE | CVB_FALLOC_FL_KEEP_SIZE
+            if cvb_fallocate(descriptor.rawValue, mode, offset, length) == 0 { return 0 }
+            if unmap, cvb_fallocate(descriptor.rawValue, CVB_FALLOC_FL_ZERO_RANGE | CVB_FALLOC_FL_KEEP_SIZE, offset, length) == 0 {
+                return 0
+            }
+        }
+        var position = offset
+        var remaining = length
+        while remaining > 0 {
+            let chunk = Int(min(remaining, UInt64(zeroes.count)))
+            let written = pwrite(descriptor.rawValue, zeroes.baseAddress, chunk, off_t(bitPattern: position))
+            if written < 0 {
+                if errno == EINTR { continue }
+                return errno
+            }
+            if written == 0 { return EIO }
+            position += UInt64(written)
+            remaining -= UInt64(written)
+        }
+        return 0
+    }
+
+    private func transfer(_ vectors: UnsafeMutablePointer<iovec>, count: Int, byteCount: Int, offset: UInt64, write: Bool) -> Int32 {
+        var done = 0
+        var first = 0
+        var position = offset
+        while done < byteCount {
+            let result = write
+                ? pwritev(descriptor.rawValue, vectors + first, Int32(count - first), off_t(bitPattern: position))
+                : preadv(descriptor.rawValue, vectors + first, Int32(count - first), off_t(bitPattern: position))
+            if result < 0 {
+                if errno == EINTR { continue }
+                return errno
+            }
+            if result == 0 { return EIO }
+            done += result
+            position += UInt64(result)
+            // Skip the iovecs that are complete and trim the partly done one (short transfer).
+            var advance = result
+            while first < count && advance >= vectors[first].iov_len {
+                advance -= vectors[first].iov_len
+                first += 1
+            }
+            if first < count && advance > 0 {
+                vectors[first].iov_base = vectors[first].iov_base.map { $0 + advance }
+                vectors[first].iov_len -= advance
+            }
+        }
+        return 0
+    }
+}

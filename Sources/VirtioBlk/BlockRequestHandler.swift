@@ -1,0 +1,165 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Logging
+import VhostUserBackend
+import VirtioCore
+
+/// Serves the virtio-blk requests of one queue, on that queue's worker thread.
+///
+/// Data moves between the image and guest memory with preadv / pwritev straight into the
+/// chain's segments: no copy, and no allocation per request (the iovec array and the zero buffer
+/// are allocated once per queue).
+final class BlockRequestHandler: VirtqueueRequestHandler {
+    private let device: VirtioBlkDevice
+    private let image: BlockImage
+    private let queueIndex: Int
+    private let vectors: UnsafeMutablePointer<iovec>
+    private let vectorCapacity: Int
+    private let zeroes: UnsafeMutableRawBufferPointer
+    private var statistics = BlockRequestStatistics()
+
+    init(device: VirtioBlkDevice, queueIndex: Int, maximumSegments: Int) {
+        self.device = device
+        image = device.image
+        self.queueIndex = queueIndex
+        // A chain has at most queue-size descriptors and each may span a few memory regions.
+        vectorCapacity = max(maximumSegments, 16) * 4
+        vectors = .allocate(capacity: vectorCapacity)
+        zeroes = .allocate(byteCount: 64 * 1024, alignment: 4096)
+        zeroes.initializeMemory(as: UInt8.self, repeating: 0)
+    }
+
+    deinit {
+        vectors.deallocate()
+        zeroes.deallocate()
+        device.logger.info("queue statistics", metadata: [
+            "queue": "\(queueIndex)", "read": "\(statistics.reads)", "write": "\(statistics.writes)",
+            "flush": "\(statistics.flushes)", "get-id": "\(statistics.identifiers)",
+            "discard": "\(statistics.discards)", "write-zeroes": "\(statistics.writeZeroes)",
+            "unsupported": "\(statistics.unsupported)", "errors": "\(statistics.errors)",
+            "malformed": "\(statistics.malformed)",
+        ])
+    }
+
+    func handle(_ chain: DescriptorChain) -> UInt32 {
+        // The status byte is the last device-writable byte; without it nothing can be reported.
+        guard chain.writableByteCount >= 1 else {
+            statistics.malformed += 1
+            return 0
+        }
+        let statusOffset = chain.writableByteCount - 1
+        var headerBytes = (UInt64(0), UInt64(0))
+        let copied = withUnsafeMutableBytes(of: &headerBytes) { chain.copyReadable(from: 0, into: $0) }
+        guard copied else {
+            return finish(chain, status: .ioError, statusOffset: statusOffset, dataWritten: 0)
+        }
+        let header = withUnsafeBytes(of: &headerBytes) { BlockRequestHeader(copiedBytes: $0) }
+        let status: BlockRequestStatus
+        var dataWritten = 0
+        switch header.type {
+        case .read:
+            statistics.reads += 1
+            status = read(chain, sector: header.sector, length: statusOffset)
+            if status == .ok { dataWritten = statusOffset }
+        case .write:
+            statistics.writes += 1
+            status = write(chain, sector: header.sector, length: chain.readableByteCount - BlockRequestHeader.byteCount)
+        case .flush:
+            statistics.flushes += 1
+            status = image.flush() == 0 ? .ok : .ioError
+        case .getIdentifier:
+            statistics.identifiers += 1
+            (status, dataWritten) = identify(chain, room: statusOffset)
+        case .discard:
+            statistics.discards += 1
+            status = discardOrZero(chain, zeroing: false)
+        case .writeZeroes:
+            statistics.writeZeroes += 1
+            status = discardOrZero(chain, zeroing: true)
+        case nil:
+            statistics.unsupported += 1
+            status = .unsupported
+        }
+        return finish(chain, status: status, statusOffset: statusOffset, dataWritten: dataWritten)
+    }
+
+    private func finish(_ chain: DescriptorChain, status: BlockRequestStatus, statusOffset: Int, dataWritten: Int) -> UInt32 {
+        if status == .ioError { statistics.errors += 1 }
+        var byte = status.rawValue
+        _ = withUnsafeBytes(of: &byte) { chain.copyToWritable(from: $0, at: statusOffset) }
+        return UInt32(clamping: dataWritten + 1)
+    }
+
+    /// The byte offset of a transfer of `length` bytes at `sector`, if it lies inside the disk.
+    private func byteOffset(sector: UInt64, length: Int) -> UInt64? {
+        guard length % Int(BlockImage.sectorSize) == 0, length >= 0 else { return nil }
+        let sectors = UInt64(length) / BlockImage.sectorSize
+        guard sector <= image.sectorCount, image.sectorCount - sector >= sectors else { return nil }
+        return sector * BlockImage.sectorSize
+    }
+
+    private func read(_ chain: DescriptorChain, sector: UInt64, length: Int) -> BlockRequestStatus {
+        guard length > 0, let offset = byteOffset(sector: sector, length: length),
+              let count = chain.writableVectors(from: 0, length: length, into: vectors, capacity: vectorCapacity)
+        else { return .ioError }
+        return image.read(vectors, count: count, byteCount: length, offset: offset) == 0 ? .ok : .ioError
+    }
+
+    private func write(_ chain: DescriptorChain, sector: UInt64, length: Int) -> BlockRequestStatus {
+        guard !image.readOnly else { return .ioError }
+        guard length > 0, let offset = byteOffset(sector: sector, length: length),
+              let count = chain.readableVectors(from: BlockRequestHeader.byteCount, length: length,
+                                                into: vectors, capacity: vectorCapacity)
+        else { return .ioError }
+        guard image.write(vectors, count: count, byteCount: length, offset: offset) == 0 else { return .ioError }
+        // Writethrough mode: the write is stable before it completes.
+        if device.writeback.load(ordering: .relaxed) == 0, image.flush() != 0 { return .ioError }
+        return .ok
+    }
+
+    /// GET_ID: the serial, NUL-padded to 20 bytes (no NUL when it is exactly 20 long).
+    private func identify(_ chain: DescriptorChain, room: Int) -> (BlockRequestStatus, Int) {
+        let length = BlockRequestLimits.identifierByteCount
+        guard room >= length else { return (.ioError, 0) }
+        var identifier = (UInt64(0), UInt64(0), UInt32(0))
+        withUnsafeMutableBytes(of: &identifier) { raw in
+            for (index, byte) in device.serial.prefix(length).enumerated() { raw[index] = byte }
+        }
+        let copied = withUnsafeBytes(of: &identifier) { chain.copyToWritable(from: $0, at: 0) }
+        return copied ? (.ok, length) : (.ioError, 0)
+    }
+
+    /// DISCARD and WRITE_ZEROES: 1...max_discard_seg segments after the header, each validated
+    /// before any is executed so a bad request changes nothing.
+    private func discardOrZero(_ chain: DescriptorChain, zeroing: Bool) -> BlockRequestStatus {
+        guard !image.readOnly else { return .ioError }
+        let payload = chain.readableByteCount - BlockRequestHeader.byteCount
+        guard payload > 0, payload % DiscardSegment.byteCount == 0 else { return .ioError }
+        let count = payload / DiscardSegment.byteCount
+        guard count <= Int(BlockRequestLimits.maximumDiscardSegments) else { return .ioError }
+        for pass in 0..<2 {
+            for index in 0..<count {
+                var raw = (UInt64(0), UInt64(0))
+                let copied = withUnsafeMutableBytes(of: &raw) {
+                    chain.copyReadable(from: BlockRequestHeader.byteCount + index * DiscardSegment.byteCount, into: $0)
+                }
+                guard copied else { return .ioError }
+                let segment = withUnsafeBytes(of: &raw) { DiscardSegment(copiedBytes: $0) }
+                // Unknown flags, and unmap on DISCARD, are UNSUPP (VIRTIO spec 5.2.6.2).
+                guard segment.flags & ~DiscardSegment.unmapFlag == 0, zeroing || !segment.unmap else {
+                    return .unsupported
+                }
+                let length = Int(segment.sectorCount) * Int(BlockImage.sectorSize)
+                guard let offset = byteOffset(sector: segment.sector, length: length) else { return .ioError }
+                guard pass == 1, length > 0 else { continue }
+                let result = zeroing
+                    ? image.writeZeroes(offset: offset, length: UInt64(length), unmap: segment.unmap,
+                                        zeroes: UnsafeRawBufferPointer(zeroes))
+                    : image.discard(offset: offset, length: UInt64(length))
+                guard result == 0 else { return .ioError }
+            }
+        }
+        return .ok
+    }
+}

@@ -1,0 +1,13 @@
+/// Per-queue request counters, owned by the queue's worker (no atomics needed).
+struct BlockRequestStatistics {
+    var reads = 0
+    var writes = 0
+    var flushes = 0
+    var identifiers = 0
+    var discards = 0
+    var writeZeroes = 0
+    var unsupported = 0
+    var errors = 0
+    /// Chains without a writable status byte: nothing can be reported to the driver.
+    var malformed = 0
+}

@@ -1,0 +1,266 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import Testing
+
+/// A real Linux guest under QEMU 7.2 uses the daemon as its disk. Serialized: one QEMU at a time
+/// on a 2-core machine, and each guest takes seconds under TCG.
+@Suite("QEMU guest on vhost-user-blk", .serialized)
+struct GuestDiskTests {
+    typealias H = GuestHarness
+
+    /// Data written by the guest at scattered offsets reads back in the guest and is byte-exact in
+    /// the image file from the host afterwards; data the host put in the image reads back too.
+    @Test func scatteredWritesReachTheImageByteExact() throws {
+        let scratch = try H.Scratch()
+        let image = scratch.path("disk.img")
+        try H.makeImage(at: image, size: 64 << 20)
+        let writes: [(offset: Int, size: Int)] = [
+            (0, 4096), (3 * 4096 + 512, 512), (1 << 20, 64 << 10), (7 << 20 | 4096, 128 << 10),
+            (33 << 20, 1 << 20), ((64 << 20) - 8192, 8192),
+        ]
+        var workload = "set -e\n"
+        for (index, write) in writes.enumerated() {
+            try H.write(H.pattern(count: write.size, seed: UInt64(index + 1)), to: scratch.path("p\(index)"))
+            workload += """
+                blktool pwrite $GUEST_DISK \(write.offset) /data/p\(index)
+                blktool pread $GUEST_DISK \(write.offset) \(write.size) /tmp/r\(index)
+                cmp /data/p\(index) /tmp/r\(index)
+                echo "GUEST-NOTE: verified \(index)"
+
+                """
+        }
+        // Host-written data the guest must read.
+        let hostData = H.pattern(count: 256 << 10, seed: 99)
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: image))
+        try handle.seek(toOffset: 40 << 20)
+        try handle.write(contentsOf: Data(hostData))
+        try handle.close()
+        try H.write(hostData, to: scratch.path("host"))
+        workload += """
+            blktool pread $GUEST_DISK \(40 << 20) \(256 << 10) /tmp/host
+            cmp /data/host /tmp/host
+            echo "GUEST-NOTE: host data verified"
+            echo "GUEST-NOTE: size $(blktool size $GUEST_DISK)"
+            """
+        try workload.write(toFile: scratch.path("workload.sh"), atomically: true, encoding: .utf8)
+
+        let result = try H.run(["--image", image, "--daemon", H.daemon, "--workload", scratch.path("workload.sh"),
+                                "--add-file", "\(scratch.url.path):/data", "--quiet"])
+        #expect(result.exitCode == 0, "\(result.output)")
+        #expect(result.notes.contains("host data verified"))
+        #expect(result.notes.contains("size \(64 << 20)"))
+        for (index, write) in writes.enumerated() {
+            #expect(result.notes.contains("verified \(index)"))
+            let onDisk = try H.read(image, offset: write.offset, count: write.size)
+            #expect(onDisk == H.pattern(count: write.size, seed: UInt64(index + 1)), "write \(index) at \(write.offset)")
+        }
+    }
+
+    /// Four queues with two vCPUs: the guest sees four hardware queues and concurrent writers on
+    /// both CPUs land byte-exact.
+    @Test func fourQueuesServeConcurrentWriters() throws {
+        let scratch = try H.Scratch()
+        let image = scratch.path("disk.img")
+        try H.makeImage(at: image, size: 64 << 20)
+        var workload = "set -e\necho \"GUEST-NOTE: hw-queues $(ls /sys/block/vda/mq | wc -l)\"\n"
+        for writer in 0..<4 {
+            try H.write(H.pattern(count: 512 << 10, seed: UInt64(100 + writer)), to: scratch.path("w\(writer)"))
+        }
+        workload += """
+            for round in 1 2 3; do
+              for w in 0 1 2 3; do
+                ( blktool pwrite $GUEST_DISK $(( (w * 8 + round) * 1048576 )) /data/w$w ) &
+              done
+              wait
+            done
+            for round in 1 2 3; do
+              for w in 0 1 2 3; do
+                blktool pread $GUEST_DISK $(( (w * 8 + round) * 1048576 )) 524288 /tmp/c
+                cmp /data/w$w /tmp/c
+              done
+            done
+            echo "GUEST-NOTE: concurrent writes verified"
+            """
+        try workload.write(toFile: scratch.path("workload.sh"), atomically: true, encoding: .utf8)
+        let result = try H.run(["--image", image, "--daemon", H.daemon, "--num-queues", "4", "--smp", "2",
+                                "--workload", scratch.path("workload.sh"),
+                                "--add-file", "\(scratch.url.path):/data", "--quiet"])
+        #expect(result.exitCode == 0, "\(result.output)")
+        #expect(result.notes.contains("hw-queues 4"))
+        #expect(result.notes.contains("concurrent writes verified"))
+        for writer in 0..<4 {
+            for round in 1...3 {
+                let onDisk = try H.read(image, offset: (writer * 8 + round) << 20, count: 512 << 10)
+                #expect(onDisk == H.pattern(count: 512 << 10, seed: UInt64(100 + writer)))
+            }
+        }
+    }
+
+    /// --read-only: the guest sees a read-only disk, can read, cannot write, and the image is
+    /// unchanged.
+    @Test func readOnlyDiskRefusesWritesAndKeepsTheImage() throws {
+        let scratch = try H.Scratch()
+        let image = scratch.path("disk.img")
+        let content = H.pattern(count: 4 << 20, seed: 7)
+        try H.write(content, to: image)
+        try H.write(Array(content[0..<65536]), to: scratch.path("head"))
+        try H.write(H.pattern(count: 4096, seed: 8), to: scratch.path("other"))
+        let workload = """
+            echo "GUEST-NOTE: ro $(blktool getro $GUEST_DISK)"
+            blktool pread $GUEST_DISK 0 65536 /tmp/head && cmp /data/head /tmp/head && echo "GUEST-NOTE: read ok"
+            if blktool pwrite $GUEST_DISK 0 /data/other; then echo "GUEST-NOTE: write succeeded"; else echo "GUEST-NOTE: write failed"; fi
+            exit 0
+            """
+        try workload.write(toFile: scratch.path("workload.sh"), atomically: true, encoding: .utf8)
+        let result = try H.run(["--image", image, "--daemon", H.daemon, "--read-only",
+                                "--workload", scratch.path("workload.sh"),
+                                "--add-file", "\(scratch.url.path):/data", "--quiet"])
+        #expect(result.exitCode == 0, "\(result.output)")
+        #expect(result.notes.contains("ro 1"))
+        #expect(result.notes.contains("read ok"))
+        #expect(result.notes.contains("write failed"))
+        #expect(try H.read(image, offset: 0, count: content.count) == content)
+    }
+
+    /// FLUSH, DISCARD and WRITE_ZEROES from the guest reach the daemon and have their effect: the
+    /// daemon counts the flushes, and discarded / zeroed ranges read back as zeroes on the host.
+    @Test func flushDiscardAndWriteZeroesReachTheImage() throws {
+        let scratch = try H.Scratch()
+        let image = scratch.path("disk.img")
+        try H.write(H.pattern(count: 16 << 20, seed: 3), to: image)
+        let daemonLog = scratch.path("daemon.log")
+        let workload = """
+            set -e
+            blktool flush $GUEST_DISK
+            blktool discard $GUEST_DISK 1048576 1048576
+            blktool zeroout $GUEST_DISK 4194304 524288
+            blktool flush $GUEST_DISK
+            blktool pread $GUEST_DISK 4194304 524288 /tmp/z
+            cmp /tmp/z /data/zeroes
+            echo "GUEST-NOTE: zeroes read back"
+            """
+        try [UInt8](repeating: 0, count: 524288).withUnsafeBytes { try Data($0).write(to: URL(fileURLWithPath: scratch.path("zeroes"))) }
+        try workload.write(toFile: scratch.path("workload.sh"), atomically: true, encoding: .utf8)
+        let result = try H.run(["--image", image, "--daemon", H.daemon, "--daemon-arg", "--log-level=info",
+                                "--daemon-log", daemonLog, "--workload", scratch.path("workload.sh"),
+                                "--add-file", "\(scratch.url.path):/data", "--quiet"])
+        #expect(result.exitCode == 0, "\(result.output)")
+        #expect(result.notes.contains("zeroes read back"))
+        #expect(try H.read(image, offset: 1 << 20, count: 1 << 20) == [UInt8](repeating: 0, count: 1 << 20))
+        #expect(try H.read(image, offset: 4 << 20, count: 512 << 10) == [UInt8](repeating: 0, count: 512 << 10))
+        // Neighbours untouched.
+        let original = H.pattern(count: 16 << 20, seed: 3)
+        #expect(try H.read(image, offset: 0, count: 1 << 20) == Array(original[0..<(1 << 20)]))
+        #expect(try H.read(image, offset: 2 << 20, count: 2 << 20) == Array(original[(2 << 20)..<(4 << 20)]))
+        let log = try String(contentsOfFile: daemonLog, encoding: .utf8)
+        let flushes = Self.counter("flush", in: log)
+        #expect(flushes >= 2, "\(log)")
+        #expect(Self.counter("discard", in: log) >= 1)
+        #expect(Self.counter("write-zeroes", in: log) >= 1)
+    }
+
+    /// The guest reboots; the device comes back after the reset and the data written before the
+    /// reboot is there.
+    @Test func guestRebootKeepsServing() throws {
+        let scratch = try H.Scratch()
+        let image = scratch.path("disk.img")
+        try H.makeImage(at: image, size: 16 << 20)
+        try H.write(H.pattern(count: 65536, seed: 5), to: scratch.path("p"))
+        let workload = """
+            set -e
+            if [ "$(blktool getmark $GUEST_DISK 0)" = "second-boot-next" ]; then
+              blktool pread $GUEST_DISK 1048576 65536 /tmp/p
+              cmp /data/p /tmp/p
+              blktool setmark $GUEST_DISK 0 done
+              echo "GUEST-NOTE: second boot verified"
+              exit 0
+            fi
+            blktool pwrite $GUEST_DISK 1048576 /data/p
+            blktool setmark $GUEST_DISK 0 second-boot-next
+            echo "GUEST-NOTE: first boot rebooting"
+            reboot -f
+            """
+        try workload.write(toFile: scratch.path("workload.sh"), atomically: true, encoding: .utf8)
+        let result = try H.run(["--image", image, "--daemon", H.daemon, "--allow-reboot",
+                                "--workload", scratch.path("workload.sh"),
+                                "--add-file", "\(scratch.url.path):/data", "--quiet"])
+        #expect(result.exitCode == 0, "\(result.output)")
+        #expect(result.notes == ["first boot rebooting", "second boot verified"])
+        #expect(try H.read(image, offset: 1 << 20, count: 65536) == H.pattern(count: 65536, seed: 5))
+    }
+
+    /// QEMU is killed with SIGKILL mid-session; the daemon keeps running and serves a new QEMU,
+    /// which finds the first one's data.
+    @Test func daemonServesANewQemuAfterTheFirstIsKilled() throws {
+        let scratch = try H.Scratch()
+        let image = scratch.path("disk.img")
+        try H.makeImage(at: image, size: 16 << 20)
+        let socket = scratch.path("vhost.sock")
+        let daemon = try H.startDaemon(socket: socket, image: image, extra: ["--log-level=info"],
+                                       log: scratch.path("daemon.log"))
+        defer { daemon.terminate(); daemon.waitUntilExit() }
+        try H.write(H.pattern(count: 131072, seed: 11), to: scratch.path("a"))
+
+        // First QEMU writes, says so, then idles until it is killed.
+        let pidFile = scratch.path("qemu.pid")
+        let first = """
+            blktool pwrite $GUEST_DISK 2097152 /data/a && blktool flush $GUEST_DISK && echo "GUEST-NOTE: first wrote"
+            sleep 600
+            """
+        try first.write(toFile: scratch.path("first.sh"), atomically: true, encoding: .utf8)
+        let serial = scratch.path("first-serial.log")
+        let launcher = Process()
+        launcher.executableURL = URL(fileURLWithPath: H.launcher)
+        launcher.arguments = ["--no-daemon", "--socket", socket, "--workload", scratch.path("first.sh"),
+                              "--add-file", "\(scratch.url.path):/data", "--serial-log", serial, "--quiet",
+                              "--qemu-arg", "-pidfile", "--qemu-arg", pidFile, "--timeout", "240"]
+        launcher.standardOutput = FileHandle.nullDevice
+        launcher.standardError = FileHandle.nullDevice
+        try launcher.run()
+        let deadline = Date().addingTimeInterval(180)
+        var wrote = false
+        while Date() < deadline && launcher.isRunning {
+            if let text = try? String(contentsOfFile: serial, encoding: .utf8), text.contains("GUEST-NOTE: first wrote") {
+                wrote = true
+                break
+            }
+            usleep(100_000)
+        }
+        try #require(wrote, "first guest never wrote: \((try? String(contentsOfFile: serial, encoding: .utf8)) ?? "")")
+        let pidText = try String(contentsOfFile: pidFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        let qemuPID = try #require(Int32(pidText))
+        #expect(kill(qemuPID, SIGKILL) == 0)
+        launcher.waitUntilExit()
+        #expect(daemon.isRunning)
+
+        let second = """
+            set -e
+            blktool pread $GUEST_DISK 2097152 131072 /tmp/a
+            cmp /data/a /tmp/a
+            echo "GUEST-NOTE: second sees first's data"
+            """
+        try second.write(toFile: scratch.path("second.sh"), atomically: true, encoding: .utf8)
+        let result = try H.run(["--no-daemon", "--socket", socket, "--workload", scratch.path("second.sh"),
+                                "--add-file", "\(scratch.url.path):/data", "--quiet"])
+        #expect(result.exitCode == 0, "\(result.output)")
+        #expect(result.notes.contains("second sees first's data"))
+        #expect(daemon.isRunning)
+        daemon.terminate()
+        daemon.waitUntilExit()
+        #expect(daemon.terminationStatus == 0)
+        #expect(!FileManager.default.fileExists(atPath: socket), "socket file removed on SIGTERM")
+        let log = try String(contentsOfFile: scratch.path("daemon.log"), encoding: .utf8)
+        #expect(log.components(separatedBy: "front end connected").count - 1 == 2, "\(log)")
+    }
+
+    /// Sums a `name=N` counter over every "queue statistics" log line.
+    static func counter(_ name: String, in log: String) -> Int {
+        log.split(separator: "\n").filter { $0.contains("queue statistics") }.reduce(0) { total, line in
+            guard let range = line.range(of: "\(name)=") else { return total }
+            let digits = line[range.upperBound...].prefix { $0.isNumber }
+            return total + (Int(digits) ?? 0)
+        }
+    }
+}
