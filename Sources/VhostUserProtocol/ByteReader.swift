@@ -37,8 +37,8 @@ struct ByteReader {
     /// Reserves `count` bytes at the current offset and returns where they start.
     private mutating func advance(by count: Int) throws(ProtocolError) -> Int {
         guard count >= 0, count <= remaining else {
-            // `offset + count` cannot overflow: both are bounded by small buffer sizes
-            // checked above, and `count <= remaining` failed only because it is larger.
+            // Both terms are small (a length already compared with the buffer, and the
+            // offset inside it), but the sum is still checked rather than trusted.
             let (wanted, overflow) = offset.addingReportingOverflow(count)
             throw .payloadLengthMismatch(
                 payload: payloadName, expected: overflow ? Int.max : wanted, actual: bytes.count)

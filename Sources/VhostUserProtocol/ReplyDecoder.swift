@@ -44,17 +44,13 @@ public enum ReplyDecoder {
         guard fileDescriptorCount == allowed else {
             throw .wrongFileDescriptorCount(request: request, expected: allowed...allowed, actual: fileDescriptorCount)
         }
-        switch (reply, message) {
-        case (.vringBase(let state), .getVringBase(let asked)):
-            guard state.index == asked.index else {
-                throw .replyVringIndexMismatch(expected: asked.index, actual: state.index)
-            }
-        case (.config(let config), .getConfig(let asked)):
-            guard config.hasSameRange(as: asked) else {
-                throw .replyConfigMismatch
-            }
-        default:
-            break
+        if case .vringBase(let state) = reply, case .getVringBase(let asked) = message,
+           state.index != asked.index {
+            throw .replyVringIndexMismatch(expected: asked.index, actual: state.index)
+        }
+        if case .config(let config) = reply, case .getConfig(let asked) = message,
+           !config.hasSameRange(as: asked) {
+            throw .replyConfigMismatch
         }
         return reply
     }
