@@ -1,0 +1,53 @@
+extension VhostUserRequest: CustomStringConvertible {
+    /// The name the specification uses, e.g. `VHOST_USER_GET_FEATURES`.
+    public var specName: String {
+        switch self {
+        case .getFeatures: "VHOST_USER_GET_FEATURES"
+        case .setFeatures: "VHOST_USER_SET_FEATURES"
+        case .setOwner: "VHOST_USER_SET_OWNER"
+        case .resetOwner: "VHOST_USER_RESET_OWNER"
+        case .setMemTable: "VHOST_USER_SET_MEM_TABLE"
+        case .setLogBase: "VHOST_USER_SET_LOG_BASE"
+        case .setLogFd: "VHOST_USER_SET_LOG_FD"
+        case .setVringNum: "VHOST_USER_SET_VRING_NUM"
+        case .setVringAddr: "VHOST_USER_SET_VRING_ADDR"
+        case .setVringBase: "VHOST_USER_SET_VRING_BASE"
+        case .getVringBase: "VHOST_USER_GET_VRING_BASE"
+        case .setVringKick: "VHOST_USER_SET_VRING_KICK"
+        case .setVringCall: "VHOST_USER_SET_VRING_CALL"
+        case .setVringErr: "VHOST_USER_SET_VRING_ERR"
+        case .getProtocolFeatures: "VHOST_USER_GET_PROTOCOL_FEATURES"
+        case .setProtocolFeatures: "VHOST_USER_SET_PROTOCOL_FEATURES"
+        case .getQueueNum: "VHOST_USER_GET_QUEUE_NUM"
+        case .setVringEnable: "VHOST_USER_SET_VRING_ENABLE"
+        case .sendRarp: "VHOST_USER_SEND_RARP"
+        case .netSetMtu: "VHOST_USER_NET_SET_MTU"
+        case .setBackendReqFd: "VHOST_USER_SET_BACKEND_REQ_FD"
+        case .iotlbMsg: "VHOST_USER_IOTLB_MSG"
+        case .setVringEndian: "VHOST_USER_SET_VRING_ENDIAN"
+        case .getConfig: "VHOST_USER_GET_CONFIG"
+        case .setConfig: "VHOST_USER_SET_CONFIG"
+        case .createCryptoSession: "VHOST_USER_CREATE_CRYPTO_SESSION"
+        case .closeCryptoSession: "VHOST_USER_CLOSE_CRYPTO_SESSION"
+        case .postcopyAdvise: "VHOST_USER_POSTCOPY_ADVISE"
+        case .postcopyListen: "VHOST_USER_POSTCOPY_LISTEN"
+        case .postcopyEnd: "VHOST_USER_POSTCOPY_END"
+        case .getInflightFd: "VHOST_USER_GET_INFLIGHT_FD"
+        case .setInflightFd: "VHOST_USER_SET_INFLIGHT_FD"
+        case .gpuSetSocket: "VHOST_USER_GPU_SET_SOCKET"
+        case .resetDevice: "VHOST_USER_RESET_DEVICE"
+        case .vringKick: "VHOST_USER_VRING_KICK"
+        case .getMaxMemSlots: "VHOST_USER_GET_MAX_MEM_SLOTS"
+        case .addMemReg: "VHOST_USER_ADD_MEM_REG"
+        case .remMemReg: "VHOST_USER_REM_MEM_REG"
+        case .setStatus: "VHOST_USER_SET_STATUS"
+        case .getStatus: "VHOST_USER_GET_STATUS"
+        case .getSharedObject: "VHOST_USER_GET_SHARED_OBJECT"
+        case .setDeviceStateFd: "VHOST_USER_SET_DEVICE_STATE_FD"
+        case .checkDeviceState: "VHOST_USER_CHECK_DEVICE_STATE"
+        case .getShmemConfig: "VHOST_USER_GET_SHMEM_CONFIG"
+        }
+    }
+
+    public var description: String { specName }
+}
