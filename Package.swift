@@ -54,6 +54,7 @@ let package = Package(
             "VhostUserBackend", "VirtioBlk", "VhostUserFrontEnd", "VhostUserProtocol", "VhostSystem",
             .product(name: "Logging", package: "swift-log"),
         ]),
+        .testTarget(name: "VhostUserFrontEndTests", dependencies: ["VhostUserFrontEnd", "VhostUserProtocol", "VhostSystem"]),
         .testTarget(name: "EndToEndTests", dependencies: ["VhostSystem"]),
     ],
     swiftLanguageModes: [.v6]

@@ -12,7 +12,7 @@ extension VhostUserConnection {
             bytes[index] = space[start + index]
         }
         do {
-            return ReplyEncoder.config(try ConfigAccess(offset: access.offset, flags: access.flags, bytes: bytes))
+            return Reply.config(try ConfigAccess(offset: access.offset, flags: access.flags, bytes: bytes)).encoded()
         } catch {
             throw .malformedMessage(error)
         }

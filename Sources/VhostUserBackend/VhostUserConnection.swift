@@ -60,7 +60,8 @@ final class VhostUserConnection {
             offeredFeatures: offeredFeatures,
             negotiatedProtocolFeatures: negotiatedProtocolFeatures,
             protocolFeaturesEnabled: true,
-            negotiatedFeatures: negotiatedFeatures)
+            negotiatedFeatures: negotiatedFeatures,
+            offeredProtocolFeatures: Self.offeredProtocolFeatures)
     }
 
     /// Reads, validates, handles and answers one message.
@@ -143,7 +144,7 @@ final class VhostUserConnection {
         if let reply {
             bytes = reply
         } else if needReply && negotiatedProtocolFeatures.contains(.replyAck) {
-            bytes = ReplyEncoder.u64(succeeded ? 0 : 1, to: request)
+            bytes = Reply.ack(request: request, value: succeeded ? 0 : 1).encoded()
         } else {
             return
         }
