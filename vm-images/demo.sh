@@ -140,7 +140,7 @@ fi
 [ "$status" = 0 ] || die "the guest run failed with status $status"
 
 # From the host: every region, and the whole image against the expected one.
-console=$(tr -d '\r\000' <"$work/serial.log")
+console=$(tr -d '\000' <"$work/serial.log" | clean_console)
 guest_size=$(sed -n 's/.*GUEST-NOTE: disk .*, size \([0-9]*\) bytes.*/\1/p' <<<"$console" | tail -n 1)
 echo
 echo "demo summary"

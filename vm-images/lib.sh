@@ -43,6 +43,11 @@ install_wanted_packages() {
 	wanted_packages=()
 }
 
+# Filters a serial console stream for reading: drops CRs and the terminal
+# escape sequences SeaBIOS sends (reset, no line wrap, clear screen), which
+# would otherwise reset or reconfigure the reader's terminal.
+clean_console() { sed -u -e 's/\r//g' -e 's/\x1bc//g' -e 's/\x1b\[[0-9;?]*[A-Za-z]//g'; }
+
 # QEMU option values are comma-separated; a literal comma is written twice.
 qemu_escape() { printf '%s' "${1//,/,,}"; }
 

@@ -191,12 +191,7 @@ if [ ! -f "$out/vmlinuz" ] || [ ! -f "$out/base.cpio" ]; then
 	"$here/build-guest.sh"
 fi
 
-# Per-run state. Logs that live here are kept when the run fails.
-run_dir=$(mktemp -d "${TMPDIR:-/tmp}/run-guest.XXXXXX")
-[ -n "$socket" ] || socket="$run_dir/vhost-user-blk.sock"
-[ -n "$serial_log" ] || serial_log="$run_dir/serial.log"
-[ -n "$daemon_log" ] || daemon_log="$run_dir/daemon.log"
-daemon_pid="" qemu_pid="" daemon_failure="" status=1
+daemon_pid="" qemu_pid="" daemon_failure=""
 
 # Stops the daemon we started: SIGTERM, then SIGKILL after 5 s. Sets
 # daemon_failure when it had died by itself with an error, or crashed on the way out.
@@ -245,9 +240,17 @@ cleanup() {
 	fi
 	exit "$rc"
 }
+
+# Per-run state. Logs that live here are kept when the run fails.
+run_dir=$(mktemp -d "${TMPDIR:-/tmp}/run-guest.XXXXXX")
 trap cleanup EXIT
 trap 'log "interrupted"; exit 130' INT
 trap 'log "terminated"; exit 143' TERM
+[ -n "$socket" ] || socket="$run_dir/vhost-user-blk.sock"
+# sun_path holds 108 bytes with the terminating NUL.
+[ ${#socket} -le 107 ] || die "socket path too long for a unix socket (${#socket} > 107): $socket"
+[ -n "$serial_log" ] || serial_log="$run_dir/serial.log"
+[ -n "$daemon_log" ] || daemon_log="$run_dir/daemon.log"
 
 # The per-run initramfs: base.cpio plus /workload.sh and every --add-file.
 build_initrd() {
@@ -334,14 +337,14 @@ qemu_command+=(
 	-append "console=ttyS0 quiet panic=-1${append:+ $append}"
 )
 
-# The serial console (and QEMU's own messages) go to the log and, unless
-# --quiet, to stdout. timeout(1) enforces the deadline and exits 124 on expiry.
+# The serial console (and QEMU's own messages) go to the log as they are and,
+# unless --quiet, cleaned to stdout. timeout(1) enforces the deadline and exits 124 on expiry.
 : >"$serial_log"
 if [ "$quiet" = 1 ]; then
 	exec {console_fd}>>"$serial_log"
 	tee_pid=""
 else
-	exec {console_fd}> >(tee -a "$serial_log")
+	exec {console_fd}> >(tee -a "$serial_log" | clean_console)
 	tee_pid=$!
 fi
 started=$(now_us)
@@ -357,7 +360,7 @@ elapsed=$(format_us $(($(now_us) - started)))
 stop_daemon
 
 # Markers may sit anywhere in a line, after escape codes, with CR LF endings.
-console=$(tr -d '\r\000' <"$serial_log")
+console=$(tr -d '\000' <"$serial_log" | clean_console)
 boots=$(grep -a -c 'GUEST-BOOTED' <<<"$console" || true)
 exit_marker=$(grep -a -o 'GUEST-EXIT=[0-9]\+' <<<"$console" | tail -n 1 || true)
 init_failure=$(grep -a -o 'GUEST-INIT-FAILED: .*' <<<"$console" | tail -n 1 || true)

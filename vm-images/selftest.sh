@@ -68,7 +68,7 @@ guest() {
 		--serial-log "$work/serial.log" --daemon-log "$work/daemon.log" "$@" || status=$?
 	if [ "$status" != "$expected" ]; then
 		log "expected exit status $expected, got $status; console:"
-		tr -d '\r' <"$work/serial.log" | sed 's/^/    /' >&2
+		clean_console <"$work/serial.log" | sed 's/^/    /' >&2
 		[ ! -s "$work/daemon.log" ] || { log "daemon log:"; sed 's/^/    /' "$work/daemon.log" >&2; }
 		return 1
 	fi
