@@ -77,7 +77,9 @@ find_kernel_package() {
 	fi
 	kernel_package=$(grep -o 'linux-image-[^ ,]*-cloud-amd64' <<<"$depends" | head -n 1 || true)
 	[ -n "$kernel_package" ] || die "cannot tell which kernel $meta_package depends on (Depends: '$depends')"
-	kernel_version=$(package_field "$kernel_package" Version)
+	# The meta package pins the version: "linux-image-X-cloud-amd64 (= V)".
+	kernel_version=$(sed -n "s/.*$kernel_package (= \([^)]*\)).*/\1/p" <<<"$depends")
+	[ -n "$kernel_version" ] || kernel_version=$(package_field "$kernel_package" Version)
 	[ -n "$kernel_version" ] || die "apt knows no version of $kernel_package"
 }
 
