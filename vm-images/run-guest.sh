@@ -193,27 +193,27 @@ fi
 
 daemon_pid="" qemu_pid="" daemon_failure=""
 
-# Stops the daemon we started: SIGTERM, then SIGKILL after 5 s. Sets
+# Stops the daemon we started: SIGTERM to its process group, then SIGKILL after 5 s. Sets
 # daemon_failure when it had died by itself with an error, or crashed on the way out.
 stop_daemon() {
 	[ -n "$daemon_pid" ] || return 0
 	local pid=$daemon_pid rc=0 tries=0
 	daemon_pid=""
 	if ! kill -0 "$pid" 2>/dev/null; then
-		wait "$pid" || rc=$?
+		wait "$pid" 2>/dev/null || rc=$?
 		[ "$rc" = 0 ] || daemon_failure="the daemon exited by itself with status $rc"
 		return 0
 	fi
-	kill -TERM "$pid" 2>/dev/null || true
+	kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
 	while kill -0 "$pid" 2>/dev/null && [ "$tries" -lt 50 ]; do
 		sleep 0.1
 		tries=$((tries + 1))
 	done
 	if kill -0 "$pid" 2>/dev/null; then
 		log "warning: the daemon ignored SIGTERM for 5 s; sending SIGKILL"
-		kill -KILL "$pid" 2>/dev/null || true
+		kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
 	fi
-	wait "$pid" || rc=$?
+	wait "$pid" 2>/dev/null || rc=$?
 	case "$rc" in
 	0 | 143 | 137) ;; # clean exit, or the signal we sent
 	*) daemon_failure="the daemon exited with status $rc after SIGTERM" ;;
@@ -291,7 +291,9 @@ start_daemon() {
 		rm -f "$socket"
 	fi
 	echo "+ ${command_line[*]}" >>"$daemon_log"
-	"${command_line[@]}" </dev/null >>"$daemon_log" 2>&1 &
+	# In a process group of its own (setsid execs, it does not fork here), so that
+	# stopping it also reaches helpers a wrapper script may have started.
+	setsid "${command_line[@]}" </dev/null >>"$daemon_log" 2>&1 &
 	daemon_pid=$!
 	# Bounded wait for the socket; stop early if the daemon dies.
 	until [ -S "$socket" ]; do
