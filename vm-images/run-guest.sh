@@ -49,7 +49,8 @@ Guest:
   --allow-reboot         let the guest reboot (drops -no-reboot)
   --device-opt K=V       extra vhost-user-blk-pci property; repeatable
   --chardev-opt K=V      extra property of the socket chardev (e.g. reconnect=1)
-  --qemu-arg ARG         extra QEMU argument, placed before the device; repeatable
+  --qemu-arg ARG         extra QEMU argument, placed before the device; repeatable,
+                         one word each: --qemu-arg -device --qemu-arg intel-iommu
 Daemon:
   --socket PATH          vhost-user socket (default: in a temporary directory)
   --daemon-arg ARG       extra argument for the daemon; repeatable
