@@ -1,0 +1,393 @@
+#!/usr/bin/env bash
+# Boots the test guest with a vhost-user-blk disk served by a back-end daemon,
+# runs a workload inside it and exits with the workload's status.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+out="$here/out"
+log_name=run-guest
+# shellcheck source=lib.sh
+. "$here/lib.sh"
+
+QEMU=${QEMU:-qemu-system-x86_64}
+
+# Exit statuses of the launcher itself; a workload's own status passes through.
+readonly EXIT_USAGE=2
+readonly EXIT_TIMEOUT=124
+readonly EXIT_NO_RESULT=200
+readonly EXIT_DAEMON_START=201
+readonly EXIT_DAEMON_FAILED=202
+
+usage() {
+	cat <<EOF
+usage: $(basename "$0") --image DISK [--daemon PATH | --backend qsd | --no-daemon --socket PATH]
+           [--workload FILE.sh | --command 'shell text'] [options]
+
+Starts a vhost-user-blk back end on DISK, boots the test guest (vm-images/out,
+built on first use) attached to it under QEMU, runs the workload as
+/workload.sh in the guest and exits with the workload's exit status.
+
+Back end (exactly one):
+  --daemon PATH          run PATH --socket-path=SOCK --blk-file=DISK [--read-only]
+                         --num-queues=N [daemon args]
+  --backend qsd          run qemu-storage-daemon exporting DISK instead
+  --no-daemon            start nothing; someone else serves --socket
+Guest:
+  --image DISK           disk image or block device (not needed with --no-daemon)
+  --workload FILE        shell script to run in the guest (busybox sh)
+  --command TEXT         shell text to run in the guest instead of a file
+  --add-file HOST:GUEST  put HOST (file or directory) at absolute GUEST path in
+                         the initramfs; repeatable; not under /tmp (a tmpfs)
+  --num-queues N         virtqueues of the device (default 1)
+  --queue-size N         virtqueue size (QEMU's default when omitted)
+  --read-only            export read-only (daemon --read-only, qsd writable=off)
+  --smp N                guest CPUs (default 1)
+  --memory SIZE          guest RAM, e.g. 512M (default 512M)
+  --machine TYPE         QEMU machine with options (default q35; pc works too)
+  --accel NAME           QEMU accelerator (default tcg; nested KVM fails here)
+  --append TEXT          extra kernel command-line arguments
+  --allow-reboot         let the guest reboot (drops -no-reboot)
+  --device-opt K=V       extra vhost-user-blk-pci property; repeatable
+  --chardev-opt K=V      extra property of the socket chardev (e.g. reconnect=1)
+  --qemu-arg ARG         extra QEMU argument, placed before the device; repeatable,
+                         one word each: --qemu-arg -device --qemu-arg intel-iommu
+Daemon:
+  --socket PATH          vhost-user socket (default: in a temporary directory)
+  --daemon-arg ARG       extra argument for the daemon; repeatable
+  --daemon-log FILE      daemon stdout and stderr (default: temporary, kept on failure)
+  --daemon-wait SECONDS  how long to wait for the socket (default 30)
+Run:
+  --timeout SECONDS      kill QEMU and the daemon after this long (default 120)
+  --serial-log FILE      copy of the serial console (default: temporary, kept on failure)
+  --quiet                do not copy the serial console to stdout
+  -h, --help             this text
+
+Environment: QEMU overrides the emulator binary (default qemu-system-x86_64).
+
+Exit status: the workload's status from the guest's GUEST-EXIT=<code> line;
+$EXIT_TIMEOUT on timeout; $EXIT_NO_RESULT if the guest never printed GUEST-EXIT (QEMU failed,
+the kernel or /init failed, or the workload powered off by itself);
+$EXIT_DAEMON_START if the daemon never created its socket; $EXIT_DAEMON_FAILED if the workload
+passed but the daemon crashed or exited with an error; $EXIT_USAGE for usage errors.
+
+Guest markers on the serial console: GUEST-BOOTED, GUEST-EXIT=<code>,
+GUEST-NO-WORKLOAD, GUEST-INIT-FAILED: <why>, GUEST-NOTE: <text> (free for
+workloads). The workload finds the disk in \$GUEST_DISK (normally /dev/vda).
+EOF
+}
+
+usage_error() {
+	log "$*"
+	log "see $(basename "$0") --help"
+	exit "$EXIT_USAGE"
+}
+
+image="" daemon="" backend="" no_daemon=0
+num_queues=1 queue_size="" read_only=0 smp=1 memory=512M machine=q35 accel=tcg
+workload="" command="" append="" allow_reboot=0
+socket="" daemon_log="" daemon_wait=30 timeout=120 serial_log="" quiet=0
+add_files=() device_opts=() chardev_opts=() qemu_args=() daemon_args=()
+
+# Options take their value as the next argument or after '='.
+while [ $# -gt 0 ]; do
+	option=$1 value="" has_value=0
+	if [[ "$option" == --*=* ]]; then
+		value=${option#*=} option=${option%%=*} has_value=1
+	fi
+	case "$option" in
+	--read-only | --no-daemon | --allow-reboot | --quiet | -h | --help)
+		[ "$has_value" = 0 ] || usage_error "$option takes no value"
+		;;
+	--*)
+		if [ "$has_value" = 0 ]; then
+			[ $# -ge 2 ] || usage_error "$option needs a value"
+			value=$2
+			shift
+		fi
+		;;
+	*) usage_error "unexpected argument '$option'" ;;
+	esac
+	shift
+	case "$option" in
+	--image) image=$value ;;
+	--daemon) daemon=$value ;;
+	--backend) backend=$value ;;
+	--no-daemon) no_daemon=1 ;;
+	--num-queues) num_queues=$value ;;
+	--queue-size) queue_size=$value ;;
+	--read-only) read_only=1 ;;
+	--smp) smp=$value ;;
+	--memory) memory=$value ;;
+	--machine) machine=$value ;;
+	--accel) accel=$value ;;
+	--workload) workload=$value ;;
+	--command) command=$value ;;
+	--add-file) add_files+=("$value") ;;
+	--append) append=$value ;;
+	--allow-reboot) allow_reboot=1 ;;
+	--device-opt) device_opts+=("$value") ;;
+	--chardev-opt) chardev_opts+=("$value") ;;
+	--qemu-arg) qemu_args+=("$value") ;;
+	--socket) socket=$value ;;
+	--daemon-arg) daemon_args+=("$value") ;;
+	--daemon-log) daemon_log=$value ;;
+	--daemon-wait) daemon_wait=$value ;;
+	--timeout) timeout=$value ;;
+	--serial-log) serial_log=$value ;;
+	--quiet) quiet=1 ;;
+	-h | --help)
+		usage
+		exit 0
+		;;
+	*) usage_error "unknown option $option" ;;
+	esac
+done
+
+is_count() { [[ "$1" =~ ^[1-9][0-9]*$ ]]; }
+
+backends=0
+[ -n "$daemon" ] && backends=$((backends + 1))
+[ -n "$backend" ] && backends=$((backends + 1))
+[ "$no_daemon" = 1 ] && backends=$((backends + 1))
+[ "$backends" = 1 ] || usage_error "give exactly one of --daemon PATH, --backend qsd, --no-daemon"
+[ -z "$backend" ] || [ "$backend" = qsd ] || usage_error "unknown backend '$backend' (only qsd)"
+if [ "$no_daemon" = 1 ]; then
+	[ -n "$socket" ] || usage_error "--no-daemon needs --socket"
+else
+	[ -n "$image" ] || usage_error "--image is required"
+	[ -f "$image" ] || [ -b "$image" ] || usage_error "no disk image or block device at '$image'"
+fi
+if [ -n "$daemon" ] && [ ! -x "$daemon" ]; then
+	usage_error "daemon '$daemon' is not an executable file"
+fi
+[ -n "$workload" ] || [ -n "$command" ] || usage_error "give --workload FILE or --command TEXT"
+[ -z "$workload" ] || [ -z "$command" ] || usage_error "give only one of --workload and --command"
+[ -z "$workload" ] || [ -f "$workload" ] || usage_error "no workload file '$workload'"
+is_count "$num_queues" || usage_error "--num-queues must be a positive integer"
+is_count "$smp" || usage_error "--smp must be a positive integer"
+is_count "$timeout" || usage_error "--timeout must be a positive number of seconds"
+is_count "$daemon_wait" || usage_error "--daemon-wait must be a positive number of seconds"
+[ -z "$queue_size" ] || is_count "$queue_size" || usage_error "--queue-size must be a positive integer"
+[[ "$memory" =~ ^[1-9][0-9]*[MG]$ ]] || usage_error "--memory must look like 512M or 1G"
+for spec in "${add_files[@]}"; do
+	[[ "$spec" == *:/* ]] || usage_error "--add-file '$spec' is not HOST_PATH:/GUEST_PATH"
+	[ -e "${spec%:*}" ] || usage_error "--add-file: no such file '${spec%:*}'"
+	case "${spec##*:}" in
+	/tmp | /tmp/* | /proc/* | /sys/* | /dev/*)
+		usage_error "--add-file: ${spec##*:} would be hidden by a mount the guest makes"
+		;;
+	esac
+done
+
+# Tools: QEMU (unless overridden), qemu-storage-daemon for --backend qsd, cpio.
+if [ "$QEMU" = qemu-system-x86_64 ]; then
+	want_package qemu-system-x86 qemu-system-x86_64
+else
+	command -v "$QEMU" >/dev/null || die "QEMU=$QEMU is not an executable"
+fi
+[ "$backend" = qsd ] && want_package qemu-system-common qemu-storage-daemon
+want_package cpio cpio
+install_wanted_packages
+if [ ! -f "$out/vmlinuz" ] || [ ! -f "$out/base.cpio" ]; then
+	"$here/build-guest.sh"
+fi
+
+daemon_pid="" qemu_pid="" daemon_failure=""
+
+# Stops the daemon we started: SIGTERM to its process group, then SIGKILL after 5 s. Sets
+# daemon_failure when it had died by itself with an error, or crashed on the way out.
+stop_daemon() {
+	[ -n "$daemon_pid" ] || return 0
+	local pid=$daemon_pid rc=0 tries=0
+	daemon_pid=""
+	if ! kill -0 "$pid" 2>/dev/null; then
+		wait "$pid" 2>/dev/null || rc=$?
+		[ "$rc" = 0 ] || daemon_failure="the daemon exited by itself with status $rc"
+		return 0
+	fi
+	kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+	while kill -0 "$pid" 2>/dev/null && [ "$tries" -lt 50 ]; do
+		sleep 0.1
+		tries=$((tries + 1))
+	done
+	if kill -0 "$pid" 2>/dev/null; then
+		log "warning: the daemon ignored SIGTERM for 5 s; sending SIGKILL"
+		kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+	fi
+	wait "$pid" 2>/dev/null || rc=$?
+	case "$rc" in
+	0 | 143 | 137) ;; # clean exit, or the signal we sent
+	*) daemon_failure="the daemon exited with status $rc after SIGTERM" ;;
+	esac
+}
+
+# shellcheck disable=SC2317 # reached through the EXIT trap
+cleanup() {
+	local rc=$?
+	trap - EXIT INT TERM
+	if [ -n "$qemu_pid" ] && kill -0 "$qemu_pid" 2>/dev/null; then
+		kill -TERM "$qemu_pid" 2>/dev/null || true
+		wait "$qemu_pid" 2>/dev/null || true
+	fi
+	stop_daemon
+	if [ "$rc" = 0 ]; then
+		rm -rf "$run_dir"
+	else
+		# Keep the logs for a look; drop the bulky or live parts.
+		rm -rf "$run_dir/initrd.cpio" "$run_dir/extra" "$run_dir/vhost-user-blk.sock"
+		rmdir "$run_dir" 2>/dev/null || true
+		[ ! -s "$serial_log" ] || log "serial console log: $serial_log"
+		[ ! -s "$daemon_log" ] || log "daemon log: $daemon_log"
+	fi
+	exit "$rc"
+}
+
+# Per-run state. Logs that live here are kept when the run fails.
+run_dir=$(mktemp -d "${TMPDIR:-/tmp}/run-guest.XXXXXX")
+trap cleanup EXIT
+trap 'log "interrupted"; exit 130' INT
+trap 'log "terminated"; exit 143' TERM
+[ -n "$socket" ] || socket="$run_dir/vhost-user-blk.sock"
+# sun_path holds 108 bytes with the terminating NUL.
+[ ${#socket} -le 107 ] || die "socket path too long for a unix socket (${#socket} > 107): $socket"
+[ -n "$serial_log" ] || serial_log="$run_dir/serial.log"
+[ -n "$daemon_log" ] || daemon_log="$run_dir/daemon.log"
+
+# The per-run initramfs: base.cpio plus /workload.sh and every --add-file.
+build_initrd() {
+	local stage="$run_dir/extra" spec host guest
+	mkdir -p "$stage"
+	if [ -n "$workload" ]; then
+		cp "$workload" "$stage/workload.sh"
+	else
+		printf '%s\n' "$command" >"$stage/workload.sh"
+	fi
+	chmod 0755 "$stage/workload.sh"
+	for spec in "${add_files[@]}"; do
+		host=${spec%:*} guest=${spec##*:}
+		mkdir -p "$stage$(dirname "$guest")"
+		cp -a "$host" "$stage$guest"
+	done
+	cp "$out/base.cpio" "$run_dir/initrd.cpio"
+	(cd "$stage" && find . -mindepth 1 | LC_ALL=C sort |
+		cpio -o -H newc -R 0:0 --quiet -A -F "$run_dir/initrd.cpio")
+}
+
+start_daemon() {
+	local command_line=() waited=0
+	if [ -n "$daemon" ]; then
+		command_line=("$daemon" "--socket-path=$socket" "--blk-file=$image")
+		[ "$read_only" = 1 ] && command_line+=(--read-only)
+		command_line+=("--num-queues=$num_queues")
+	else
+		local writable=on
+		[ "$read_only" = 1 ] && writable=off
+		command_line=(qemu-storage-daemon
+			--blockdev "driver=file,node-name=d,filename=$(qemu_escape "$image")"
+			--export "type=vhost-user-blk,id=e,node-name=d,addr.type=unix,addr.path=$(qemu_escape "$socket"),writable=$writable,num-queues=$num_queues")
+	fi
+	command_line+=("${daemon_args[@]}")
+	if [ -e "$socket" ]; then
+		[ -S "$socket" ] || die "$socket exists and is not a socket"
+		rm -f "$socket"
+	fi
+	echo "+ ${command_line[*]}" >>"$daemon_log"
+	# In a process group of its own (setsid execs, it does not fork here), so that
+	# stopping it also reaches helpers a wrapper script may have started.
+	setsid "${command_line[@]}" </dev/null >>"$daemon_log" 2>&1 &
+	daemon_pid=$!
+	# Bounded wait for the socket; stop early if the daemon dies.
+	until [ -S "$socket" ]; do
+		if ! kill -0 "$daemon_pid" 2>/dev/null; then
+			local rc=0
+			wait "$daemon_pid" || rc=$?
+			daemon_pid=""
+			log "the daemon exited with status $rc before creating $socket; its log ends:"
+			tail -n 20 "$daemon_log" | sed 's/^/    /' >&2
+			exit "$EXIT_DAEMON_START"
+		fi
+		if [ "$waited" -ge $((daemon_wait * 10)) ]; then
+			log "the daemon did not create $socket within $daemon_wait s; its log ends:"
+			tail -n 20 "$daemon_log" | sed 's/^/    /' >&2
+			exit "$EXIT_DAEMON_START"
+		fi
+		sleep 0.1
+		waited=$((waited + 1))
+	done
+}
+
+# Joins "key=value" options into ",key=value,..." for a QEMU option string.
+join_opts() {
+	local opt
+	for opt in "$@"; do printf ',%s' "$opt"; done
+}
+
+build_initrd
+[ "$no_daemon" = 1 ] || start_daemon
+
+device="vhost-user-blk-pci,chardev=c0,num-queues=$num_queues"
+[ -z "$queue_size" ] || device+=",queue-size=$queue_size"
+device+=$(join_opts "${device_opts[@]}")
+qemu_command=("$QEMU" -accel "$accel" -machine "$machine" -m "$memory" -smp "$smp" -nographic)
+[ "$allow_reboot" = 1 ] || qemu_command+=(-no-reboot)
+qemu_command+=(
+	-nic none
+	-object "memory-backend-memfd,id=mem,size=$memory,share=on" -numa "node,memdev=mem"
+	"${qemu_args[@]}"
+	-chardev "socket,id=c0,path=$(qemu_escape "$socket")$(join_opts "${chardev_opts[@]}")"
+	-device "$device"
+	-kernel "$out/vmlinuz" -initrd "$run_dir/initrd.cpio"
+	-append "console=ttyS0 quiet panic=-1${append:+ $append}"
+)
+
+# The serial console (and QEMU's own messages) go to the log as they are and,
+# unless --quiet, cleaned to stdout. timeout(1) enforces the deadline and exits 124 on expiry.
+: >"$serial_log"
+if [ "$quiet" = 1 ]; then
+	exec {console_fd}>>"$serial_log"
+	tee_pid=""
+else
+	exec {console_fd}> >(tee -a "$serial_log" | clean_console)
+	tee_pid=$!
+fi
+started=$(now_us)
+timeout --kill-after=5 "$timeout" "${qemu_command[@]}" </dev/null >&"$console_fd" 2>&1 &
+qemu_pid=$!
+exec {console_fd}>&-
+qemu_status=0
+wait "$qemu_pid" || qemu_status=$?
+qemu_pid=""
+elapsed=$(format_us $(($(now_us) - started)))
+[ -z "$tee_pid" ] || wait "$tee_pid" 2>/dev/null || true
+
+stop_daemon
+
+# Markers may sit anywhere in a line, after escape codes, with CR LF endings.
+console=$(tr -d '\000' <"$serial_log" | clean_console)
+boots=$(grep -a -c 'GUEST-BOOTED' <<<"$console" || true)
+exit_marker=$(grep -a -o 'GUEST-EXIT=[0-9]\+' <<<"$console" | tail -n 1 || true)
+init_failure=$(grep -a -o 'GUEST-INIT-FAILED: .*' <<<"$console" | tail -n 1 || true)
+
+# timeout(1) exits 124, or 137 when QEMU ignored SIGTERM and needed SIGKILL.
+if [ "$qemu_status" = 124 ] || { [ "$qemu_status" = 137 ] && [ "${elapsed%.*}" -ge "$timeout" ]; }; then
+	log "timed out after $timeout s (guest booted $boots time(s)${exit_marker:+, saw $exit_marker}); killed QEMU"
+	status=$EXIT_TIMEOUT
+elif [ -n "$exit_marker" ]; then
+	status=${exit_marker#GUEST-EXIT=}
+	[ "$qemu_status" = 0 ] || log "warning: QEMU exited with status $qemu_status after the workload"
+	log "guest workload exited with $status after $elapsed s (booted $boots time(s))"
+else
+	log "the guest never printed GUEST-EXIT (QEMU exit status $qemu_status, guest booted $boots time(s))"
+	[ -z "$init_failure" ] || log "guest: $init_failure"
+	grep -a -q 'GUEST-NO-WORKLOAD' <<<"$console" && log "guest: /workload.sh was missing"
+	if [ -n "$console" ]; then
+		log "console log ends:"
+		tail -n 15 <<<"$console" | sed 's/^/    /' >&2
+	fi
+	status=$EXIT_NO_RESULT
+fi
+if [ -n "$daemon_failure" ]; then
+	log "$daemon_failure; see $daemon_log"
+	[ "$status" != 0 ] || status=$EXIT_DAEMON_FAILED
+fi
+exit "$status"
