@@ -60,6 +60,10 @@ final class GuestFixture {
         try device.popAvailable(memory: memory)
     }
 
+    /// The device's notification decisions (`#expect` cannot call mutating members directly).
+    func needsNotification() -> Bool { device.needsNotification() }
+    func enableNotifications() -> Bool { device.enableNotifications() }
+
     /// Writes raw descriptors at indices 0, 1, ... and makes `head` available.
     func offerRaw(_ descriptors: [SplitDescriptor], head: UInt16 = 0) throws {
         for (index, descriptor) in descriptors.enumerated() {
