@@ -10,7 +10,9 @@ extension DescriptorChain {
         if length == 0 { return true }
         var skip = offset
         var remaining = length
-        for segment in segments(side) {
+        let view = segments(side)
+        for position in 0..<view.count {
+            let segment = view.segment(at: position)
             if skip >= segment.length {
                 skip -= segment.length
                 continue
@@ -63,7 +65,9 @@ extension DescriptorChain {
     /// The last byte of the device-writable side (virtio-blk's status byte), or nil when the
     /// chain has no writable bytes.
     public var lastWritableByte: UnsafeMutableRawPointer? {
-        guard let last = writable.last else { return nil }
+        let view = writable
+        guard view.count > 0 else { return nil }
+        let last = view.segment(at: view.count - 1)
         // SAFETY: segments have length >= 1, so pointer + length - 1 is the segment's last byte.
         return last.pointer + (last.length - 1)
     }
