@@ -1,4 +1,4 @@
-/// A split-ring descriptor (VIRTIO 1.2 §2.7.5, `struct virtq_desc`), as a value copied out of
+/// A split-ring descriptor (VIRTIO 1.2 §2.7, `struct virtq_desc`), as a value copied out of
 /// shared memory. The walk validates the copy, never the shared bytes, so the guest cannot change
 /// a field between the check and the use.
 public struct SplitDescriptor: Equatable, Sendable {

@@ -11,7 +11,7 @@ public enum SplitRing {
     public static let availableRingAlignment = 2
     public static let usedRingAlignment = 4
 
-    /// Drivers must not add a chain longer than 2^32 bytes in total (§2.7.5).
+    /// Drivers must not add a chain longer than 2^32 bytes in total (§2.7, "The Virtqueue Descriptor Table").
     public static let maximumChainByteCount: UInt64 = 1 << 32
 
     /// VIRTQ_AVAIL_F_NO_INTERRUPT: the driver does not want used-buffer notifications.
@@ -44,7 +44,7 @@ public enum SplitRing {
     /// `avail_event`, after the last used element (meaningful with VIRTIO_F_EVENT_IDX).
     public static func availableEventOffset(queueSize: Int) -> Int { 4 + 8 * queueSize }
 
-    /// `vring_need_event` (§2.7.10 and the virtio_ring.h helper): whether moving an index from
+    /// `vring_need_event` (§2.7, "Used Buffer Notification Suppression", and the virtio_ring.h helper): whether moving an index from
     /// `old` to `new` crossed `event`, i.e. `event` lies in [old, new) modulo 2^16. All
     /// arithmetic wraps, as the free-running indices do.
     @inline(__always)

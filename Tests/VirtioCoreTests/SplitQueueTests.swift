@@ -81,7 +81,7 @@ import VirtioCore
     }
 
     @Test func popsDirectDescriptorsFollowedByOneIndirectTable() throws {
-        // VIRTIO 1.2 §2.7.5.3.2: zero or more normal descriptors followed by a single indirect one.
+        // VIRTIO 1.2, indirect descriptors, device requirements: zero or more normal descriptors followed by a single indirect one.
         let fixture = try GuestFixture()
         let table = try fixture.driver.writeIndirectTable([
             descriptor(0x9000, 32, [.next], next: 1),
