@@ -100,6 +100,8 @@ public final class DriverSplitQueue {
         let buffers = readable.map { SplitDescriptor(address: $0.address.rawValue, length: $0.length) }
             + writable.map { SplitDescriptor(address: $0.address.rawValue, length: $0.length, flags: .write) }
         guard !buffers.isEmpty else { throw .emptyChain }
+        // Indirect entries are chained by 16-bit `next` fields.
+        guard buffers.count <= Int(UInt16.max) else { throw .indexOutOfRange(buffers.count, limit: Int(UInt16.max)) }
         let needed = indirect ? 1 : buffers.count
         guard freeDescriptors.count >= needed else {
             throw .noFreeDescriptors(needed: needed, available: freeDescriptors.count)
