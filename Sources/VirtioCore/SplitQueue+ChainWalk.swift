@@ -71,6 +71,11 @@ extension SplitQueue {
                                                       into: storage.free(after: segmentCount))
                 switch translation {
                 case .translated(let count):
+                    // A translator never reports more than the room it was given; if one did,
+                    // refuse rather than index past the buffer.
+                    guard count >= 0, count <= storage.capacity - segmentCount else {
+                        throw .tooManySegments(limit: storage.capacity)
+                    }
                     segmentCount += count
                 case .notMapped:
                     throw .addressNotInGuestMemory(address: descriptor.address, length: descriptor.length)

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Testing
 import VhostSystem
 import VirtioCore
@@ -101,6 +104,43 @@ import VirtioCore
         #expect(throws: MemoryError.mappingFailed(SystemError(call: "mmap", errno: 19 /* ENODEV */))) {
             try GuestMemoryRegion.map(descriptor: eventfd.descriptor, guestPhysicalStart: gpa(0),
                                       frontEndVirtualStart: FrontEndVirtualAddress(0), size: page, mmapOffset: 0)
+        }
+    }
+
+    /// In a child process, so other tests running in parallel do not disturb the counts.
+    @Test func errorPathsAndDroppedTablesLeakNoDescriptorsOrMappings() async {
+        await #expect(processExitsWith: .success) {
+            func mappingCount() -> Int {
+                guard let file = fopen("/proc/self/maps", "r") else { return -1 }
+                defer { fclose(file) }
+                var lines = 0
+                while true {
+                    let character = fgetc(file)
+                    if character == EOF { break }
+                    if character == 10 { lines += 1 }
+                }
+                return lines
+            }
+            let page = UInt64(MemoryMapping.pageSize)
+            func churn() throws {
+                let fd = try MemFD.create(name: "leak-test", size: 4 * page)
+                _ = try? GuestMemoryRegion.map(descriptor: fd, guestPhysicalStart: GuestPhysicalAddress(0),
+                                               frontEndVirtualStart: FrontEndVirtualAddress(0), size: 4 * page, mmapOffset: page)
+                _ = try? GuestMemoryRegion.map(descriptor: fd, guestPhysicalStart: GuestPhysicalAddress(UInt64.max),
+                                               frontEndVirtualStart: FrontEndVirtualAddress(0), size: page, mmapOffset: 0)
+                let first = try GuestMemoryRegion.map(descriptor: fd, guestPhysicalStart: GuestPhysicalAddress(0),
+                                                      frontEndVirtualStart: FrontEndVirtualAddress(0), size: 2 * page, mmapOffset: 0)
+                let second = try GuestMemoryRegion.map(descriptor: fd, guestPhysicalStart: GuestPhysicalAddress(page),
+                                                       frontEndVirtualStart: FrontEndVirtualAddress(8 * page), size: page, mmapOffset: page)
+                _ = try? GuestMemory(regions: [first, second])   // overlap
+                let memory = try GuestMemory(regions: [first])
+                _ = try memory.removing(guestPhysicalStart: GuestPhysicalAddress(0), frontEndVirtualStart: FrontEndVirtualAddress(0), size: 2 * page)
+            }
+            try churn()   // warm up lazily created runtime state
+            let descriptors = OwnedFileDescriptor.openDescriptorCount()
+            let mappings = mappingCount()
+            for _ in 0..<50 { try churn() }
+            if OwnedFileDescriptor.openDescriptorCount() != descriptors || mappingCount() != mappings { exit(1) }
         }
     }
 
