@@ -9,24 +9,6 @@ import VirtioCore
 ///
 /// Not thread-safe: one thread plays the driver.
 public final class DriverSplitQueue {
-    /// The three ring addresses in one address space, as SET_VRING_ADDR carries them.
-    public struct RingAddresses<Address: MemoryAddress>: Sendable {
-        public let descriptorTable: Address
-        public let availableRing: Address
-        public let usedRing: Address
-    }
-
-    /// One element read back from the used ring.
-    public struct UsedElement: Equatable, Sendable {
-        public let id: UInt32
-        public let length: UInt32
-
-        public init(id: UInt32, length: UInt32) {
-            self.id = id
-            self.length = length
-        }
-    }
-
     public let ram: GuestRAM
     public let queueSize: Int
     /// Whether VIRTIO_F_EVENT_IDX is in use (used_event / avail_event instead of the flags).

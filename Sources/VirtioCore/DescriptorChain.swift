@@ -46,12 +46,6 @@ public struct DescriptorChain {
         Segments(storage: storage, generation: generation, offset: readableSegmentCount, count: writableSegmentCount)
     }
 
-    /// One side of the chain.
-    public enum Side: Sendable {
-        case readable
-        case writable
-    }
-
     /// The segments of `side`.
     public func segments(_ side: Side) -> Segments {
         switch side {
