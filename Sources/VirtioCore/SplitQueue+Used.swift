@@ -1,0 +1,31 @@
+extension SplitQueue {
+    /// Writes a used element for the chain `head`, with `writtenLength` bytes written into its
+    /// device-writable buffers. Not visible to the driver until `publishUsed()`, so a batch of
+    /// completions costs one index store and one notification decision.
+    public mutating func pushUsed(head: UInt16, writtenLength: UInt32) {
+        // head comes from a chain this queue validated (head < queueSize); writing a bogus id
+        // would only confuse the guest, never us.
+        assert(Int(head) < layout.queueSize, "head index from outside this queue")
+        let slot = Int(pendingUsedIndex & ringMask)
+        let element = SplitRing.usedElementOffset(slot: slot)
+        // SAFETY: slot < queueSize, and the used ring spans 6 + 8·queueSize bytes (Layout).
+        // Plain stores: the release store in publishUsed orders them before the index.
+        RingMemory.storeUInt32(UInt32(head), layout.usedRing, offset: element)
+        RingMemory.storeUInt32(writtenLength, layout.usedRing, offset: element + 4)
+        pendingUsedIndex &+= 1
+    }
+
+    /// Makes every element pushed since the last call visible to the driver by storing used->idx.
+    public mutating func publishUsed() {
+        guard pendingUsedIndex != usedIndex else { return }
+        // Release: the used elements written by pushUsed, and the data the device wrote into
+        // the buffers, become visible to the driver no later than the new index.
+        RingMemory.storeReleaseUInt16(pendingUsedIndex, layout.usedRing, offset: SplitRing.usedIndexOffset)
+        usedIndex = pendingUsedIndex
+    }
+
+    /// Elements pushed but not yet published.
+    public var unpublishedUsedCount: Int {
+        Int(pendingUsedIndex &- usedIndex)
+    }
+}
