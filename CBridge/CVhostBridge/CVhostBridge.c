@@ -10,6 +10,7 @@
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -143,6 +144,8 @@ int cvb_block_device_zeroout(int fd, uint64_t offset, uint64_t length) {
     uint64_t range[2] = { offset, length };
     return ioctl(fd, BLKZEROOUT, &range);
 }
+
+void cvb_set_thread_name(const char *name) { (void)prctl(PR_SET_NAME, name, 0, 0, 0); }
 
 int cvb_fallocate(int fd, int mode, uint64_t offset, uint64_t length) {
     return fallocate(fd, mode, (off_t)offset, (off_t)length);

@@ -46,7 +46,7 @@ public final class ControlPlane {
                 let plane = Unmanaged<ControlPlane>.fromOpaque(data).takeUnretainedValue()
                 plane.logger.notice("signal received, shutting down")
                 g_main_loop_quit(plane.loop)
-                return 0  // G_SOURCE_REMOVE
+                return 1  // G_SOURCE_CONTINUE: removed by run() once the loop ends
             }, context))
         }
         watchListener()

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CVhostBridge
 import Logging
 import VhostSystem
 import VhostUserProtocol
@@ -68,7 +69,6 @@ final class QueueWorker: @unchecked Sendable {
             throw .workerStartFailed(SystemError(call: "pthread_create", errno: result))
         }
         thread = handle
-        _ = pthread_setname_np(handle, "vq\(queueIndex)")
     }
 
     /// Asks the thread to finish and waits for it.
@@ -83,6 +83,7 @@ final class QueueWorker: @unchecked Sendable {
     // MARK: - Worker thread
 
     private func run() {
+        cvb_set_thread_name("vq\(queueIndex)")
         while running {
             let ready: Int
             do {
@@ -193,10 +194,11 @@ final class QueueWorker: @unchecked Sendable {
         enabled = configuration.enabled
         broken = false
         do {
-            let layout = try SplitQueue.Layout.resolve(
-                size: configuration.size, descriptorTable: configuration.descriptorTable,
+            let layout = try SplitQueue.Layout.translate(
+                queueSize: configuration.size, descriptorTable: configuration.descriptorTable,
                 availableRing: configuration.availableRing, usedRing: configuration.usedRing, memory: memory)
-            ring = SplitQueue(layout: layout, features: configuration.features,
+            ring = SplitQueue(layout: layout,
+                              features: SplitQueue.Features(negotiatedFeatures: configuration.features.rawValue),
                               nextAvailableIndex: configuration.nextAvailableIndex)
         } catch {
             ring = nil
@@ -217,12 +219,13 @@ final class QueueWorker: @unchecked Sendable {
 
     /// Re-resolves the ring addresses against a new memory table, keeping the ring indices.
     private func relocate(_ configuration: RingStartConfiguration, keeping current: SplitQueue) {
+        var queue = current
         do {
-            let layout = try SplitQueue.Layout.resolve(
-                size: configuration.size, descriptorTable: configuration.descriptorTable,
+            let layout = try SplitQueue.Layout.translate(
+                queueSize: configuration.size, descriptorTable: configuration.descriptorTable,
                 availableRing: configuration.availableRing, usedRing: configuration.usedRing, memory: memory)
-            ring = SplitQueue(layout: layout, features: configuration.features,
-                              nextAvailableIndex: current.nextAvailableIndex)
+            try queue.relocate(to: layout)
+            ring = queue
         } catch {
             ring = nil
             markBroken(error)

@@ -11,11 +11,13 @@ extension VhostUserConnection {
         for index in 0..<count where start + index < space.count {
             bytes[index] = space[start + index]
         }
+        let answer: ConfigAccess
         do {
-            return Reply.config(try ConfigAccess(offset: access.offset, flags: access.flags, bytes: bytes)).encoded()
+            answer = try ConfigAccess(offset: access.offset, flags: access.flags, bytes: bytes)
         } catch {
             throw .malformedMessage(error)
         }
+        return Reply.config(answer).encoded().bytes
     }
 
     /// SET_CONFIG: only fields the device declares writable; migration writes (flags 1) carry the

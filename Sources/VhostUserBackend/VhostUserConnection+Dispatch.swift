@@ -6,14 +6,14 @@ extension VhostUserConnection {
     /// requests that have one; `nil` means "ack if asked" (see the reply policy in `send`).
     func dispatch(_ message: FrontEndMessage, descriptors: [OwnedFileDescriptor]) throws(BackendError) -> [UInt8]? {
         switch message {
-        case .getFeatures: return Reply.features(offeredFeatures).encoded()
+        case .getFeatures: return Reply.features(offeredFeatures).encoded().bytes
         case .setFeatures(let features): try setFeatures(features); return nil
         case .setOwner: ownerSet = true; return nil
         case .resetOwner: try resetDevice(); return nil
-        case .getProtocolFeatures: return Reply.protocolFeatures(Self.offeredProtocolFeatures).encoded()
+        case .getProtocolFeatures: return Reply.protocolFeatures(Self.offeredProtocolFeatures).encoded().bytes
         case .setProtocolFeatures(let features): try setProtocolFeatures(features); return nil
-        case .getQueueNum: return Reply.queueCount(UInt64(vrings.count)).encoded()
-        case .getMaxMemSlots: return Reply.maximumMemorySlots(UInt64(Self.maximumMemorySlots)).encoded()
+        case .getQueueNum: return Reply.queueCount(UInt64(vrings.count)).encoded().bytes
+        case .getMaxMemSlots: return Reply.maximumMemorySlots(UInt64(Self.maximumMemorySlots)).encoded().bytes
         case .setMemTable(let table): try setMemoryTable(table, descriptors: descriptors); return nil
         case .addMemReg(let region): try addMemoryRegion(region, descriptors: descriptors); return nil
         case .remMemReg(let region): try removeMemoryRegion(region); return nil

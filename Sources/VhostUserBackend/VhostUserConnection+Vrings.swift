@@ -43,7 +43,7 @@ extension VhostUserConnection {
         let index = Int(state.index)
         let base = vrings[index].started ? try stopRing(index) : vrings[index].nextAvailableIndex
         vrings[index].nextAvailableIndex = base
-        return Reply.vringBase(VringState(index: state.index, num: UInt32(base))).encoded()
+        return Reply.vringBase(VringState(index: state.index, num: UInt32(base))).encoded().bytes
     }
 
     /// SET_VRING_KICK gives the ring its kick eventfd and starts it.

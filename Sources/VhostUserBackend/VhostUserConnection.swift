@@ -43,7 +43,7 @@ final class VhostUserConnection {
         self.device = device
         self.logger = logger
         offeredFeatures = device.features.union(.protocolFeatures)
-        memory = GuestMemory.empty
+        memory = GuestMemory(maximumRegions: Int(Self.maximumMemorySlots))
         vrings = Array(repeating: VringSetup(), count: device.numberOfQueues)
         workers = Array(repeating: nil, count: device.numberOfQueues)
         payloadBuffer = .allocate(byteCount: Int(MessageHeader.maximumPayloadSize), alignment: 8)
@@ -144,7 +144,7 @@ final class VhostUserConnection {
         if let reply {
             bytes = reply
         } else if needReply && negotiatedProtocolFeatures.contains(.replyAck) {
-            bytes = Reply.ack(request: request, value: succeeded ? 0 : 1).encoded()
+            bytes = Reply.ack(request: request, value: succeeded ? 0 : 1).encoded().bytes
         } else {
             return
         }
@@ -167,7 +167,7 @@ final class VhostUserConnection {
         }
         workers = Array(repeating: nil, count: workers.count)
         vrings = Array(repeating: VringSetup(), count: vrings.count)
-        memory = GuestMemory.empty
+        memory = GuestMemory(maximumRegions: Int(Self.maximumMemorySlots))
         socket.shutdown()
     }
 }

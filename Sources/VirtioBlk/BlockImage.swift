@@ -96,7 +96,7 @@ public final class BlockImage: Sendable {
         var remaining = length
         while remaining > 0 {
             let chunk = Int(min(remaining, UInt64(zeroes.count)))
-            let written = pwrite(descriptor.rawValue, zeroes.baseAddress, chunk, off_t(bitPattern: position))
+            let written = pwrite(descriptor.rawValue, zeroes.baseAddress, chunk, off_t(truncatingIfNeeded: position))
             if written < 0 {
                 if errno == EINTR { continue }
                 return errno
@@ -114,8 +114,8 @@ public final class BlockImage: Sendable {
         var position = offset
         while done < byteCount {
             let result = write
-                ? pwritev(descriptor.rawValue, vectors + first, Int32(count - first), off_t(bitPattern: position))
-                : preadv(descriptor.rawValue, vectors + first, Int32(count - first), off_t(bitPattern: position))
+                ? pwritev(descriptor.rawValue, vectors + first, Int32(count - first), off_t(truncatingIfNeeded: position))
+                : preadv(descriptor.rawValue, vectors + first, Int32(count - first), off_t(truncatingIfNeeded: position))
             if result < 0 {
                 if errno == EINTR { continue }
                 return errno

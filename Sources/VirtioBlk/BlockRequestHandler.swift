@@ -19,6 +19,10 @@ final class BlockRequestHandler: VirtqueueRequestHandler {
     private let zeroes: UnsafeMutableRawBufferPointer
     private var statistics = BlockRequestStatistics()
 
+    private var vectorBuffer: UnsafeMutableBufferPointer<iovec> {
+        UnsafeMutableBufferPointer(start: vectors, count: vectorCapacity)
+    }
+
     init(device: VirtioBlkDevice, queueIndex: Int, maximumSegments: Int) {
         self.device = device
         image = device.image
@@ -50,7 +54,7 @@ final class BlockRequestHandler: VirtqueueRequestHandler {
         }
         let statusOffset = chain.writableByteCount - 1
         var headerBytes = (UInt64(0), UInt64(0))
-        let copied = withUnsafeMutableBytes(of: &headerBytes) { chain.copyReadable(from: 0, into: $0) }
+        let copied = withUnsafeMutableBytes(of: &headerBytes) { chain.copyReadableBytes(into: $0, from: 0) == BlockRequestHeader.byteCount }
         guard copied else {
             return finish(chain, status: .ioError, statusOffset: statusOffset, dataWritten: 0)
         }
@@ -87,7 +91,7 @@ final class BlockRequestHandler: VirtqueueRequestHandler {
     private func finish(_ chain: DescriptorChain, status: BlockRequestStatus, statusOffset: Int, dataWritten: Int) -> UInt32 {
         if status == .ioError { statistics.errors += 1 }
         var byte = status.rawValue
-        _ = withUnsafeBytes(of: &byte) { chain.copyToWritable(from: $0, at: statusOffset) }
+        _ = withUnsafeBytes(of: &byte) { chain.copyToWritableBytes(from: $0, at: statusOffset) }
         return UInt32(clamping: dataWritten + 1)
     }
 
@@ -101,7 +105,7 @@ final class BlockRequestHandler: VirtqueueRequestHandler {
 
     private func read(_ chain: DescriptorChain, sector: UInt64, length: Int) -> BlockRequestStatus {
         guard length > 0, let offset = byteOffset(sector: sector, length: length),
-              let count = chain.writableVectors(from: 0, length: length, into: vectors, capacity: vectorCapacity)
+              let count = chain.fillIOVectors(.writable, offset: 0, length: length, into: vectorBuffer)
         else { return .ioError }
         return image.read(vectors, count: count, byteCount: length, offset: offset) == 0 ? .ok : .ioError
     }
@@ -109,8 +113,8 @@ final class BlockRequestHandler: VirtqueueRequestHandler {
     private func write(_ chain: DescriptorChain, sector: UInt64, length: Int) -> BlockRequestStatus {
         guard !image.readOnly else { return .ioError }
         guard length > 0, let offset = byteOffset(sector: sector, length: length),
-              let count = chain.readableVectors(from: BlockRequestHeader.byteCount, length: length,
-                                                into: vectors, capacity: vectorCapacity)
+              let count = chain.fillIOVectors(.readable, offset: BlockRequestHeader.byteCount, length: length,
+                                               into: vectorBuffer)
         else { return .ioError }
         guard image.write(vectors, count: count, byteCount: length, offset: offset) == 0 else { return .ioError }
         // Writethrough mode: the write is stable before it completes.
@@ -126,7 +130,7 @@ final class BlockRequestHandler: VirtqueueRequestHandler {
         withUnsafeMutableBytes(of: &identifier) { raw in
             for (index, byte) in device.serial.prefix(length).enumerated() { raw[index] = byte }
         }
-        let copied = withUnsafeBytes(of: &identifier) { chain.copyToWritable(from: $0, at: 0) }
+        let copied = withUnsafeBytes(of: &identifier) { chain.copyToWritableBytes(from: $0, at: 0) == length }
         return copied ? (.ok, length) : (.ioError, 0)
     }
 
@@ -142,7 +146,8 @@ final class BlockRequestHandler: VirtqueueRequestHandler {
             for index in 0..<count {
                 var raw = (UInt64(0), UInt64(0))
                 let copied = withUnsafeMutableBytes(of: &raw) {
-                    chain.copyReadable(from: BlockRequestHeader.byteCount + index * DiscardSegment.byteCount, into: $0)
+                    chain.copyReadableBytes(into: $0, from: BlockRequestHeader.byteCount + index * DiscardSegment.byteCount)
+                        == DiscardSegment.byteCount
                 }
                 guard copied else { return .ioError }
                 let segment = withUnsafeBytes(of: &raw) { DiscardSegment(copiedBytes: $0) }

@@ -42,6 +42,9 @@ int cvb_block_device_logical_sector_size(int fd, int *size);
 int cvb_block_device_discard(int fd, uint64_t offset, uint64_t length);
 int cvb_block_device_zeroout(int fd, uint64_t offset, uint64_t length);
 
+/// Names the calling thread (at most 15 bytes are kept), for ps / top / gdb.
+void cvb_set_thread_name(const char *name);
+
 int cvb_fallocate(int fd, int mode, uint64_t offset, uint64_t length);
 extern const int CVB_FALLOC_FL_KEEP_SIZE;
 extern const int CVB_FALLOC_FL_PUNCH_HOLE;
