@@ -94,6 +94,7 @@ struct VhostUserBlkCommand: ParsableCommand {
             return handler
         }
         let logger = Logger(label: "vhost-user-blk")
+        Self.prepareSignals()
         guard let blockFile else { throw ValidationError("--blk-file is required") }
 
         let image: BlockImage
@@ -140,6 +141,17 @@ struct VhostUserBlkCommand: ParsableCommand {
         let controlPlane = ControlPlane(listener: listener, socketPath: socketPath, device: device, logger: logger)
         controlPlane.run()
         logger.notice("stopped")
+    }
+
+    /// A parent may start us with signals blocked (posix_spawn keeps the spawning thread's mask):
+    /// SIGINT and SIGTERM must reach GLib's handlers. A closed socket must give EPIPE, not kill us.
+    static func prepareSignals() {
+        var set = sigset_t()
+        sigemptyset(&set)
+        sigaddset(&set, SIGINT)
+        sigaddset(&set, SIGTERM)
+        pthread_sigmask(SIG_UNBLOCK, &set, nil)
+        signal(SIGPIPE, SIG_IGN)
     }
 
     /// The image's file name, cut to the 20 bytes GET_ID carries.
