@@ -55,7 +55,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .testTarget(name: "VhostUserFrontEndTests", dependencies: ["VhostUserFrontEnd", "VhostUserProtocol", "VhostSystem"]),
-        .testTarget(name: "EndToEndTests", dependencies: ["VhostSystem"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["VhostSystem", "VhostUserFrontEnd", "VhostUserProtocol"]),
     ],
     swiftLanguageModes: [.v6]
 )

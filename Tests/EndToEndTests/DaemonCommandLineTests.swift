@@ -1,0 +1,107 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import Testing
+import VhostSystem
+import VhostUserFrontEnd
+import VhostUserProtocol
+
+/// The daemon's command line, run as a user runs it: the built executable in a child process.
+@Suite("vhost-user-blk command line")
+struct DaemonCommandLineTests {
+    typealias H = GuestHarness
+
+    struct Finished {
+        var status: Int32
+        var output: String
+    }
+
+    static func runDaemon(_ arguments: [String]) throws -> Finished {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: H.daemon)
+        process.arguments = arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return Finished(status: process.terminationStatus, output: String(decoding: data, as: UTF8.self))
+    }
+
+    /// The "back-end program conventions" of QEMU's vhost-user spec: a JSON object of type
+    /// "block" with the features "read-only" and "blk-file".
+    @Test func printCapabilitiesPrintsTheSpecJSON() throws {
+        let finished = try Self.runDaemon(["--print-capabilities"])
+        #expect(finished.status == 0)
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(finished.output.utf8)) as? [String: Any])
+        #expect(json["type"] as? String == "block")
+        #expect(Set(json["features"] as? [String] ?? []) == ["read-only", "blk-file"])
+    }
+
+    @Test func imageSizeNotAMultipleOf512IsRefusedClearly() throws {
+        let scratch = try H.Scratch()
+        let image = scratch.path("odd.img")
+        try H.write([UInt8](repeating: 1, count: 1000), to: image)
+        let finished = try Self.runDaemon(["--socket-path=\(scratch.path("s.sock"))", "--blk-file=\(image)"])
+        #expect(finished.status != 0)
+        #expect(finished.output.contains("not a multiple of the 512-byte sector"), "\(finished.output)")
+        #expect(!FileManager.default.fileExists(atPath: scratch.path("s.sock")))
+    }
+
+    @Test(arguments: [
+        (["--blk-file=/tmp/x.img"], "exactly one of --socket-path and --fd"),
+        (["--socket-path=/tmp/a.sock", "--fd=3", "--blk-file=/tmp/x.img"], "exactly one of --socket-path and --fd"),
+        (["--socket-path=/tmp/a.sock"], "--blk-file is required"),
+        (["--socket-path=/tmp/a.sock", "--blk-file=/tmp/x.img", "--queue-size=100"], "--queue-size must be a power of two"),
+        (["--socket-path=/tmp/a.sock", "--blk-file=/tmp/x.img", "--num-queues=0"], "--num-queues must be between"),
+        (["--socket-path=/tmp/a.sock", "--blk-file=/tmp/x.img", "--log-level=loud"], "--log-level must be one of"),
+    ])
+    func badCommandLinesAreRefusedWithAReason(arguments: [String], reason: String) throws {
+        let finished = try Self.runDaemon(arguments)
+        #expect(finished.status != 0)
+        #expect(finished.output.contains(reason), "\(finished.output)")
+    }
+
+    /// --fd: the daemon serves on a listening socket it inherits (as a service manager or libvirt
+    /// hands it over), and SIGTERM stops it with status 0.
+    @Test func servesAnInheritedListeningSocket() throws {
+        let scratch = try H.Scratch()
+        let image = scratch.path("disk.img")
+        try H.makeImage(at: image, size: 8 << 20)
+        let socketPath = scratch.path("inherited.sock")
+        let listener = try UnixSocket.listen(path: socketPath)
+
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        // dup2 onto 3 clears close-on-exec on the child's copy only.
+        posix_spawn_file_actions_adddup2(&actions, listener.rawValue, 3)
+        let arguments = [H.daemon, "--fd=3", "--blk-file=\(image)", "--log-level=error"]
+        var argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
+        defer { argv.forEach { free($0) } }
+        var pid: pid_t = 0
+        #expect(posix_spawn(&pid, H.daemon, &actions, nil, &argv, environ) == 0)
+        defer {
+            if pid > 0 {
+                kill(pid, SIGKILL)
+                var status: Int32 = 0
+                waitpid(pid, &status, 0)
+            }
+        }
+
+        let session = try FrontEndSession.connect(path: socketPath)
+        let negotiated = try session.negotiate(wanted: FrontEndSession.qemu72BlockFeatures,
+                                               wantedProtocol: FrontEndSession.qemu72ProtocolFeatures)
+        #expect(negotiated.protocolFeatures.contains(.config))
+        let configuration = try session.readConfig(offset: 0, size: 8)
+        #expect(configuration == [0x00, 0x40, 0, 0, 0, 0, 0, 0])  // 8 MiB = 16384 sectors
+
+        #expect(kill(pid, SIGTERM) == 0)
+        var status: Int32 = 0
+        #expect(waitpid(pid, &status, 0) == pid)
+        pid = 0
+        #expect(status == 0, "exit status \(status)")
+    }
+}
