@@ -110,7 +110,7 @@ final class VhostUserConnection {
         } catch {
             return close(after: .malformedMessage(error))
         }
-        let request = VhostUserRequest(rawValue: header.request) ?? .getFeatures
+        let request = message.request
         let needReply = header.flags.contains(.needReply)
         logger.debug("message", metadata: ["request": "\(request)", "fds": "\(descriptors.count)"])
 
