@@ -38,6 +38,8 @@ test: build guest
 	@# The data path allocates nothing per request: glibc's malloc tracer watches it.
 	trace="$$(mktemp)"; MALLOC_TRACE="$$trace" LD_PRELOAD=$(MALLOC_DEBUG_LIBRARY) \
 	  swift test --skip-build --filter DataPathAllocationTests; rm -f "$$trace"
+	@# The launcher's own checks (exit statuses, timeout, reboot, read-only) against our daemon.
+	./vm-images/selftest.sh --daemon "$$(swift build --show-bin-path)/vhost-user-blk"
 
 unit-test: build
 	swift test --skip EndToEndTests $(SWIFT_TEST_FLAGS)
