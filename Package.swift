@@ -14,6 +14,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.0"),
     ],
     targets: [
         // System libraries found through pkg-config; the bridge includes their headers.
@@ -27,6 +28,10 @@ let package = Package(
         .target(name: "VhostSystem", dependencies: ["CVhostBridge"]),
         // vhost-user wire format: headers, payloads, validation, reply encoding. No I/O.
         .target(name: "VhostUserProtocol"),
+        // The IOMMU model: range store, IOTLB, pins, two-step IOVA mapping, I/O page table,
+        // mmap cookies, reverse translation. Pure Swift, no I/O.
+        .target(name: "IOMMUModel"),
+        .executableTarget(name: "iommu-bench", dependencies: ["IOMMUModel"]),
         // Guest memory and split virtqueues.
         .target(name: "VirtioCore", dependencies: ["VhostSystem", "CVhostBridge"]),
         // Connection, dispatch, queue workers, GLib control plane: the back-end framework.
@@ -53,6 +58,9 @@ let package = Package(
         .testTarget(name: "VhostUserBackendTests", dependencies: [
             "VhostUserBackend", "VirtioBlk", "VhostUserFrontEnd", "VhostUserProtocol", "VhostSystem",
             .product(name: "Logging", package: "swift-log"),
+        ]),
+        .testTarget(name: "IOMMUModelTests", dependencies: [
+            "IOMMUModel", .product(name: "PropertyBased", package: "swift-property-based"),
         ]),
         .testTarget(name: "VhostUserFrontEndTests", dependencies: ["VhostUserFrontEnd", "VhostUserProtocol", "VhostSystem"]),
         .testTarget(name: "EndToEndTests", dependencies: ["VhostSystem", "VhostUserFrontEnd", "VhostUserProtocol"]),

@@ -1,0 +1,1 @@
+// Placeholder until the model's first type lands.

@@ -1,0 +1,1 @@
+print("iommu-bench: not yet implemented")
