@@ -6,9 +6,12 @@ extension VhostUserConnection {
     func setVringNumber(_ state: VringState) throws(BackendError) {
         let index = Int(state.index)
         let size = Int(state.num)
-        guard size > 0, size & (size - 1) == 0, size <= device.maximumQueueSize else {
-            throw .invalidState(request: .setVringNum,
-                                reason: "queue size \(size) is not a power of two in 1...\(device.maximumQueueSize)")
+        guard size > 0, size & (size - 1) == 0 else {
+            throw .invalidState(request: .setVringNum, reason: "queue size \(size) is not a power of two")
+        }
+        guard size <= device.maximumQueueSize else {
+            throw .invalidState(request: .setVringNum, reason:
+                "queue size \(size) is larger than the device's maximum \(device.maximumQueueSize) (the daemon's --queue-size)")
         }
         guard !vrings[index].started else {
             throw .invalidState(request: .setVringNum, reason: "ring \(index) is running")
