@@ -199,7 +199,8 @@ final class QueueWorker: @unchecked Sendable {
                 availableRing: configuration.availableRing, usedRing: configuration.usedRing, memory: memory)
             ring = SplitQueue(layout: layout,
                               features: SplitQueue.Features(negotiatedFeatures: configuration.features.rawValue),
-                              nextAvailableIndex: configuration.nextAvailableIndex)
+                              nextAvailableIndex: configuration.nextAvailableIndex,
+                              maximumChainLength: device.maximumQueueSize)
         } catch {
             ring = nil
             markBroken(error)

@@ -46,7 +46,7 @@ extension SplitQueue {
                 guard !descriptor.flags.contains(.next) else { throw .indirectWithNext }
                 let length = descriptor.length
                 let entries = Int(length) / SplitDescriptor.byteCount
-                guard length > 0, Int(length) % SplitDescriptor.byteCount == 0, entries <= queueSize else {
+                guard length > 0, Int(length) % SplitDescriptor.byteCount == 0, entries <= maximumChainLength else {
                     throw .indirectTableLengthInvalid(length: length)
                 }
                 table = UnsafeRawPointer(try indirectTable(descriptor, translator: translator))
@@ -56,7 +56,7 @@ extension SplitQueue {
                 continue
             }
 
-            guard bufferDescriptors < queueSize else { throw .chainTooLong(limit: queueSize) }
+            guard bufferDescriptors < maximumChainLength else { throw .chainTooLong(limit: maximumChainLength) }
             bufferDescriptors += 1
             let writable = descriptor.flags.contains(.write)
             if writable {

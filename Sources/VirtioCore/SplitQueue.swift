@@ -31,6 +31,9 @@ public struct SplitQueue {
     var signalledUsedIndexValid = false
     let storage: SegmentStorage
     let ringMask: UInt16
+    /// Most buffer descriptors one chain may have (direct and indirect together), which also
+    /// bounds the walk so loops end: the queue size, or more when the device advertises it.
+    public let maximumChainLength: Int
 
     /// Starts a queue on a validated layout.
     ///
@@ -39,9 +42,14 @@ public struct SplitQueue {
     ///   - maximumSegments: capacity of the segment buffer one chain is walked into; a chain that
     ///     needs more segments breaks the queue with `.tooManySegments`. Default: twice the queue
     ///     size, enough for a maximal chain whose every buffer crosses one region boundary.
+    ///   - maximumChainLength: the longest chain accepted, when the device lets drivers build
+    ///     chains longer than the ring through indirect tables (virtio-blk's seg_max + 2 may exceed
+    ///     a small ring: Linux then puts the whole request in one indirect table). Never below the
+    ///     queue size.
     /// `usedIndex` starts from the used ring's current `idx`, which a previous back end may have
     /// advanced.
-    public init(layout: Layout, features: Features, nextAvailableIndex: UInt16 = 0, maximumSegments: Int? = nil) {
+    public init(layout: Layout, features: Features, nextAvailableIndex: UInt16 = 0, maximumSegments: Int? = nil,
+                maximumChainLength: Int? = nil) {
         self.layout = layout
         self.features = features
         self.nextAvailableIndex = nextAvailableIndex
@@ -50,7 +58,8 @@ public struct SplitQueue {
         usedIndex = currentUsedIndex
         pendingUsedIndex = currentUsedIndex
         signalledUsedIndex = currentUsedIndex
-        storage = SegmentStorage(capacity: maximumSegments ?? 2 * layout.queueSize)
+        self.maximumChainLength = max(layout.queueSize, min(maximumChainLength ?? 0, SplitRing.maximumQueueSize))
+        storage = SegmentStorage(capacity: maximumSegments ?? 2 * self.maximumChainLength)
         // queueSize is a validated power of two <= 32768, so queueSize - 1 fits in 16 bits.
         ringMask = UInt16(truncatingIfNeeded: layout.queueSize - 1)
     }

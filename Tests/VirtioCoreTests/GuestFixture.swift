@@ -36,7 +36,8 @@ final class GuestFixture {
     var device: SplitQueue
 
     init(queueSize: Int = 8, features: SplitQueue.Features = [.indirectDescriptors], startIndex: UInt16 = 0,
-         maximumSegments: Int? = nil, regions: [GuestRAM.RegionSpec] = GuestFixture.defaultRegions) throws {
+         maximumSegments: Int? = nil, maximumChainLength: Int? = nil,
+         regions: [GuestRAM.RegionSpec] = GuestFixture.defaultRegions) throws {
         ram = try GuestRAM(regions: regions)
         memory = try ram.deviceView()
         driver = try DriverSplitQueue(ram: ram, queueSize: queueSize, eventIndex: features.contains(.eventIndex))
@@ -45,7 +46,8 @@ final class GuestFixture {
         let layout = try SplitQueue.Layout.translate(queueSize: queueSize, descriptorTable: addresses.descriptorTable,
                                                      availableRing: addresses.availableRing, usedRing: addresses.usedRing,
                                                      memory: memory)
-        device = SplitQueue(layout: layout, features: features, nextAvailableIndex: startIndex, maximumSegments: maximumSegments)
+        device = SplitQueue(layout: layout, features: features, nextAvailableIndex: startIndex, maximumSegments: maximumSegments,
+                            maximumChainLength: maximumChainLength)
     }
 
     /// A fresh buffer of `size` bytes in region 0, filled with `fill`.

@@ -136,6 +136,24 @@ import VirtioCore
         #expect(try fixture.pop()?.readableByteCount == 64)
     }
 
+    /// virtio-blk advertises seg_max from its own queue-size setting; a guest with a smaller ring
+    /// then puts long requests into one indirect table longer than the ring.
+    @Test func acceptsIndirectTableLongerThanTheRingUpToTheDeviceLimit() throws {
+        let fixture = try GuestFixture(queueSize: 8, maximumChainLength: 32)
+        let buffers = try (0..<32).map { _ in (address: try fixture.buffer(8), length: UInt32(8)) }
+        try fixture.driver.addChain(readable: buffers, indirect: true)
+        fixture.driver.publish()
+        #expect(try fixture.pop()?.readableByteCount == 256)
+    }
+
+    @Test func refusesIndirectTableBeyondTheDeviceLimit() throws {
+        let fixture = try GuestFixture(queueSize: 8, maximumChainLength: 32)
+        let buffers = try (0..<33).map { _ in (address: try fixture.buffer(8), length: UInt32(8)) }
+        try fixture.driver.addChain(readable: buffers, indirect: true)
+        fixture.driver.publish()
+        #expect(throws: VirtqueueError.indirectTableLengthInvalid(length: 33 * 16)) { try fixture.pop() }
+    }
+
     @Test func completesBatchWithOneIndexStore() throws {
         let fixture = try GuestFixture()
         var heads: [UInt16] = []
