@@ -17,7 +17,8 @@ final class BlockRequestHandler: VirtqueueRequestHandler {
     private let vectors: UnsafeMutablePointer<iovec>
     private let vectorCapacity: Int
     private let zeroes: UnsafeMutableRawBufferPointer
-    private var statistics = BlockRequestStatistics()
+    /// Readable by tests (`@testable`); only the handler changes it.
+    private(set) var statistics = BlockRequestStatistics()
 
     private var vectorBuffer: UnsafeMutableBufferPointer<iovec> {
         UnsafeMutableBufferPointer(start: vectors, count: vectorCapacity)
