@@ -99,17 +99,19 @@ final class BlockFixture {
     }
 
     static func pattern(offset: Int, count: Int) -> [UInt8] {
-        (offset..<(offset + count)).map(pattern(at:))
+        Array(initialImage[offset..<(offset + count)])
     }
+
+    /// The whole image before any request, computed once (debug builds are slow at this).
+    static let initialImage: [UInt8] = (0..<imageSize).map(pattern(at:))
 
     private static func makeImageFile() throws -> String {
         var template = Array("/tmp/vublk-device-XXXXXX".utf8CString)
         let fd = mkstemp(&template)
         try #require(fd >= 0)
         defer { close(fd) }
-        let path = String(cString: template)
-        let bytes = pattern(offset: 0, count: imageSize)
-        let written = bytes.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
+        let path = String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        let written = initialImage.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
         if written != imageSize {
             unlink(path)
             try #require(written == imageSize)
@@ -128,16 +130,28 @@ final class BlockFixture {
 
     /// Whether the whole file still holds its initial pattern.
     var imageIsUnchanged: Bool {
-        imageBytes(offset: 0, count: Self.imageSize) == Self.pattern(offset: 0, count: Self.imageSize)
+        Self.sameBytes(imageBytes(offset: 0, count: Self.imageSize), Self.initialImage)
     }
 
     /// Whether the file is the pattern everywhere except `zeroed` (sector ranges), which read zero.
     func imageMatches(zeroedSectors zeroed: [Range<Int>]) -> Bool {
-        var expected = Self.pattern(offset: 0, count: Self.imageSize)
-        for range in zeroed {
-            for index in (range.lowerBound * 512)..<(range.upperBound * 512) { expected[index] = 0 }
+        var expected = Self.initialImage
+        expected.withUnsafeMutableBytes { bytes in
+            for range in zeroed {
+                bytes[(range.lowerBound * 512)..<(range.upperBound * 512)].initializeMemory(as: UInt8.self, repeating: 0)
+            }
         }
-        return imageBytes(offset: 0, count: Self.imageSize) == expected
+        return Self.sameBytes(imageBytes(offset: 0, count: Self.imageSize), expected)
+    }
+
+    /// Array equality with memcmp: element-wise comparison of megabytes is slow in debug builds.
+    static func sameBytes(_ first: [UInt8], _ second: [UInt8]) -> Bool {
+        first.count == second.count && first.withUnsafeBytes { a in
+            second.withUnsafeBytes { b in
+                guard let left = a.baseAddress, let right = b.baseAddress else { return true }
+                return memcmp(left, right, a.count) == 0
+            }
+        }
     }
 
     // MARK: Guest memory
