@@ -17,6 +17,9 @@ final class BlockRequestHandler: VirtqueueRequestHandler {
     private let vectors: UnsafeMutablePointer<iovec>
     private let vectorCapacity: Int
     private let zeroes: UnsafeMutableRawBufferPointer
+    /// The DISCARD / WRITE_ZEROES segments of the request being served, copied out of guest
+    /// memory once (max_discard_seg of them).
+    private let segments: UnsafeMutablePointer<DiscardSegment>
     /// Readable by tests (`@testable`); only the handler changes it.
     private(set) var statistics = BlockRequestStatistics()
 
@@ -33,11 +36,14 @@ final class BlockRequestHandler: VirtqueueRequestHandler {
         vectors = .allocate(capacity: vectorCapacity)
         zeroes = .allocate(byteCount: 64 * 1024, alignment: 4096)
         zeroes.initializeMemory(as: UInt8.self, repeating: 0)
+        segments = .allocate(capacity: Int(BlockRequestLimits.maximumDiscardSegments))
     }
 
     deinit {
         vectors.deallocate()
         zeroes.deallocate()
+        // DiscardSegment is trivial: nothing to deinitialize.
+        segments.deallocate()
         device.logger.info("queue statistics", metadata: [
             "queue": "\(queueIndex)", "read": "\(statistics.reads)", "write": "\(statistics.writes)",
             "flush": "\(statistics.flushes)", "get-id": "\(statistics.identifiers)",
@@ -136,35 +142,43 @@ final class BlockRequestHandler: VirtqueueRequestHandler {
     }
 
     /// DISCARD and WRITE_ZEROES: 1...max_discard_seg segments after the header, each validated
-    /// before any is executed so a bad request changes nothing.
+    /// before any is executed so a bad request changes nothing. Each segment is read from guest
+    /// memory once, into `segments`: the guest can rewrite them while we work, and what we
+    /// execute must be what we validated.
     private func discardOrZero(_ chain: DescriptorChain, zeroing: Bool) -> BlockRequestStatus {
         guard !image.readOnly else { return .ioError }
         let payload = chain.readableByteCount - BlockRequestHeader.byteCount
         guard payload > 0, payload % DiscardSegment.byteCount == 0 else { return .ioError }
         let count = payload / DiscardSegment.byteCount
         guard count <= Int(BlockRequestLimits.maximumDiscardSegments) else { return .ioError }
-        for pass in 0..<2 {
-            for index in 0..<count {
-                var raw = (UInt64(0), UInt64(0))
-                let copied = withUnsafeMutableBytes(of: &raw) {
-                    chain.copyReadableBytes(into: $0, from: BlockRequestHeader.byteCount + index * DiscardSegment.byteCount)
-                        == DiscardSegment.byteCount
-                }
-                guard copied else { return .ioError }
-                let segment = withUnsafeBytes(of: &raw) { DiscardSegment(copiedBytes: $0) }
-                // Unknown flags, and unmap on DISCARD, are UNSUPP (VIRTIO spec 5.2.6.2).
-                guard segment.flags & ~DiscardSegment.unmapFlag == 0, zeroing || !segment.unmap else {
-                    return .unsupported
-                }
-                let length = Int(segment.sectorCount) * Int(BlockImage.sectorSize)
-                guard let offset = byteOffset(sector: segment.sector, length: length) else { return .ioError }
-                guard pass == 1, length > 0 else { continue }
-                let result = zeroing
-                    ? image.writeZeroes(offset: offset, length: UInt64(length), unmap: segment.unmap,
-                                        zeroes: UnsafeRawBufferPointer(zeroes))
-                    : image.discard(offset: offset, length: UInt64(length))
-                guard result == 0 else { return .ioError }
+        for index in 0..<count {
+            var raw = (UInt64(0), UInt64(0))
+            let copied = withUnsafeMutableBytes(of: &raw) {
+                chain.copyReadableBytes(into: $0, from: BlockRequestHeader.byteCount + index * DiscardSegment.byteCount)
+                    == DiscardSegment.byteCount
             }
+            guard copied else { return .ioError }
+            let segment = withUnsafeBytes(of: &raw) { DiscardSegment(copiedBytes: $0) }
+            // Unknown flags, and unmap on DISCARD, are UNSUPP (VIRTIO spec 5.2.6.2).
+            guard segment.flags & ~DiscardSegment.unmapFlag == 0, zeroing || !segment.unmap else {
+                return .unsupported
+            }
+            guard byteOffset(sector: segment.sector, length: Int(segment.sectorCount) * Int(BlockImage.sectorSize)) != nil else {
+                return .ioError
+            }
+            // SAFETY: index < count <= maximumDiscardSegments, the buffer's capacity.
+            segments[index] = segment
+        }
+        for index in 0..<count {
+            let segment = segments[index]
+            let length = Int(segment.sectorCount) * Int(BlockImage.sectorSize)
+            // Our own copy, validated above: the offset exists.
+            guard length > 0, let offset = byteOffset(sector: segment.sector, length: length) else { continue }
+            let result = zeroing
+                ? image.writeZeroes(offset: offset, length: UInt64(length), unmap: segment.unmap,
+                                    zeroes: UnsafeRawBufferPointer(zeroes))
+                : image.discard(offset: offset, length: UInt64(length))
+            guard result == 0 else { return .ioError }
         }
         return .ok
     }

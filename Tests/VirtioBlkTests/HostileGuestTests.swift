@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Synchronization
 import Testing
 import VhostUserFrontEnd
 import VirtioCore
@@ -31,6 +32,7 @@ import VirtioCore
 // | 13  | DISCARD/WRITE_ZEROES segment past the capacity          | IOERR, unchanged                              | segmentPastTheCapacityIsAnIOError |
 // | 14  | only the last of several segments is bad (range, flag,  | IOERR / UNSUPP, no earlier segment applied    | badLastSegmentAppliesNoSegment |
 // |     | unmap on DISCARD)                                       |                                               |      |
+// | 15  | guest rewrites a segment while the request runs         | all segments applied or none                  | segmentsRewrittenDuringTheRequestApplyAllOrNothing |
 // | 16  | OUT to a read-only device                               | IOERR, file unchanged                         | writeToReadOnlyDeviceIsAnIOError |
 // | 17  | DISCARD/WRITE_ZEROES to a read-only device              | IOERR, file unchanged                         | discardOrZeroOnReadOnlyDeviceIsAnIOError |
 //
@@ -256,6 +258,52 @@ struct HostileGuestTests {
         try expectRejected(fixture, used, status: row.status)
     }
 
+    /// A guest thread keeps flipping the last segment's flags between 0 and an unknown bit while
+    /// the device serves WRITE_ZEROES requests of 32 segments. The device must read each segment
+    /// once: every request either zeroes all 32 ranges (it saw flags 0) or none (UNSUPP). A
+    /// device that validates the segments and then reads them again to execute them can apply
+    /// the first 31 and then answer UNSUPP. The race is not deterministic, so a broken device may
+    /// pass a run by luck; a correct one never fails.
+    @Test func segmentsRewrittenDuringTheRequestApplyAllOrNothing() throws {
+        let fixture = try BlockFixture()
+        let list = try fixture.segments((0..<32).map { (UInt64($0) * 2, 1, 0) })
+        let lastFlags = try #require(fixture.ram.pointer(gpa(list.address.rawValue + 31 * 16 + 12), length: 4))
+        let target = SharedPointer(lastFlags)
+        let stop = StopFlag()
+        let flipper = try TestThread {
+            var value: UInt32 = 0
+            while !stop.isSet {
+                value ^= 2
+                target.pointer.storeBytes(of: value, as: UInt32.self)
+            }
+        }
+        defer {
+            stop.set()
+            flipper.join()
+        }
+        let zeroed = (0..<32).map { ($0 * 2)..<($0 * 2 + 1) }
+        let original = BlockFixture.pattern(offset: 0, count: 64 * 512)
+        var outcomes = (ok: 0, unsupported: 0)
+        let deadline = ContinuousClock.now + .seconds(2)
+        while outcomes.ok + outcomes.unsupported < 2000, ContinuousClock.now < deadline {
+            _ = try fixture.submit(readable: [try fixture.header(Request.writeZeroes), list], writable: [try fixture.statusBuffer()])
+            let status = try fixture.status()
+            if status == Status.ok {
+                outcomes.ok += 1
+                try #require(fixture.imageMatches(zeroedSectors: zeroed), "OK but not every segment applied")
+            } else {
+                try #require(status == Status.unsupported)
+                outcomes.unsupported += 1
+                try #require(fixture.imageIsUnchanged, "UNSUPP after applying some segments")
+            }
+            // Back to the pattern for the next round.
+            let restored = original.withUnsafeBytes { pwrite(fixture.image.descriptor.rawValue, $0.baseAddress, $0.count, 0) }
+            try #require(restored == original.count)
+        }
+        // Both outcomes seen: the guest really raced the device.
+        #expect(outcomes.ok > 0 && outcomes.unsupported > 0, "outcomes \(outcomes)")
+    }
+
     // MARK: Rows 16–17: read-only device
 
     @Test func writeToReadOnlyDeviceIsAnIOError() throws {
@@ -452,4 +500,18 @@ struct HostileGuestTests {
         #expect(fixture.handler.statistics.flushes == 1)
         #expect(fixture.handler.statistics.writes == 0)
     }
+}
+
+/// A pointer into guest memory handed to the scribbling thread (it stays mapped while the
+/// fixture lives, which outlives the thread).
+struct SharedPointer: @unchecked Sendable {
+    let pointer: UnsafeMutableRawPointer
+    init(_ pointer: UnsafeMutableRawPointer) { self.pointer = pointer }
+}
+
+/// Tells a test thread to stop.
+final class StopFlag: Sendable {
+    private let value = Atomic<Bool>(false)
+    var isSet: Bool { value.load(ordering: .relaxed) }
+    func set() { value.store(true, ordering: .relaxed) }
 }
