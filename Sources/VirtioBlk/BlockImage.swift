@@ -9,6 +9,9 @@ import VhostSystem
 /// Every method is safe to call from several queue workers at once (positioned I/O only).
 public final class BlockImage: Sendable {
     public static let sectorSize: UInt64 = 512
+    /// IOV_MAX: the most iovecs preadv / pwritev accept in one call (Linux UIO_MAXIOV,
+    /// include/uapi/linux/uio.h; glibc's IOV_MAX macro does not import into Swift).
+    static let maximumVectorsPerCall = 1024
 
     public let path: String
     public let descriptor: OwnedFileDescriptor
@@ -113,9 +116,12 @@ public final class BlockImage: Sendable {
         var first = 0
         var position = offset
         while done < byteCount {
+            // At most IOV_MAX vectors per call (EINVAL otherwise); the loop goes on with the rest
+            // as after a short transfer.
+            let batch = Int32(min(count - first, Self.maximumVectorsPerCall))
             let result = write
-                ? pwritev(descriptor.rawValue, vectors + first, Int32(count - first), off_t(truncatingIfNeeded: position))
-                : preadv(descriptor.rawValue, vectors + first, Int32(count - first), off_t(truncatingIfNeeded: position))
+                ? pwritev(descriptor.rawValue, vectors + first, batch, off_t(truncatingIfNeeded: position))
+                : preadv(descriptor.rawValue, vectors + first, batch, off_t(truncatingIfNeeded: position))
             if result < 0 {
                 if errno == EINTR { continue }
                 return errno

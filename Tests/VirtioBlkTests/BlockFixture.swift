@@ -64,8 +64,9 @@ final class BlockFixture {
     ///   - readOnly: opens the image read-only (`BlockImage(readOnly: true)`), so the device
     ///     offers VIRTIO_BLK_F_RO.
     ///   - deviceQueueSize: the device's largest queue size (sizes the handler's iovec array).
+    ///   - regions: guest RAM; the first region must hold the rings and the fixed addresses.
     init(queueSize: Int = 16, deviceQueueSize: Int? = nil, readOnly: Bool = false, serial: String = "vublk-test-serial",
-         features: SplitQueue.Features = [.indirectDescriptors]) throws {
+         features: SplitQueue.Features = [.indirectDescriptors], regions: [GuestRAM.RegionSpec] = BlockFixture.regions) throws {
         imagePath = try Self.makeImageFile()
         do {
             image = try BlockImage(path: imagePath, readOnly: readOnly)
@@ -77,7 +78,7 @@ final class BlockFixture {
                                  serial: serial, logger: Logger(label: "virtio-blk-tests") { _ in SwiftLogNoOpLogHandler() })
         handler = try #require(device.makeRequestHandler(queueIndex: 0, negotiatedFeatures: device.features)
             as? BlockRequestHandler)
-        ram = try GuestRAM(regions: Self.regions)
+        ram = try GuestRAM(regions: regions)
         memory = try ram.deviceView()
         driver = try DriverSplitQueue(ram: ram, queueSize: queueSize)
         let addresses = driver.frontEndVirtualAddresses

@@ -1,4 +1,5 @@
 import Testing
+import VhostUserFrontEnd
 import VirtioCore
 @testable import VirtioBlk
 
@@ -44,6 +45,53 @@ struct BlockRequestTests {
         let received = try fixture.ram.read(100, at: gpa(0x6_0000)) + fixture.ram.read(700, at: gpa(0x6_1000))
             + fixture.ram.read(224, at: gpa(0x6_2000))
         #expect(received == BlockFixture.pattern(offset: 2046 * 512, count: 1024))
+    }
+
+    /// A request whose data is more host pieces than preadv / pwritev take at once (IOV_MAX,
+    /// 1024), within the device's largest queue (1024): 1022 data descriptors, four of them
+    /// crossing from one memory region into the next (guest RAM made of small adjacent
+    /// regions, as DIMMs can be), 1026 pieces in all.
+    @Test(arguments: [Request.read, Request.write])
+    func transferOfMoreThan1024PiecesCompletes(type: UInt32) throws {
+        var regions = [BlockFixture.regions[0]]
+        for index in 0..<4 {
+            let start = BlockFixture.region1Start + UInt64(index) * 0x1000
+            regions.append(GuestRAM.RegionSpec(guestPhysicalStart: gpa(start), size: 0x1000,
+                                               frontEndVirtualStart: FrontEndVirtualAddress(0x7f80_0000_0000 + UInt64(index) * 0x10_0000)))
+        }
+        let fixture = try BlockFixture(queueSize: 1024, regions: regions)
+        var pieces: [(address: GuestPhysicalAddress, length: UInt32)] = (0..<1018).map { (gpa(BlockFixture.dataAddress + UInt64($0)), 1) }
+        for index in 0..<3 {
+            pieces.append((gpa(BlockFixture.region1Start + UInt64(index) * 0x1000 - 1), 2))
+        }
+        pieces.append((gpa(BlockFixture.region1Start + 0x3000 - 256), 512))
+        #expect(pieces.reduce(0) { $0 + Int($1.length) } == 1536)
+
+        let used: DriverSplitQueue.UsedElement
+        var expected = BlockFixture.pattern(offset: 0, count: BlockFixture.imageSize)
+        let payload = Self.data(1536, seed: 77)
+        if type == Request.read {
+            used = try fixture.submit(readable: [try fixture.header(Request.read, sector: 20)],
+                                      writable: pieces + [try fixture.statusBuffer()], indirect: true)
+        } else {
+            var position = 0
+            for piece in pieces {
+                try fixture.ram.write(Array(payload[position..<(position + Int(piece.length))]), at: piece.address)
+                position += Int(piece.length)
+            }
+            used = try fixture.submit(readable: [try fixture.header(Request.write, sector: 20)] + pieces,
+                                      writable: [try fixture.statusBuffer()], indirect: true)
+            expected.replaceSubrange((20 * 512)..<(23 * 512), with: payload)
+        }
+        #expect(try fixture.status() == Status.ok)
+        #expect(used.length == (type == Request.read ? 1537 : 1))
+        var received: [UInt8] = []
+        for piece in pieces { received += try fixture.ram.read(Int(piece.length), at: piece.address) }
+        // Compared outside #expect, which would print a megabyte on failure.
+        let guestHoldsTheData = BlockFixture.sameBytes(received, Array(expected[(20 * 512)..<(23 * 512)]))
+        let imageHoldsTheData = BlockFixture.sameBytes(fixture.imageBytes(offset: 0, count: BlockFixture.imageSize), expected)
+        #expect(guestHoldsTheData)
+        #expect(imageHoldsTheData)
     }
 
     // MARK: OUT
