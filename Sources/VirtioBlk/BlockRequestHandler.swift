@@ -20,6 +20,8 @@ final class BlockRequestHandler: VirtqueueRequestHandler {
     /// The DISCARD / WRITE_ZEROES segments of the request being served, copied out of guest
     /// memory once (max_discard_seg of them).
     private let segments: UnsafeMutablePointer<DiscardSegment>
+    /// The GET_ID answer, built once: the serial NUL-padded to 20 bytes (20 bytes of storage).
+    private let identifier: (UInt64, UInt64, UInt32)
     /// Readable by tests (`@testable`); only the handler changes it.
     private(set) var statistics = BlockRequestStatistics()
 
@@ -37,6 +39,11 @@ final class BlockRequestHandler: VirtqueueRequestHandler {
         zeroes = .allocate(byteCount: 64 * 1024, alignment: 4096)
         zeroes.initializeMemory(as: UInt8.self, repeating: 0)
         segments = .allocate(capacity: Int(BlockRequestLimits.maximumDiscardSegments))
+        var identifier = (UInt64(0), UInt64(0), UInt32(0))
+        withUnsafeMutableBytes(of: &identifier) { raw in
+            for (index, byte) in device.serial.prefix(BlockRequestLimits.identifierByteCount).enumerated() { raw[index] = byte }
+        }
+        self.identifier = identifier
     }
 
     deinit {
@@ -133,11 +140,7 @@ final class BlockRequestHandler: VirtqueueRequestHandler {
     private func identify(_ chain: DescriptorChain, room: Int) -> (BlockRequestStatus, Int) {
         let length = BlockRequestLimits.identifierByteCount
         guard room >= length else { return (.ioError, 0) }
-        var identifier = (UInt64(0), UInt64(0), UInt32(0))
-        withUnsafeMutableBytes(of: &identifier) { raw in
-            for (index, byte) in device.serial.prefix(length).enumerated() { raw[index] = byte }
-        }
-        let copied = withUnsafeBytes(of: &identifier) { chain.copyToWritableBytes(from: $0, at: 0) == length }
+        let copied = withUnsafeBytes(of: identifier) { chain.copyToWritableBytes(from: $0, at: 0) == length }
         return copied ? (.ok, length) : (.ioError, 0)
     }
 
