@@ -54,8 +54,9 @@ import VirtioCore
 // | 26  | IN with a device-readable status after writable data    | readableAfterWritable                         | readableStatusAfterWritableDataBreaksTheQueue |
 // | 27  | a broken chain between good ones                        | the one before completes; none after is served | chainsBeforeABrokenOneCompleteAndNoneAfterIsServed |
 //
-// That the real QueueWorker then signals the queue's error eventfd is checked with the worker
-// (VhostUserBackendTests): QueueWorker is internal to VhostUserBackend.
+// Rows 18–26 are also played against the real daemon binary (DaemonErrorEventTests,
+// workerSignalsTheErrorEventFD): its QueueWorker signals the queue's error eventfd, serves
+// nothing and leaves the image unchanged.
 @Suite("hostile guest")
 struct HostileGuestTests {
     typealias Buffer = (address: GuestPhysicalAddress, length: UInt32)
