@@ -11,7 +11,7 @@ struct BlockImageTests {
         let fd = mkstemp(&template)
         if size > 0 { _ = ftruncate(fd, off_t(size)) }
         close(fd)
-        return String(cString: template)
+        return String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
     @Test func refusesSizeThatIsNotAMultipleOfTheSector() {
