@@ -85,7 +85,8 @@ final class BlockFixture {
         let layout = try SplitQueue.Layout.translate(queueSize: queueSize, descriptorTable: addresses.descriptorTable,
                                                      availableRing: addresses.availableRing, usedRing: addresses.usedRing,
                                                      memory: memory)
-        queue = SplitQueue(layout: layout, features: features)
+        // As QueueWorker starts it: chains may be as long as the device's largest queue.
+        queue = SplitQueue(layout: layout, features: features, maximumChainLength: device.maximumQueueSize)
     }
 
     deinit {
