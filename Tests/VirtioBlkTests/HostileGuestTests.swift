@@ -44,6 +44,8 @@ import VirtioCore
 // |-----|---------------------------------------------------------|-----------------------------------------------|------|
 // | 18  | descriptor loop                                         | chainTooLong                                  | descriptorLoopBreaksTheQueue |
 // | 19  | more buffers than the queue size (direct + indirect)    | chainTooLong                                  | chainLongerThanTheQueueBreaksTheQueue |
+// | 19b | ring smaller than the device's largest queue (32): an   | 32 buffers served; 33 buffers: chainTooLong;  | chainsUpToTheDeviceLimitAreServedBeyondItBreak |
+// |     | indirect chain longer than the ring                     | a 33-entry table: indirectTableLengthInvalid  |      |
 // | 20  | head or next index out of range                         | descriptorIndexOutOfRange                     | indexOutOfRangeBreaksTheQueue |
 // | 21  | INDIRECT inside an indirect table                       | nestedIndirect                                | indirectInsideIndirectBreaksTheQueue |
 // | 22  | indirect length 0 or not a multiple of 16               | indirectTableLengthInvalid                    | indirectLengthNotAMultipleOf16BreaksTheQueue |
@@ -54,7 +56,7 @@ import VirtioCore
 // | 26  | IN with a device-readable status after writable data    | readableAfterWritable                         | readableStatusAfterWritableDataBreaksTheQueue |
 // | 27  | a broken chain between good ones                        | the one before completes; none after is served | chainsBeforeABrokenOneCompleteAndNoneAfterIsServed |
 //
-// Rows 18–26 are also played against the real daemon binary (DaemonErrorEventTests,
+// Rows 18–26 (not 19b) are also played against the real daemon binary (DaemonErrorEventTests,
 // workerSignalsTheErrorEventFD): its QueueWorker signals the queue's error eventfd, serves
 // nothing and leaves the image unchanged.
 @Suite("hostile guest")
@@ -399,6 +401,56 @@ struct HostileGuestTests {
             SplitDescriptor(address: table.guestPhysicalAddress.rawValue, length: 15 * 16, flags: .indirect),
         ])
         try expectQueueBroken(fixture, with: .chainTooLong(limit: 16))
+    }
+
+    /// A ring of 16 on a device whose largest queue is 32 (seg_max 30): Linux puts a long request
+    /// in one indirect table longer than the ring. 32 buffers are served; a 33rd (a direct
+    /// header before a 32-entry table) breaks the queue, and so does a 33-entry table.
+    @Test func chainsUpToTheDeviceLimitAreServedBeyondItBreak() throws {
+        let payload = BlockRequestTests.data(31 * 512, seed: 11)
+        /// Header, `pieces` data buffers of 512 bytes and the status, chained 0, 1, 2, ... as in
+        /// an indirect table.
+        func request(_ fixture: BlockFixture, pieces: Int) throws -> [SplitDescriptor] {
+            try fixture.ram.write(payload, at: gpa(BlockFixture.dataAddress))
+            _ = try fixture.header(Request.write, sector: 100)
+            _ = try fixture.statusBuffer()
+            let buffers = [SplitDescriptor(address: BlockFixture.headerAddress, length: 16)]
+                + (0..<pieces).map { SplitDescriptor(address: BlockFixture.dataAddress + UInt64($0) * 512, length: 512) }
+                + [SplitDescriptor(address: BlockFixture.statusAddress, length: 1, flags: .write)]
+            return buffers.enumerated().map { index, buffer in
+                var entry = buffer
+                if index + 1 < buffers.count {
+                    entry.flags.insert(.next)
+                    entry.next = UInt16(index + 1)
+                }
+                return entry
+            }
+        }
+
+        // 32 buffers in one table: served.
+        let served = try BlockFixture(queueSize: 16, deviceQueueSize: 32)
+        let table = try served.driver.writeIndirectTable(try request(served, pieces: 30))
+        try offer(served, [SplitDescriptor(address: table.guestPhysicalAddress.rawValue, length: 32 * 16, flags: .indirect)])
+        #expect(served.serve() == nil)
+        #expect(served.driver.takeUsed().map(\.length) == [1])
+        #expect(try served.status() == Status.ok)
+        let landed = BlockFixture.sameBytes(served.imageBytes(offset: 100 * 512, count: 30 * 512), Array(payload.prefix(30 * 512)))
+        #expect(landed)
+
+        // A direct header, then a table of 31 data pieces and the status: 33 buffers.
+        let tooLong = try BlockFixture(queueSize: 16, deviceQueueSize: 32)
+        var buffers = try request(tooLong, pieces: 31)
+        let header = buffers.removeFirst()
+        buffers = buffers.map { var entry = $0; entry.next &-= 1; return entry }
+        let longTable = try tooLong.driver.writeIndirectTable(buffers)
+        try offer(tooLong, [header, SplitDescriptor(address: longTable.guestPhysicalAddress.rawValue, length: 32 * 16, flags: .indirect)])
+        try expectQueueBroken(tooLong, with: .chainTooLong(limit: 32))
+
+        // All 33 buffers in one table: the table is longer than the device allows.
+        let tooLarge = try BlockFixture(queueSize: 16, deviceQueueSize: 32)
+        let largeTable = try tooLarge.driver.writeIndirectTable(try request(tooLarge, pieces: 31))
+        try offer(tooLarge, [SplitDescriptor(address: largeTable.guestPhysicalAddress.rawValue, length: 33 * 16, flags: .indirect)])
+        try expectQueueBroken(tooLarge, with: .indirectTableLengthInvalid(length: 33 * 16))
     }
 
     @Test(arguments: [UInt16(16), 0xFFFF])
