@@ -54,7 +54,10 @@ let package = Package(
         .testTarget(name: "VhostSystemTests", dependencies: ["VhostSystem"]),
         .testTarget(name: "VhostUserProtocolTests", dependencies: ["VhostUserProtocol"]),
         .testTarget(name: "VirtioCoreTests", dependencies: ["VirtioCore", "VhostSystem", "VhostUserFrontEnd"]),
-        .testTarget(name: "VirtioBlkTests", dependencies: ["VirtioBlk", "VirtioCore", "VhostSystem", "VhostUserFrontEnd"]),
+        .testTarget(name: "VirtioBlkTests", dependencies: [
+            "VirtioBlk", "VirtioCore", "VhostSystem", "VhostUserFrontEnd", "VhostUserProtocol", "VhostUserBackend",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         .testTarget(name: "VhostUserBackendTests", dependencies: [
             "VhostUserBackend", "VirtioBlk", "VhostUserFrontEnd", "VhostUserProtocol", "VhostSystem",
             .product(name: "Logging", package: "swift-log"),

@@ -39,10 +39,10 @@ public struct BlockDeviceConfiguration: Equatable, Sendable {
         writeback = 1
         self.numberOfQueues = UInt16(clamping: numberOfQueues)
         // 4 KiB discard granularity matches what hole punching frees on common file systems.
-        maximumDiscardSectors = UInt32.max >> 9
+        maximumDiscardSectors = BlockRequestLimits.maximumSectorsPerSegment
         maximumDiscardSegments = BlockRequestLimits.maximumDiscardSegments
         discardSectorAlignment = 8
-        maximumWriteZeroesSectors = UInt32.max >> 9
+        maximumWriteZeroesSectors = BlockRequestLimits.maximumSectorsPerSegment
         maximumWriteZeroesSegments = BlockRequestLimits.maximumDiscardSegments
         writeZeroesMayUnmap = 1
     }

@@ -166,7 +166,10 @@ final class BlockRequestHandler: VirtqueueRequestHandler {
             guard segment.flags & ~DiscardSegment.unmapFlag == 0, zeroing || !segment.unmap else {
                 return .unsupported
             }
-            guard byteOffset(sector: segment.sector, length: Int(segment.sectorCount) * Int(BlockImage.sectorSize)) != nil else {
+            // Each segment within the advertised max_discard_sectors / max_write_zeroes_sectors.
+            guard segment.sectorCount <= BlockRequestLimits.maximumSectorsPerSegment,
+                  byteOffset(sector: segment.sector, length: Int(segment.sectorCount) * Int(BlockImage.sectorSize)) != nil
+            else {
                 return .ioError
             }
             // SAFETY: index < count <= maximumDiscardSegments, the buffer's capacity.
