@@ -51,7 +51,7 @@ let package = Package(
         .testTarget(name: "VirtioCoreTests", dependencies: ["VirtioCore", "VhostSystem", "VhostUserFrontEnd"]),
         .testTarget(name: "VirtioBlkTests", dependencies: ["VirtioBlk", "VirtioCore", "VhostSystem", "VhostUserFrontEnd"]),
         .testTarget(name: "VhostUserBackendTests", dependencies: [
-            "VhostUserBackend", "VirtioBlk", "VhostUserFrontEnd", "VhostUserProtocol", "VhostSystem",
+            "VhostUserBackend", "VirtioBlk", "VirtioCore", "VhostUserFrontEnd", "VhostUserProtocol", "VhostSystem",
             .product(name: "Logging", package: "swift-log"),
         ]),
         .testTarget(name: "VhostUserFrontEndTests", dependencies: ["VhostUserFrontEnd", "VhostUserProtocol", "VhostSystem"]),
