@@ -42,7 +42,6 @@ extension VhostUserConnection {
     func getVringBase(_ state: VringState) throws(BackendError) -> [UInt8] {
         let index = Int(state.index)
         let base = vrings[index].started ? try stopRing(index) : vrings[index].nextAvailableIndex
-        vrings[index].nextAvailableIndex = base
         return Reply.vringBase(VringState(index: state.index, num: UInt32(base))).encoded().bytes
     }
 
@@ -102,7 +101,9 @@ extension VhostUserConnection {
         vrings[index].started = true
     }
 
-    /// Stops a running ring and waits for its worker to finish the requests it took.
+    /// Stops a running ring and waits for its worker to finish the requests it took. The
+    /// ring's position is kept as its next base, so a restart (a re-sent SET_VRING_KICK)
+    /// continues where the ring stopped instead of serving requests again.
     /// - Returns: the next available index to process.
     func stopRing(_ index: Int) throws(BackendError) -> UInt16 {
         vrings[index].started = false
@@ -113,6 +114,7 @@ extension VhostUserConnection {
         guard let base = completion.wait(milliseconds: Self.workerTimeoutMilliseconds) else {
             throw .workerUnresponsive(queue: index)
         }
-        return UInt16(truncatingIfNeeded: base)
+        vrings[index].nextAvailableIndex = UInt16(truncatingIfNeeded: base)
+        return vrings[index].nextAvailableIndex
     }
 }

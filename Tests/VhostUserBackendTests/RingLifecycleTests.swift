@@ -47,6 +47,29 @@ extension BackEndIntegration {
             #expect(try started.session.stopRing(index: 0) == 2)
         }
 
+        @Test("SET_VRING_KICK sent again to a running ring keeps the ring's position")
+        func resentKickKeepsPosition() throws {
+            let backEnd = try InProcessBackEnd()
+            defer { backEnd.stop() }
+            let started = try StartedFrontEnd.start(backEnd)
+            let guest = started.guest
+            for sector in 0..<3 {
+                #expect(try guest.write(sector: UInt64(sector), pattern(count: 512, seed: UInt64(sector))) == BlockGuest.statusOK)
+            }
+            // A new kick eventfd for the running ring (QEMU replaces notifiers this way).
+            let newKick = try EventFD()
+            try started.session.send(.setVringKick(VringFileIndex(index: 0, hasFileDescriptor: true)),
+                                     descriptors: [newKick.rawValue])
+            try started.session.send(.getFeatures)  // a reply: the kick has been handled
+            let pending = try guest.submit(queue: 0, type: BlockGuest.RequestType.flush.rawValue, sector: 0, kick: false)
+            try newKick.signal()
+            #expect(try guest.complete([pending])[0].status == BlockGuest.statusOK)
+            usleepMilliseconds(100)
+            // The three writes were not served a second time.
+            #expect(guest.queues[0].usedIndex == 4)
+            #expect(try started.session.stopRing(index: 0) == 4)
+        }
+
         @Test("RESET_DEVICE stops the rings, and the device can be set up again on the same connection")
         func resetDeviceThenSetUpAgain() throws {
             let backEnd = try InProcessBackEnd()
