@@ -78,8 +78,8 @@ extension BackEndIntegration {
             #expect(try backEnd.imageBytes(offset: 2048 * 512, count: filler.count) == [UInt8](repeating: 0, count: filler.count))
 
             // The device called the driver.
-            #expect(guest.callsReceived[0] > 0)
-            #expect(guest.callsReceived[1] > 0)
+            #expect(try guest.callsSignalled(queue: 0) > 0)
+            #expect(try guest.callsSignalled(queue: 1) > 0)
 
             // Stop: GET_VRING_BASE answers exactly the requests each ring consumed.
             let bases = try QEMUSequence.stop(session, queueCount: 2)

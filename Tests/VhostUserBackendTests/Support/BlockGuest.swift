@@ -167,6 +167,12 @@ final class BlockGuest {
         ranges.flatMap { littleEndian($0.sector) + littleEndian($0.count) + littleEndian(UInt32($0.unmap ? 1 : 0)) }
     }
 
+    /// Call notifications received on `queue` so far, including any not yet drained.
+    func callsSignalled(queue: Int) throws -> UInt64 {
+        if let count = try calls[queue].drain() { callsReceived[queue] += count }
+        return callsReceived[queue]
+    }
+
     /// Whether the queue's error eventfd was signalled (and resets it).
     func errorSignalled(queue: Int, milliseconds: Int) -> Bool {
         guard waitReadable(errors[queue].rawValue, milliseconds: milliseconds) else { return false }

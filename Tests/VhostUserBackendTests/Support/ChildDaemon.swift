@@ -88,6 +88,34 @@ final class ChildDaemon: BackEndUnderTest {
         (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task").count) ?? -1
     }
 
+    /// What the daemon holds when no front end is attached.
+    struct Footprint: Equatable, CustomStringConvertible {
+        var descriptors: Int
+        var memfdMappings: Int
+        var threads: Int
+        var description: String { "\(descriptors) fds, \(memfdMappings) memfd mappings, \(threads) threads" }
+    }
+
+    var footprint: Footprint {
+        Footprint(descriptors: descriptorCount, memfdMappings: memfdMappingCount, threads: threadCount)
+    }
+
+    /// Waits until the daemon holds no connection (only its listening socket is bound to the
+    /// path) and no queue worker runs, then, if `expected` is given, until its footprint equals
+    /// it (up to `milliseconds`).
+    /// - Returns: the footprint, or nil if the daemon never became idle.
+    func waitIdle(matching expected: Footprint? = nil, milliseconds: Int = 5_000) -> Footprint? {
+        let deadline = ContinuousClock.now + .milliseconds(milliseconds)
+        while true {
+            let idle = DescriptorCensus.openSockets(boundTo: socketPath, process: "\(pid)") == 1
+                && DescriptorCensus.queueWorkerThreads(process: "\(pid)").isEmpty
+            let now = footprint
+            if idle && (expected == nil || expected == now) { return now }
+            if ContinuousClock.now >= deadline { return idle ? now : nil }
+            usleepMilliseconds(10)
+        }
+    }
+
     /// A line of /proc/<pid>/status, e.g. "CapEff".
     func status(_ field: String) -> String? {
         guard let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return nil }

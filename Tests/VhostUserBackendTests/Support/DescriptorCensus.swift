@@ -71,11 +71,11 @@ enum DescriptorCensus {
         return inodes
     }
 
-    /// How many descriptors of this process are sockets bound to `path`.
-    static func openSockets(boundTo path: String) -> Int {
+    /// How many descriptors of `process` are sockets bound to `path`.
+    static func openSockets(boundTo path: String, process: String = "self") -> Int {
         let inodes = socketInodes(boundTo: path)
-        return descriptors().filter { fd in
-            guard let target = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/\(fd)"),
+        return descriptors(process: process).filter { fd in
+            guard let target = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(process)/fd/\(fd)"),
                   target.hasPrefix("socket:[") else { return false }
             return inodes.contains(String(target.dropFirst(8).dropLast()))
         }.count
@@ -106,6 +106,12 @@ final class SentFiles {
     }
 
     private var entries: [Entry] = []
+    private var kept: [AnyObject] = []
+
+    /// Keeps `object` (the guest whose RAM the test maps) alive until the check.
+    func keepAlive(_ object: AnyObject) {
+        kept.append(object)
+    }
 
     /// Remembers `descriptor` (kept open here until the check) and the mappings the test owns.
     func track(_ descriptor: OwnedFileDescriptor, ownMappings: Int = 0, label: String) {
@@ -114,9 +120,10 @@ final class SentFiles {
                              isMemfd: DescriptorCensus.isMemfd(descriptor.rawValue), label: label))
     }
 
-    /// Problems found: files held or mapped by someone besides the test. Waits up to
-    /// `milliseconds` for the back end to finish closing.
-    func leaks(socketPath: String?, waitingUpTo milliseconds: Int = 5_000) -> [String] {
+    /// Problems found: files held or mapped by someone besides the test (in this process, and
+    /// in `daemonProcess` if the back end is a child). Waits up to `milliseconds` for the back
+    /// end to finish closing.
+    func leaks(socketPath: String?, daemonProcess: Int32? = nil, waitingUpTo milliseconds: Int = 5_000) -> [String] {
         let deadline = ContinuousClock.now + .milliseconds(milliseconds)
         while true {
             var problems: [String] = []
@@ -128,6 +135,14 @@ final class SentFiles {
                 let mapped = entry.isMemfd ? DescriptorCensus.memfdMappings(ofInode: entry.identity.inode) : 0
                 if mapped != entry.ownMappings {
                     problems.append("\(entry.label) is mapped \(mapped) times, expected \(entry.ownMappings)")
+                }
+                if let daemonProcess {
+                    let daemonHolders = DescriptorCensus.holders(of: entry.identity, process: "\(daemonProcess)")
+                    let daemonMappings = entry.isMemfd
+                        ? DescriptorCensus.memfdMappings(ofInode: entry.identity.inode, process: "\(daemonProcess)") : 0
+                    if daemonHolders != 0 || daemonMappings != 0 {
+                        problems.append("the daemon holds \(entry.label) \(daemonHolders) times and maps it \(daemonMappings) times")
+                    }
                 }
             }
             if let socketPath {
