@@ -374,6 +374,14 @@ enum HostileFrontEndTable {
                    logs: "configuration writes for migration are not supported") { scene in
             try scene.send(.setConfig, flags: 0x9, configAccess(offset: 32, size: 1, flags: 1, [0]))
         },
+        HostileRow("GET_SHMEM_CONFIG, which has a reply body and is not implemented", at: .negotiated, .closed,
+                   logs: "VHOST_USER_GET_SHMEM_CONFIG is not supported by this back end") { scene in
+            try scene.send(.getShmemConfig, flags: 0x9)
+        },
+        HostileRow("GET_SHMEM_CONFIG without NEED_REPLY (the front end still waits for a body)", at: .negotiated, .closed,
+                   logs: "VHOST_USER_GET_SHMEM_CONFIG is not supported by this back end") { scene in
+            try scene.send(.getShmemConfig)
+        },
     ]
 
     // MARK: Floods
