@@ -20,7 +20,7 @@ import VirtioCore
 ///   after every row.
 enum HostileFrontEndTable {
     static let rows: [HostileRow] = framing + descriptors + memory + queueIndex + queueSize + ringAddresses
-        + wrongState + features + refusals + floods
+        + wrongState + features + refusals + notifierFiles + floods
 
     // MARK: Header and framing
 
@@ -381,6 +381,29 @@ enum HostileFrontEndTable {
         HostileRow("GET_SHMEM_CONFIG without NEED_REPLY (the front end still waits for a body)", at: .negotiated, .closed,
                    logs: "VHOST_USER_GET_SHMEM_CONFIG is not supported by this back end") { scene in
             try scene.send(.getShmemConfig)
+        },
+    ]
+
+    // MARK: Notifier files that would block a writer
+
+    static let notifierFiles: [HostileRow] = [
+        HostileRow("a call eventfd that would block (blocking, counter full)", at: .memoryInstalled, .served, logs: nil) { scene in
+            try scene.startRing(0, call: try scene.fullBlockingEventFD().rawValue)
+            #expect(try scene.guest.write(sector: 1, pattern(count: 512, seed: 1)) == BlockGuest.statusOK)
+            #expect(try scene.guest.write(sector: 2, pattern(count: 512, seed: 2)) == BlockGuest.statusOK)
+            #expect(try scene.session.stopRing(index: 0) == 2)
+        },
+        HostileRow("a call fd that is a full pipe in blocking mode", at: .memoryInstalled, .served, logs: nil) { scene in
+            try scene.startRing(1, call: try scene.fullBlockingPipe())
+            #expect(try scene.guest.write(queue: 1, sector: 3, pattern(count: 512, seed: 3)) == BlockGuest.statusOK)
+            #expect(try scene.session.stopRing(index: 1) == 1)
+        },
+        HostileRow("an error eventfd that would block, on a ring that breaks", at: .memoryInstalled, .served,
+                   logs: "ringMisaligned(VirtioCore.VirtqueueError.Ring.descriptorTable") { scene in
+            try scene.startRing(0, descriptorOffset: 8, error: try scene.fullBlockingEventFD().rawValue)
+            try scene.send(.getFeatures)
+            _ = try scene.reply()
+            #expect(try scene.session.stopRing(index: 0) == 0)
         },
     ]
 

@@ -9,7 +9,8 @@ import VhostSystem
 ///
 /// A descriptor the front end sends is a new reference to the *same open file* as the sender's
 /// copy. `/proc/self/fdinfo` names that file: `mnt_id` and `ino` (unique for memfds and
-/// sockets), plus `eventfd-id` for eventfds, which all share one anonymous inode. After a
+/// sockets), plus `eventfd-id` for eventfds, which all share one anonymous inode, and the
+/// access mode for the two ends of a pipe, which share one inode. After a
 /// connection is gone, each file the test sent must be held by exactly one descriptor (the
 /// test's own) and mapped only by the test's own mappings; no socket bound to the test's path
 /// may be open besides the listener; no queue worker thread ("vq<N>") may be left.
@@ -19,6 +20,8 @@ enum DescriptorCensus {
         var mountID: String
         var inode: String
         var eventfdID: String?
+        /// O_RDONLY / O_WRONLY / O_RDWR: tells the two ends of a pipe (one inode) apart.
+        var accessMode: Int
         var description: String { "mnt \(mountID) ino \(inode)" + (eventfdID.map { " eventfd \($0)" } ?? "") }
     }
 
@@ -29,8 +32,9 @@ enum DescriptorCensus {
             guard let colon = line.firstIndex(of: ":") else { continue }
             fields[String(line[..<colon])] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
         }
-        guard let mount = fields["mnt_id"], let inode = fields["ino"] else { return nil }
-        return FileIdentity(mountID: mount, inode: inode, eventfdID: fields["eventfd-id"])
+        guard let mount = fields["mnt_id"], let inode = fields["ino"],
+              let flags = fields["flags"].flatMap({ Int($0, radix: 8) }) else { return nil }
+        return FileIdentity(mountID: mount, inode: inode, eventfdID: fields["eventfd-id"], accessMode: flags & 3)
     }
 
     /// Every open descriptor number of `process`.

@@ -135,7 +135,8 @@ final class HostileScene {
         let chunk = [UInt8](repeating: 0, count: 4096)
         while chunk.withUnsafeBytes({ Glibc.write(writer.rawValue, $0.baseAddress, 4096) }) > 0 {}
         try writer.setNonBlocking(false)
-        files.track(reader, label: "pipe reader")
+        // Both ends share one pipefs inode, so only the end that is sent is tracked.
+        files.keepAlive(reader)
         files.track(writer, label: "pipe writer")
         return writer.rawValue
     }

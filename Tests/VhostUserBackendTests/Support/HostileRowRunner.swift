@@ -14,7 +14,7 @@ enum HostileRowRunner {
         do {
             try row.act(scene)
         } catch {
-            Issue.record("row \(row.name): the action failed: \(error)")
+            Issue.record("row \(row.name): the action failed: \(error); logged:\n\(backEnd.transcript(after: mark))")
         }
         checkOutcome(row, scene: scene)
         if let text = row.logged {
