@@ -457,6 +457,10 @@ enum HostileFrontEndTable {
                 try scene.send(.setVringCall, vringFile(0), fds: [call.rawValue])
             }
             _ = try scene.session.send(.getFeatures)
+            // At most three: the latest (kept by the control plane and queued for the worker),
+            // the one the worker uses, and one being handed over.
+            let heldRightAfter = scene.backEndHolders(of: call.rawValue)
+            #expect(heldRightAfter <= 3, "call fds queued for the worker: \(heldRightAfter)")
             #expect(scene.eventually { scene.backEndHolders(of: call.rawValue) == 1 },
                     "the back end keeps only the latest call fd")
             let pending = try scene.guest.submit(queue: 0, type: BlockGuest.RequestType.flush.rawValue, sector: 0)
