@@ -437,6 +437,11 @@ enum HostileFrontEndTable {
             #expect(correct == floodCount)
             #expect(elapsed < .seconds(20), "20,000 round trips took \(elapsed)")
         },
+        HostileRow("GET_FEATURES sent until the socket is full, no reply ever read", at: .negotiated, .gaveUp,
+                   logs: "sendmsg: Resource temporarily unavailable") { scene in
+            let sent = try scene.floodWithoutReading()
+            #expect(sent > 0)
+        },
         HostileRow("a flood of 20,000 GET_FEATURES each carrying an fd", at: .connected, .closed,
                    logs: "VHOST_USER_GET_FEATURES: expected 0 file descriptors, got 1") { scene in
             let eventfd = try scene.eventfd().rawValue

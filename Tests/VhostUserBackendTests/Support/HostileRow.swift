@@ -33,6 +33,9 @@ struct HostileRow: Sendable, CustomTestStringConvertible {
         /// Keep serving normally: the misbehaviour must not hurt the back end (checks are in
         /// the row's action).
         case served
+        /// Give up on this front end, which stays connected but stuck: the next front end is
+        /// served while this one's socket is still open.
+        case gaveUp
     }
 
     let name: String
@@ -86,6 +89,32 @@ final class HostileScene {
 
     func send(_ request: VhostUserRequest, flags: UInt32 = 0x1, _ payload: [UInt8] = [], fds: [Int32] = []) throws {
         try send(code: request.rawValue, flags: flags, payload, fds: fds)
+    }
+
+    /// Sends GET_FEATURES without ever reading a reply, until the socket has stayed full for
+    /// a second: the back end's replies have filled both socket buffers and it cannot send.
+    func floodWithoutReading() throws -> Int {
+        let request = [UInt8](repeating: 0, count: 0) + littleEndian(VhostUserRequest.getFeatures.rawValue)
+            + littleEndian(UInt32(1)) + littleEndian(UInt32(0))
+        let batch = Array([[UInt8]](repeating: request, count: 64).joined())
+        var sent = 0
+        var fullSince: ContinuousClock.Instant?
+        while true {
+            let result = batch.withUnsafeBytes {
+                Glibc.send(session.socket.rawValue, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT) | Int32(MSG_NOSIGNAL))
+            }
+            if result > 0 {
+                sent += result
+                fullSince = nil
+            } else if result < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
+                let since = fullSince ?? ContinuousClock.now
+                fullSince = since
+                if ContinuousClock.now - since > .seconds(1) { return sent }
+                usleepMilliseconds(20)
+            } else {
+                throw SystemError(call: "send", errno: errno)
+            }
+        }
     }
 
     /// The next message from the back end, if one comes within `milliseconds`.
