@@ -79,7 +79,7 @@ final class ChildDaemon: BackEndUnderTest {
 
     /// The daemon's mappings of memfds (guest RAM).
     var memfdMappingCount: Int {
-        guard let maps = try? String(contentsOfFile: "/proc/\(pid)/maps", encoding: .utf8) else { return -1 }
+        guard let maps = readWholeFile("/proc/\(pid)/maps") else { return -1 }
         return maps.split(separator: "\n").filter { $0.contains("/memfd:") }.count
     }
 
@@ -118,7 +118,7 @@ final class ChildDaemon: BackEndUnderTest {
 
     /// A line of /proc/<pid>/status, e.g. "CapEff".
     func status(_ field: String) -> String? {
-        guard let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return nil }
+        guard let text = readWholeFile("/proc/\(pid)/status") else { return nil }
         for line in text.split(separator: "\n") where line.hasPrefix("\(field):") {
             return line.dropFirst(field.count + 1).trimmingCharacters(in: .whitespaces)
         }
@@ -127,7 +127,7 @@ final class ChildDaemon: BackEndUnderTest {
 
     // MARK: BackEndUnderTest
 
-    private var logText: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+    private var logText: String { readWholeFile(logPath) ?? "" }
 
     var logMark: Int { logText.utf8.count }
 

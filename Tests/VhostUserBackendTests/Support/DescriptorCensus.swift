@@ -26,7 +26,7 @@ enum DescriptorCensus {
     }
 
     static func identity(of fd: Int32, process: String = "self") -> FileIdentity? {
-        guard let text = try? String(contentsOfFile: "/proc/\(process)/fdinfo/\(fd)", encoding: .utf8) else { return nil }
+        guard let text = readWholeFile("/proc/\(process)/fdinfo/\(fd)") else { return nil }
         var fields: [String: String] = [:]
         for line in text.split(separator: "\n") {
             guard let colon = line.firstIndex(of: ":") else { continue }
@@ -50,7 +50,7 @@ enum DescriptorCensus {
 
     /// How many mappings of `process` map the memfd with this inode.
     static func memfdMappings(ofInode inode: String, process: String = "self") -> Int {
-        guard let maps = try? String(contentsOfFile: "/proc/\(process)/maps", encoding: .utf8) else { return 0 }
+        guard let maps = readWholeFile("/proc/\(process)/maps") else { return 0 }
         return maps.split(separator: "\n").filter { line in
             let columns = line.split(separator: " ", omittingEmptySubsequences: true)
             return columns.count >= 6 && columns[4] == inode && columns[5].hasPrefix("/memfd:")
@@ -66,7 +66,7 @@ enum DescriptorCensus {
     /// Inodes of the Unix sockets bound to `path`: the listener and every connection it
     /// accepted (accepted sockets show their listener's path in /proc/net/unix).
     static func socketInodes(boundTo path: String) -> Set<String> {
-        guard let table = try? String(contentsOfFile: "/proc/net/unix", encoding: .utf8) else { return [] }
+        guard let table = readWholeFile("/proc/net/unix") else { return [] }
         var inodes: Set<String> = []
         for line in table.split(separator: "\n").dropFirst() {
             let columns = line.split(separator: " ", omittingEmptySubsequences: true)
@@ -89,7 +89,7 @@ enum DescriptorCensus {
     static func queueWorkerThreads(process: String = "self") -> [String] {
         guard let tasks = try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(process)/task") else { return [] }
         return tasks.compactMap { task in
-            let name = (try? String(contentsOfFile: "/proc/\(process)/task/\(task)/comm", encoding: .utf8))?
+            let name = readWholeFile("/proc/\(process)/task/\(task)/comm")?
                 .trimmingCharacters(in: .whitespacesAndNewlines)
             guard let name, name.hasPrefix("vq"), name.dropFirst(2).allSatisfy(\.isNumber) else { return nil }
             return name
@@ -159,4 +159,23 @@ final class SentFiles {
             usleepMilliseconds(10)
         }
     }
+}
+
+/// The whole of a file (a /proc file has no size to go by), decoded leniently: /proc/net/unix
+/// lists the abstract socket names of every process, which may be any bytes, and a strict UTF-8
+/// decode fails on the whole file (a leak check then saw no listener for as long as some other
+/// process held such a socket).
+func readWholeFile(_ path: String) -> String? {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { return nil }
+    defer { close(fd) }
+    var bytes: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 16384)
+    while true {
+        let count = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        if count < 0 && errno == EINTR { continue }
+        guard count > 0 else { break }
+        bytes.append(contentsOf: chunk[0..<count])
+    }
+    return String(decoding: bytes, as: UTF8.self)
 }
