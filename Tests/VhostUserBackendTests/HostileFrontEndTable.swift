@@ -19,7 +19,7 @@ import VirtioCore
 ///   process whose descriptor, mapping and thread counts must come back to their idle values
 ///   after every row.
 enum HostileFrontEndTable {
-    static let rows: [HostileRow] = framing + descriptors + memory + queueIndex + queueSize + ringAddresses
+    static let rows: [HostileRow] = framing + descriptors + memory + queueIndex + vringValues + queueSize + ringAddresses
         + wrongState + features + refusals + notifierFiles + floods
 
     // MARK: Header and framing
@@ -243,6 +243,32 @@ enum HostileFrontEndTable {
         },
         HostileRow("queue index out of range: VRING_KICK", at: .negotiated, .closed, logs: outOfRange) { scene in
             try scene.send(.vringKick, vringState(2, 0))
+        },
+    ]
+
+    // MARK: Values a vring request may not carry
+
+    static let vringValues: [HostileRow] = [
+        HostileRow("SET_VRING_ENABLE with 2", at: .negotiated, .closed, logs: "SET_VRING_ENABLE value 2 is neither 0 nor 1") { scene in
+            try scene.send(.setVringEnable, vringState(0, 2))
+        },
+        HostileRow("SET_VRING_BASE with reserved bits 16-31 set (split ring)", at: .negotiated, .closed,
+                   logs: "split vring base 0x10000 has reserved bits 16-31 set") { scene in
+            try scene.send(.setVringBase, vringState(0, 0x1_0000))
+        },
+        HostileRow("SET_VRING_CALL with a reserved bit in the file index", at: .negotiated, .closed,
+                   logs: "vring file index 0x200 has reserved bits set") { scene in
+            try scene.send(.setVringCall, u64(0x200), fds: [try scene.eventfd().rawValue])
+        },
+        HostileRow("SET_VRING_ADDR with an undefined flag", at: .negotiated, .closed,
+                   logs: "vring address flags 0x2 has bits other than VHOST_VRING_F_LOG") { scene in
+            var payload = vringAddress(0)
+            payload[4] = 2
+            try scene.send(.setVringAddr, payload)
+        },
+        HostileRow("GET_CONFIG past the 256-byte config space", at: .negotiated, .closed,
+                   logs: "config access of 57 bytes at offset 200 is outside") { scene in
+            try scene.send(.getConfig, configAccess(offset: 200, size: 57))
         },
     ]
 

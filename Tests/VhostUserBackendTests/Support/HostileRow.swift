@@ -94,8 +94,7 @@ final class HostileScene {
     /// Sends GET_FEATURES without ever reading a reply, until the socket has stayed full for
     /// a second: the back end's replies have filled both socket buffers and it cannot send.
     func floodWithoutReading() throws -> Int {
-        let request = [UInt8](repeating: 0, count: 0) + littleEndian(VhostUserRequest.getFeatures.rawValue)
-            + littleEndian(UInt32(1)) + littleEndian(UInt32(0))
+        let request = littleEndian(VhostUserRequest.getFeatures.rawValue) + littleEndian(UInt32(1)) + littleEndian(UInt32(0))
         let batch = Array([[UInt8]](repeating: request, count: 64).joined())
         var sent = 0
         var fullSince: ContinuousClock.Instant?

@@ -69,11 +69,6 @@ final class InProcessBackEnd {
         stop()
     }
 
-    /// Connects a front end (retrying while the daemon starts).
-    func connect(replyTimeoutMilliseconds: Int = 10_000) throws -> FrontEndSession {
-        try FrontEndSession.connect(path: socketPath, replyTimeoutMilliseconds: replyTimeoutMilliseconds)
-    }
-
     /// Connections accepted so far.
     var connectionsServed: Int { controlPlane.connectionsServed }
 
