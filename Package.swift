@@ -59,7 +59,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .testTarget(name: "VhostUserBackendTests", dependencies: [
-            "VhostUserBackend", "VirtioBlk", "VhostUserFrontEnd", "VhostUserProtocol", "VhostSystem",
+            "VhostUserBackend", "VirtioBlk", "VirtioCore", "VhostUserFrontEnd", "VhostUserProtocol", "VhostSystem",
             .product(name: "Logging", package: "swift-log"),
         ]),
         .testTarget(name: "IOMMUModelTests", dependencies: [

@@ -147,6 +147,14 @@ public final class UnixSocket: Sendable {
         }
     }
 
+    /// Bounds how long a blocking send waits for room (SO_SNDTIMEO); EAGAIN is reported after that.
+    public func setSendTimeout(milliseconds: Int) throws(SystemError) {
+        var value = timeval(tv_sec: milliseconds / 1000, tv_usec: (milliseconds % 1000) * 1000)
+        _ = try retryingInterrupts("setsockopt(SO_SNDTIMEO)") {
+            setsockopt(descriptor.rawValue, SOL_SOCKET, SO_SNDTIMEO, &value, socklen_t(MemoryLayout<timeval>.size))
+        }
+    }
+
     /// Shuts both directions down, waking any thread blocked on the socket.
     public func shutdown() {
         _ = Glibc.shutdown(descriptor.rawValue, Int32(SHUT_RDWR))

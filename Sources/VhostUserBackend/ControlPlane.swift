@@ -85,8 +85,10 @@ public final class ControlPlane {
         }
         guard let accepted else { return true }
         do {
-            // A front end that stalls mid-message must not wedge the control plane.
+            // A front end that stalls mid-message, or stops reading its replies, must not wedge
+            // the control plane (nor keep it from handling SIGTERM).
             try accepted.setReceiveTimeout(milliseconds: 5_000)
+            try accepted.setSendTimeout(milliseconds: 5_000)
         } catch {
             logger.error("cannot set up the connection", metadata: ["error": "\(error)"])
             return true

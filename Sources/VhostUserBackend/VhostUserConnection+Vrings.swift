@@ -45,7 +45,6 @@ extension VhostUserConnection {
     func getVringBase(_ state: VringState) throws(BackendError) -> [UInt8] {
         let index = Int(state.index)
         let base = vrings[index].started ? try stopRing(index) : vrings[index].nextAvailableIndex
-        vrings[index].nextAvailableIndex = base
         return Reply.vringBase(VringState(index: state.index, num: UInt32(base))).encoded().bytes
     }
 
@@ -55,23 +54,43 @@ extension VhostUserConnection {
         guard file.hasFileDescriptor, let descriptor = descriptors.first else {
             throw .invalidValue(request: .setVringKick, reason: "polling rings without a kick eventfd is not supported")
         }
+        let kick = try notifier(descriptor, for: .setVringKick)
         if vrings[index].started { _ = try stopRing(index) }
-        vrings[index].kick = EventFD(adopting: descriptor)
+        vrings[index].kick = kick
         try startRing(index)
     }
 
     func setVringCall(_ file: VringFileIndex, descriptors: [OwnedFileDescriptor]) throws(BackendError) {
         let index = Int(file.index)
-        let eventfd = file.hasFileDescriptor ? descriptors.first.map(EventFD.init(adopting:)) : nil
+        let eventfd = file.hasFileDescriptor ? try descriptors.first.map { (descriptor) throws(BackendError) in
+            try notifier(descriptor, for: .setVringCall)
+        } : nil
         vrings[index].call = eventfd
         workers[index]?.mailbox.post(.setCall(eventfd))
     }
 
     func setVringError(_ file: VringFileIndex, descriptors: [OwnedFileDescriptor]) throws(BackendError) {
         let index = Int(file.index)
-        let eventfd = file.hasFileDescriptor ? descriptors.first.map(EventFD.init(adopting:)) : nil
+        let eventfd = file.hasFileDescriptor ? try descriptors.first.map { (descriptor) throws(BackendError) in
+            try notifier(descriptor, for: .setVringErr)
+        } : nil
         vrings[index].error = eventfd
         workers[index]?.mailbox.post(.setError(eventfd))
+    }
+
+    /// A kick, call or error eventfd from the front end, made non-blocking. Workers read and
+    /// write these on their own thread; a blocking one (a call eventfd whose counter is full, a
+    /// pipe nobody drains) would block the worker forever, and with it GET_VRING_BASE and the
+    /// close of the connection, which joins the worker. Non-blocking, a full counter is EAGAIN,
+    /// which `EventFD.signal` already treats as delivered. O_NONBLOCK is on the open file the
+    /// front end shares; QEMU creates its notifiers non-blocking anyway.
+    private func notifier(_ descriptor: OwnedFileDescriptor, for request: VhostUserRequest) throws(BackendError) -> EventFD {
+        do {
+            try descriptor.setNonBlocking(true)
+        } catch {
+            throw .invalidValue(request: request, reason: "cannot make the notifier non-blocking: \(error)")
+        }
+        return EventFD(adopting: descriptor)
     }
 
     func setVringEnable(_ state: VringState) throws(BackendError) {
@@ -105,7 +124,9 @@ extension VhostUserConnection {
         vrings[index].started = true
     }
 
-    /// Stops a running ring and waits for its worker to finish the requests it took.
+    /// Stops a running ring and waits for its worker to finish the requests it took. The
+    /// ring's position is kept as its next base, so a restart (a re-sent SET_VRING_KICK)
+    /// continues where the ring stopped instead of serving requests again.
     /// - Returns: the next available index to process.
     func stopRing(_ index: Int) throws(BackendError) -> UInt16 {
         vrings[index].started = false
@@ -116,6 +137,7 @@ extension VhostUserConnection {
         guard let base = completion.wait(milliseconds: Self.workerTimeoutMilliseconds) else {
             throw .workerUnresponsive(queue: index)
         }
-        return UInt16(truncatingIfNeeded: base)
+        vrings[index].nextAvailableIndex = UInt16(truncatingIfNeeded: base)
+        return vrings[index].nextAvailableIndex
     }
 }

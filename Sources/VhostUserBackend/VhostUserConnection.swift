@@ -120,7 +120,7 @@ final class VhostUserConnection {
             return .keepServing
         } catch let error as BackendError {
             switch error.consequence {
-            case .refuseRequest:
+            case .refuseRequest where !request.hasReplyBody:
                 logger.warning("request refused", metadata: ["request": "\(request)", "error": "\(error)"])
                 do {
                     try send(nil, to: request, needReply: needReply, succeeded: false)
@@ -128,7 +128,10 @@ final class VhostUserConnection {
                     return .closed(reason: "\(error)")
                 }
                 return .keepServing
-            case .closeConnection:
+            case .refuseRequest, .closeConnection:
+                // A request with a reply body cannot be refused: REPLY_ACK does not apply to it
+                // (a u64 ack would be taken for the body), and silence would leave the front end
+                // waiting for a reply forever.
                 return close(after: error)
             }
         } catch {
@@ -138,7 +141,8 @@ final class VhostUserConnection {
 
     /// The one reply policy: a request with a reply body always gets it (and no extra ack); any
     /// other request gets a u64 ack (0 success, 1 failure) iff NEED_REPLY was set and REPLY_ACK
-    /// negotiated.
+    /// negotiated. (A request with a reply body that fails closes the connection instead, see
+    /// `serveOneMessage`.)
     private func send(_ reply: [UInt8]?, to request: VhostUserRequest, needReply: Bool, succeeded: Bool) throws(BackendError) {
         var bytes: [UInt8]
         if let reply {

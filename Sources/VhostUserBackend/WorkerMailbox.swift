@@ -11,7 +11,20 @@ final class WorkerMailbox: Sendable {
     }
 
     func post(_ command: WorkerCommand) {
-        pending.withLock { $0.append(command) }
+        pending.withLock { commands in
+            // A newer call or error eventfd supersedes one the worker has not picked up yet: a
+            // front end re-sending SET_VRING_CALL faster than the worker wakes (it may be busy
+            // with a batch) must not pile up descriptors here.
+            switch command {
+            case .setCall:
+                commands.removeAll { if case .setCall = $0 { true } else { false } }
+            case .setError:
+                commands.removeAll { if case .setError = $0 { true } else { false } }
+            case .start, .stop, .setEnabled, .setMemory, .exit:
+                break
+            }
+            commands.append(command)
+        }
         // A full counter still wakes the worker, so the only failure mode is a closed fd.
         try? wakeup.signal()
     }
