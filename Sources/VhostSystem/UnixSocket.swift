@@ -124,10 +124,16 @@ public final class UnixSocket: Sendable {
     }
 
     /// Reads exactly `buffer.count` bytes, collecting descriptors that arrive on the way.
-    /// Throws ECONNRESET if the peer closes before the buffer is full.
-    public func receiveExactly(into buffer: UnsafeMutableRawBufferPointer) throws(SystemError) -> Received {
+    /// Throws ECONNRESET if the peer closes before the buffer is full, and ETIMEDOUT once
+    /// `deadline` has passed between two reads (a peer trickling bytes under the per-read
+    /// timeout cannot hold the reader for longer).
+    public func receiveExactly(into buffer: UnsafeMutableRawBufferPointer,
+                               deadline: MonotonicDeadline? = nil) throws(SystemError) -> Received {
         var total = Received(byteCount: 0, descriptors: [], controlTruncated: false)
         while total.byteCount < buffer.count {
+            if let deadline, deadline.hasPassed {
+                throw SystemError(call: "recvmsg: message not complete before its deadline", errno: ETIMEDOUT)
+            }
             let part = try receive(into: UnsafeMutableRawBufferPointer(rebasing: buffer[total.byteCount...]))
             total.descriptors += part.descriptors
             total.controlTruncated = total.controlTruncated || part.controlTruncated

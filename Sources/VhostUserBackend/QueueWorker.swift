@@ -212,7 +212,12 @@ final class QueueWorker: @unchecked Sendable {
         do {
             try epoll.add(configuration.kick.rawValue, token: Self.kickToken)
         } catch {
-            logger.error("cannot watch the kick eventfd", metadata: ["error": "\(error)"])
+            // Not an eventfd (nor anything pollable): the ring would never hear a kick.
+            broken = true
+            logger.error("the kick descriptor cannot be watched; queue stopped until the front end restarts it",
+                         metadata: ["error": "\(error)"])
+            try? errorNotifier?.signal()
+            return
         }
         // The driver may have queued requests (and kicked) before the ring started.
         workPending = true

@@ -14,6 +14,8 @@ final class VhostUserConnection {
 
     /// Slots offered with CONFIGURE_MEM_SLOTS: QEMU 7.2's own limit (VHOST_USER_MAX_RAM_SLOTS).
     static let maximumMemorySlots: UInt32 = 509
+    /// How long the rest of a message may take to arrive once its first bytes came.
+    static let messageDeadlineMilliseconds = 5_000
     /// How long the control plane waits for a worker to stop or swap memory tables.
     static let workerTimeoutMilliseconds = 30_000
 
@@ -74,12 +76,14 @@ final class VhostUserConnection {
                 try socket.receive(into: UnsafeMutableRawBufferPointer(rebasing: raw[0..<MessageHeader.byteCount]))
             }
             if received.byteCount == 0 { return .closed(reason: "front end closed the connection") }
+            // Once a message has started, all of it must arrive within this bound.
+            let deadline = MonotonicDeadline(millisecondsFromNow: Self.messageDeadlineMilliseconds)
             descriptors = received.descriptors
             var truncated = received.controlTruncated
             if received.byteCount < MessageHeader.byteCount {
                 let rest = try withUnsafeMutableBytes(of: &headerBytes) { raw throws(SystemError) in
                     try socket.receiveExactly(into: UnsafeMutableRawBufferPointer(
-                        rebasing: raw[received.byteCount..<MessageHeader.byteCount]))
+                        rebasing: raw[received.byteCount..<MessageHeader.byteCount]), deadline: deadline)
                 }
                 descriptors += rest.descriptors
                 truncated = truncated || rest.controlTruncated
@@ -89,7 +93,8 @@ final class VhostUserConnection {
             }
             let payloadSize = Int(header.size)
             if payloadSize > 0 {
-                let rest = try socket.receiveExactly(into: UnsafeMutableRawBufferPointer(rebasing: payloadBuffer[0..<payloadSize]))
+                let rest = try socket.receiveExactly(
+                    into: UnsafeMutableRawBufferPointer(rebasing: payloadBuffer[0..<payloadSize]), deadline: deadline)
                 descriptors += rest.descriptors
                 truncated = truncated || rest.controlTruncated
             }
@@ -114,11 +119,11 @@ final class VhostUserConnection {
         let needReply = header.flags.contains(.needReply)
         logger.debug("message", metadata: ["request": "\(request)", "fds": "\(descriptors.count)"])
 
-        do {
+        do throws(BackendError) {
             let reply = try dispatch(message, descriptors: descriptors)
             try send(reply, to: request, needReply: needReply, succeeded: true)
             return .keepServing
-        } catch let error as BackendError {
+        } catch {
             switch error.consequence {
             case .refuseRequest where !request.hasReplyBody:
                 logger.warning("request refused", metadata: ["request": "\(request)", "error": "\(error)"])
@@ -134,8 +139,6 @@ final class VhostUserConnection {
                 // waiting for a reply forever.
                 return close(after: error)
             }
-        } catch {
-            return .closed(reason: "\(error)")
         }
     }
 

@@ -73,6 +73,32 @@ extension BackEndIntegration {
             expectServesNewFrontEnd(backEnd)
         }
 
+        @Test("a front end trickling a message under the receive timeout is cut at the message deadline")
+        func tricklingFrontEndIsDisconnected() throws {
+            let backEnd = try InProcessBackEnd()
+            defer { backEnd.stop() }
+            let session = try backEnd.connect()
+            let mark = backEnd.logMark
+            let started = ContinuousClock.now
+            // One byte every 2 s: each read finishes well inside the 5 s receive timeout.
+            let header = littleEndian(VhostUserRequest.getFeatures.rawValue) + littleEndian(UInt32(1)) + littleEndian(UInt32(0))
+            var sent = 0
+            for byte in header {
+                do {
+                    try session.sendRaw(bytes: [byte])
+                } catch {
+                    break
+                }
+                sent += 1
+                if backEnd.logEntry(containing: "before its deadline", after: mark, waitingUpTo: 2_000) != nil { break }
+            }
+            let waited = ContinuousClock.now - started
+            #expect(sent < header.count, "the whole header trickled in")
+            #expect(waited < .seconds(12), "cut after \(waited)")
+            #expect(backEnd.logEntry(containing: "front end disconnected", after: mark, waitingUpTo: 1_000) != nil)
+            expectServesNewFrontEnd(backEnd)
+        }
+
         @Test("a second front end waits until the first leaves, then is served")
         func secondFrontEndWaitsForTheFirst() throws {
             let backEnd = try InProcessBackEnd()
