@@ -282,7 +282,7 @@ enum HostileFrontEndTable {
             try scene.send(.setVringNum, vringState(0, 100))
         },
         HostileRow("queue size above the device's maximum (256 > 128)", at: .negotiated, .closed,
-                   logs: "queue size 256 is not a power of two in 1...128") { scene in
+                   logs: "queue size 256 is larger than the device's maximum 128") { scene in
             try scene.send(.setVringNum, vringState(1, 256))
         },
         HostileRow("queue size above the split-ring maximum (65536)", at: .negotiated, .closed,
@@ -294,6 +294,10 @@ enum HostileFrontEndTable {
     // MARK: Ring addresses (the ring must not start; the daemon must not crash)
 
     static let ringAddresses: [HostileRow] = [
+        HostileRow("a memfd as the kick descriptor (epoll cannot watch it)", at: .memoryInstalled, .queueBroken(0),
+                   logs: "the kick descriptor cannot be watched") { scene in
+            try scene.startRing(0, kick: try scene.memfd())
+        },
         HostileRow("descriptor table not 16-byte aligned", at: .memoryInstalled, .queueBroken(0),
                    logs: "ringMisaligned(VirtioCore.VirtqueueError.Ring.descriptorTable") { scene in
             try scene.startRing(0, descriptorOffset: 8)

@@ -180,7 +180,7 @@ final class HostileScene {
     /// SET_VRING_CALL, SET_VRING_ERR and SET_VRING_KICK for ring `index`, then
     /// SET_VRING_ENABLE(1).
     func startRing(_ index: Int, descriptorOffset: Int64 = 0, availableOffset: Int64 = 0, usedOffset: Int64 = 0,
-                   call: Int32? = nil, error: Int32? = nil) throws {
+                   call: Int32? = nil, error: Int32? = nil, kick: Int32? = nil) throws {
         let queue = guest.queues[index]
         let ring = UInt32(index)
         let addresses = queue.frontEndVirtualAddresses
@@ -197,7 +197,7 @@ final class HostileScene {
         try session.send(.setVringErr(VringFileIndex(index: ring, hasFileDescriptor: true)),
                          descriptors: [error ?? guest.errors[index].rawValue])
         try session.send(.setVringKick(VringFileIndex(index: ring, hasFileDescriptor: true)),
-                         descriptors: [guest.kicks[index].rawValue])
+                         descriptors: [kick ?? guest.kicks[index].rawValue])
         try session.enableRing(index: ring, true)
     }
 
