@@ -26,7 +26,7 @@ public struct IOTLB {
     /// untrusted front end needs on the memory UPDATEs can make it use.
     public init(entryLimit: Int) {
         self.entryLimit = entryLimit
-        generation = IOTLBGeneration.next()
+        generation = UniqueNumber.next()
     }
 
     /// Maps `size` bytes at `iova` to `userAddress` with `permission` (an IOTLB UPDATE),
@@ -49,7 +49,7 @@ public struct IOTLB {
             throw .entryLimitReached(limit: entryLimit)
         }
         entries.store(range, IOTLBEntry(userAddress: userAddress, permission: permission))
-        generation = IOTLBGeneration.next()
+        generation = UniqueNumber.next()
     }
 
     /// Unmaps `size` bytes at `iova` (an IOTLB INVALIDATE); entries partly inside keep the rest.
@@ -67,7 +67,7 @@ public struct IOTLB {
             range = iova...(wraps ? UInt64.max : last)
         }
         entries.erase(range)
-        generation = IOTLBGeneration.next()
+        generation = UniqueNumber.next()
     }
 
     /// Translates `length` bytes at `iova` for `access` into front-end segments, written to
