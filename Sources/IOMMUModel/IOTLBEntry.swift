@@ -1,6 +1,6 @@
 /// Where an IOTLB entry's IOVA range lands: the front-end (QEMU) virtual address of its first
 /// byte, and what the device may do there.
-public struct IOTLBEntry: RangeValue, Equatable, Sendable {
+public struct IOTLBEntry: RangeValue, Hashable, Sendable {
     /// The front-end address of the entry's first byte (vhost's `uaddr`).
     public var userAddress: UInt64
     /// What the device may do.
