@@ -1,5 +1,5 @@
 /// What an ``MmapCookieTable`` keeps about one export.
-struct ExportRecord: Equatable {
+struct ExportRecord: Equatable, Sendable {
     var object: ExportedObjectID
     var attributes: ExportAttributes
     var serial: UInt64

@@ -7,7 +7,7 @@
 /// every entry allows reading, writing or both; ``generation`` changes with every UPDATE and
 /// INVALIDATE. IOVA arithmetic in ``translate(iova:length:access:into:)`` is modulo 2^64, as in
 /// vhost's `translate_desc`: a buffer running past `UInt64.max` continues at IOVA 0.
-public struct IOTLB {
+public struct IOTLB: Sendable {
     /// The mappings, by IOVA.
     public private(set) var entries = RangeStore<IOTLBEntry>()
     /// Changes with every ``update(iova:size:userAddress:permission:)`` and

@@ -5,7 +5,7 @@
 /// be the recorded one, and every UPDATE or INVALIDATE gives the IOTLB a new generation drawn
 /// from a process-wide counter, so even a cache handed a different IOTLB value (a copy changed
 /// separately) misses instead of using an entry that value does not have.
-public struct IOTLBCache {
+public struct IOTLBCache: Sendable {
     /// The generation the cached entry came from; 0, never an IOTLB generation, when empty.
     @usableFromInline var generation: UInt64 = 0
     @usableFromInline var first: UInt64 = 0

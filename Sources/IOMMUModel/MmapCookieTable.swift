@@ -14,7 +14,7 @@
 /// and quarantined export is page-aligned and a whole number of pages; an (object, attributes)
 /// pair has at most one live export; a cookie's serial is unique in the table, so a stale
 /// cookie never names a later export at the same offset.
-public struct MmapCookieTable {
+public struct MmapCookieTable: Sendable {
     /// The mapping unit: offsets and lengths are multiples of it (a power of two).
     public let pageSize: UInt64
     /// The offsets dynamic exports are allocated from.

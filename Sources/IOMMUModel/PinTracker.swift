@@ -15,7 +15,7 @@
 /// on a range while a deferred invalidation overlapped it.
 ///
 /// The tracker is non-copyable: a copy would let one pin be released twice, once per copy.
-public struct PinTracker: ~Copyable {
+public struct PinTracker: ~Copyable, Sendable {
     /// The most bytes that may be pinned at once.
     public let limit: UInt64
     /// The bytes covered by at least one pin.

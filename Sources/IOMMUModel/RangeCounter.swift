@@ -4,7 +4,7 @@
 /// Invariant (canonical form): every stored run has a count >= 1, and two runs that touch have
 /// different counts, so the store is as small as the counts allow however many ranges came and
 /// went.
-struct RangeCounter {
+struct RangeCounter: Sendable {
     private(set) var runs = RangeStore<CoverageCount>()
 
     /// The count at `point` (0 when uncovered).

@@ -147,3 +147,6 @@ public struct RangeStore<Value: RangeValue> {
         return low
     }
 }
+
+/// A store of sendable values is a plain value: it can cross threads.
+extension RangeStore: Sendable where Value: Sendable {}

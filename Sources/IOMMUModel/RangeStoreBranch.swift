@@ -6,7 +6,7 @@
 /// whose `gaps` entry is too small (the maple tree keeps the same "largest gap below" per slot
 /// in its allocation trees). A branch other than the root has between
 /// ``RangeStore/minimumFill`` and ``RangeStore/capacity`` children; the root has at least two.
-@usableFromInline struct RangeStoreBranch {
+@usableFromInline struct RangeStoreBranch: Sendable {
     /// The first byte of the lowest entry below each child, increasing.
     @usableFromInline var firsts: [UInt64] = []
     /// The last byte of the highest entry below each child.

@@ -19,3 +19,5 @@
     /// The number of entries.
     @inlinable var count: Int { firsts.count }
 }
+
+extension RangeStoreLeaf: Sendable where Value: Sendable {}

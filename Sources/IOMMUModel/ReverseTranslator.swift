@@ -6,7 +6,7 @@
 /// Invariants: regions are non-empty, their front-end and file ranges fit in 64 bits, and
 /// they never overlap in front-end addresses. Address arithmetic in
 /// ``translate(userAddress:length:into:)`` is modulo 2^64, as in ``IOTLB``.
-public struct ReverseTranslator {
+public struct ReverseTranslator: Sendable {
     /// The regions, as given.
     public let regions: [BackedMemoryRegion]
     private var store = RangeStore<BackingLocation>()

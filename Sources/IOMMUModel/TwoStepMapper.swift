@@ -9,7 +9,7 @@
 /// ``GranuleBitmap`` is set exactly when the page is linked (a granule without linked pages has
 /// no bitmap); applying every message returned so far, in order, to an empty ``IOTLB`` gives
 /// it exactly the linked pages' translations.
-public struct TwoStepMapper {
+public struct TwoStepMapper: Sendable {
     /// The IOVAs reservations are taken from.
     public let window: ClosedRange<UInt64>
     /// The reservation unit and alignment (a power of two, e.g. 2 MiB).
