@@ -22,10 +22,10 @@ public struct IOTLB: Sendable {
         self.init(entryLimit: .max)
     }
 
-    /// An empty IOTLB holding at most `entryLimit` entries: the bound a back end facing an
-    /// untrusted front end needs on the memory UPDATEs can make it use.
+    /// An empty IOTLB holding at most `entryLimit` entries (a negative limit counts as 0): the
+    /// bound a back end facing an untrusted front end needs on the memory UPDATEs can make it use.
     public init(entryLimit: Int) {
-        self.entryLimit = entryLimit
+        self.entryLimit = max(entryLimit, 0)
         generation = UniqueNumber.next()
     }
 

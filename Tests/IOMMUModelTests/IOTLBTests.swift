@@ -102,6 +102,9 @@ struct IOTLBTests {
         }
         try iotlb.update(iova: 0x0, size: 0x2000, userAddress: 0, permission: .write)  // replaces two: 2 entries
         #expect(iotlb.entries.count == 2)
+        var closed = IOTLB(entryLimit: .min)
+        #expect(closed.entryLimit == 0)
+        #expect(throws: IOTLBError.entryLimitReached(limit: 0)) { try closed.update(iova: 0, size: 1, userAddress: 0, permission: .read) }
     }
 
     @Test func tooFewSegmentsAreReportedAsSuch() throws {
