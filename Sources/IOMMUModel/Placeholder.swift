@@ -1,1 +1,0 @@
-// Placeholder until the model's first type lands.
