@@ -51,14 +51,16 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
+        // Helpers shared by the test targets (threads, the malloc tracer).
+        .target(name: "VhostTestSupport", path: "Tests/VhostTestSupport"),
         .testTarget(name: "VhostSystemTests", dependencies: ["VhostSystem"]),
         .testTarget(name: "VhostUserProtocolTests", dependencies: ["VhostUserProtocol"]),
-        .testTarget(name: "VirtioCoreTests", dependencies: ["VirtioCore", "VhostSystem", "VhostUserFrontEnd"]),
-        .testTarget(name: "VirtioBlkTests", dependencies: [
+        .testTarget(name: "VirtioCoreTests", dependencies: ["VhostTestSupport", "VirtioCore", "VhostSystem", "VhostUserFrontEnd"]),
+        .testTarget(name: "VirtioBlkTests", dependencies: ["VhostTestSupport",
             "VirtioBlk", "VirtioCore", "VhostSystem", "VhostUserFrontEnd", "VhostUserProtocol", "VhostUserBackend",
             .product(name: "Logging", package: "swift-log"),
         ]),
-        .testTarget(name: "VhostUserBackendTests", dependencies: [
+        .testTarget(name: "VhostUserBackendTests", dependencies: ["VhostTestSupport",
             "VhostUserBackend", "VirtioBlk", "VirtioCore", "VhostUserFrontEnd", "VhostUserProtocol", "VhostSystem",
             .product(name: "Logging", package: "swift-log"),
         ]),

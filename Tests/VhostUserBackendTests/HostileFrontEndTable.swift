@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Testing
+import VhostTestSupport
 import VhostSystem
 import VhostUserFrontEnd
 import VhostUserProtocol

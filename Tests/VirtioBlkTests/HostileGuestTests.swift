@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Synchronization
 import Testing
+import VhostTestSupport
 import VhostUserFrontEnd
 import VirtioCore
 @testable import VirtioBlk

@@ -1,5 +1,6 @@
 import Synchronization
 import Testing
+import VhostTestSupport
 import VhostSystem
 import VhostUserFrontEnd
 import VirtioCore

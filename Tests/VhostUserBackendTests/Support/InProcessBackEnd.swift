@@ -5,6 +5,7 @@ import Foundation
 import Logging
 import Synchronization
 import VhostSystem
+import VhostTestSupport
 import VhostUserBackend
 import VhostUserFrontEnd
 import VirtioBlk

@@ -2,13 +2,14 @@
 import Glibc
 #endif
 
-/// A plain POSIX thread: the control plane's GLib loop and flood writers run on one, outside
-/// the Swift concurrency pool (whose width the tests must not depend on).
-final class TestThread {
+/// A plain POSIX thread for tests that need a second party running truly in parallel (the
+/// control plane's GLib loop, flood writers, a guest scribbling on shared memory), independent
+/// of the Swift concurrency pool's width.
+public final class TestThread {
     private var thread = pthread_t()
     private var joined = false
 
-    init(_ body: @escaping @Sendable () -> Void) throws {
+    public init(_ body: @escaping @Sendable () -> Void) throws {
         final class Box {
             let body: @Sendable () -> Void
             init(_ body: @escaping @Sendable () -> Void) { self.body = body }
@@ -26,13 +27,14 @@ final class TestThread {
         }
     }
 
-    func join() {
+    /// Waits for the thread; later calls return at once.
+    public func join() {
         guard !joined else { return }
         pthread_join(thread, nil)
         joined = true
     }
 }
 
-struct TestThreadError: Error {
-    let code: Int32
+public struct TestThreadError: Error {
+    public let code: Int32
 }
