@@ -69,6 +69,12 @@ public struct IOPageTable: Sendable {
                 IOPageTableEntry(rawValue: entry).permission, size)
     }
 
+    /// The raw leaf entry that maps `iova` and its level (1, 2 or 3), or nil: the format as a
+    /// hardware walker would read it.
+    public func leafEntry(containing iova: UInt64) -> (entry: IOPageTableEntry, level: Int)? {
+        leaf(containing: iova).map { (IOPageTableEntry(rawValue: $0.entry), $0.level) }
+    }
+
     /// The leaf entry mapping `iova` and its level, or nil. Four dependent loads at most.
     @inline(__always)
     func leaf(containing iova: UInt64) -> (entry: UInt64, level: Int)? {
