@@ -55,12 +55,10 @@ public struct IOPageTableEntry: Equatable, Sendable {
     public var frame: UInt64 { rawValue & Self.frameMask }
 
     /// The permission bits of a leaf.
-    public var permission: IOMMUPermission {
-        var permission: IOMMUPermission = []
-        if rawValue & Self.readBit != 0 { permission.insert(.read) }
-        if rawValue & Self.writeBit != 0 { permission.insert(.write) }
-        return permission
-    }
+    public var permission: IOMMUPermission { Self.permissions[Int(truncatingIfNeeded: rawValue & 3)] }
+
+    /// The permission of R/W bit patterns 0–3 (R is bit 0, W bit 1).
+    static let permissions: [IOMMUPermission] = [[], .read, .write, .readWrite]
 
     /// The pool index of the table a pointer entry names.
     var tableIndex: Int { Int(truncatingIfNeeded: rawValue >> 12 & (Self.frameMask >> 12)) }
