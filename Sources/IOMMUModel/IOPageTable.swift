@@ -42,10 +42,14 @@ public struct IOPageTable: Sendable {
     /// The most tables (root included) the pool may hold.
     public let tableLimit: Int
 
+    /// The largest `tableLimit` accepted: 2^24 tables (64 GiB of tables), far beyond any real
+    /// use, and small enough that no pool size arithmetic can overflow.
+    public static let maximumTableLimit = 1 << 24
+
     /// Creates an empty table (just the root) whose pool holds `preallocatedTables` tables up
-    /// front and may grow to `tableLimit` tables. Both are clamped to at least 1.
+    /// front and may grow to `tableLimit` tables. Both are clamped to 1...`maximumTableLimit`.
     public init(tableLimit: Int = IOPageTable.defaultTableLimit, preallocatedTables: Int = 64) {
-        self.tableLimit = max(1, tableLimit)
+        self.tableLimit = min(max(1, tableLimit), Self.maximumTableLimit)
         let tables = min(max(1, preallocatedTables), self.tableLimit)
         entries = Array(repeating: 0, count: tables * Self.entriesPerTable)
         liveCounts = Array(repeating: 0, count: tables)
