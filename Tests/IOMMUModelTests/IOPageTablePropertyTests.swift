@@ -48,12 +48,11 @@ import Testing
             for index in 0..<(size / page) { pages[iova / page + index] = nil }
         }
 
-        /// Translation page by page, merging contiguous pieces, with the table's result order.
+        /// Translation page by page, merging contiguous pieces, claiming a segment when it
+        /// starts (the IOTLB's order of results).
         func translate(iova: UInt64, length: UInt64, access: IOMMUAccess, capacity: Int)
             -> (IOTLBTranslation, [IOTLBSegment]) {
-            guard length != 0 else { return (.translated(segmentCount: 0), []) }
             var segments: [IOTLBSegment] = []
-            var pending: IOTLBSegment?
             var current = iova
             var remaining = length
             while remaining != 0 {
@@ -63,20 +62,15 @@ import Testing
                 let offset = current % page
                 let piece = min(page - offset, remaining)
                 let address = mapped.userAddress + offset
-                if let open = pending, open.userAddress + open.length == address {
-                    pending?.length += piece
+                if let last = segments.last, last.userAddress + last.length == address {
+                    segments[segments.count - 1].length += piece
                 } else {
-                    if let open = pending {
-                        guard segments.count < capacity else { return (.needsMoreSegments, []) }
-                        segments.append(open)
-                    }
-                    pending = IOTLBSegment(userAddress: address, length: piece)
+                    guard segments.count < capacity else { return (.needsMoreSegments, []) }
+                    segments.append(IOTLBSegment(userAddress: address, length: piece))
                 }
                 current += piece
                 remaining -= piece
             }
-            guard segments.count < capacity, let open = pending else { return (.needsMoreSegments, []) }
-            segments.append(open)
             return (.translated(segmentCount: segments.count), segments)
         }
     }

@@ -244,6 +244,9 @@ import Testing
         #expect(segments == [IOTLBSegment(userAddress: 0x9ff0, length: 0x10),
                              IOTLBSegment(userAddress: 0x3000, length: 0x10)])
         #expect(Self.translate(table, iova: 0x1ff0, length: 0x20, capacity: 1).0 == .needsMoreSegments)
+        // A segment is claimed when it starts: running out comes before a later miss.
+        #expect(Self.translate(table, iova: 0x1ff0, length: 0x2000, capacity: 1).0 == .needsMoreSegments)
+        #expect(Self.translate(table, iova: 0x1ff0, length: 0x10, capacity: 0).0 == .needsMoreSegments)
         #expect(Self.translate(table, iova: 0x1ff0, length: 0x2000).0 == .miss(iova: 0x3000))
         #expect(Self.translate(table, iova: 0x1ff0, length: 0).0 == .translated(segmentCount: 0))
     }
