@@ -6,7 +6,8 @@
 /// the table limit) and agrees with the IOTLB on every byte of every page it maps. `update` and
 /// `invalidate` preserve that: whatever the page table cannot mirror exactly, it forgets.
 /// `translate` walks the page table first; only a miss there (a hole, or a mapping the table
-/// does not hold) is answered by the IOTLB.
+/// does not hold) is answered by the IOTLB. `IOPageTableMirrorCache` puts a per-queue last-hit
+/// cache in front.
 public struct IOPageTableMirror {
     /// The authoritative IOTLB.
     public private(set) var iotlb: IOTLB
@@ -48,17 +49,6 @@ public struct IOPageTableMirror {
         let result = pageTable.translate(iova: iova, length: length, access: access, into: segments)
         if case .miss = result {
             return iotlb.translate(iova: iova, length: length, access: access, into: segments)
-        }
-        return result
-    }
-
-    /// Like `translate`, with a per-queue last-hit cache on the IOTLB fallback.
-    public func translate(iova: UInt64, length: UInt64, access: IOMMUAccess,
-                          into segments: UnsafeMutableBufferPointer<IOTLBSegment>,
-                          cache: inout IOTLBCache) -> IOTLBTranslation {
-        let result = pageTable.translate(iova: iova, length: length, access: access, into: segments)
-        if case .miss = result {
-            return cache.translate(iotlb, iova: iova, length: length, access: access, into: segments)
         }
         return result
     }

@@ -35,6 +35,11 @@ import Testing
         normalized { mirror.translate(iova: iova, length: length, access: access, into: $0) }
     }
 
+    static func viaCache(_ cache: inout IOPageTableMirrorCache, _ mirror: IOPageTableMirror, _ iova: UInt64,
+                         _ length: UInt64, _ access: IOMMUAccess = .read) -> (IOTLBTranslation, [IOTLBSegment]) {
+        normalized { cache.translate(mirror, iova: iova, length: length, access: access, into: $0) }
+    }
+
     static func viaIOTLB(_ mirror: IOPageTableMirror, _ iova: UInt64, _ length: UInt64,
                          _ access: IOMMUAccess = .read, capacity: Int = 512) -> (IOTLBTranslation, [IOTLBSegment]) {
         normalized(capacity: capacity) { mirror.iotlb.translate(iova: iova, length: length, access: access, into: $0) }
@@ -172,6 +177,40 @@ import Testing
         #expect(Self.pageTableAgreesWithIOTLB(mirror).isEmpty)
     }
 
+    @Test func cacheIsNeverStaleAfterAnInvalidation() throws {
+        var mirror = IOPageTableMirror()
+        var cache = IOPageTableMirrorCache()
+        try mirror.update(iova: 0, size: 2 * Self.mib, userAddress: Self.user, permission: .read)
+        #expect(Self.viaCache(&cache, mirror, 0x1000, 0x100).1 == [IOTLBSegment(userAddress: Self.user + 0x1000, length: 0x100)])
+        #expect(Self.viaCache(&cache, mirror, 0x2000, 0x100).1 == [IOTLBSegment(userAddress: Self.user + 0x2000, length: 0x100)])
+        mirror.invalidate(iova: 0x2000, size: 0x1000)
+        #expect(Self.viaCache(&cache, mirror, 0x2000, 0x100).0 == .miss(iova: 0x2000))
+        try mirror.update(iova: 0x2000, size: 0x1000, userAddress: 0x9000, permission: .write)
+        #expect(Self.viaCache(&cache, mirror, 0x2000, 0x100, .write).1 == [IOTLBSegment(userAddress: 0x9000, length: 0x100)])
+        #expect(Self.viaCache(&cache, mirror, 0x2000, 0x100, .read).0 == .permissionFault(iova: 0x2000, needed: .read))
+    }
+
+    @Test func cacheIsNeverStaleForACopyChangedSeparately() throws {
+        var mirror = IOPageTableMirror()
+        var cache = IOPageTableMirrorCache()
+        try mirror.update(iova: 0, size: 0x1000, userAddress: 0x5000, permission: .read)
+        var copy = mirror
+        copy.invalidate(iova: 0, size: 0x1000)
+        _ = Self.viaCache(&cache, mirror, 0, 0x10)
+        #expect(Self.viaCache(&cache, copy, 0, 0x10).0 == .miss(iova: 0))
+    }
+
+    @Test func cacheAnswersUnmirroredEntriesAndBuffersAcrossLeaves() throws {
+        var mirror = IOPageTableMirror()
+        var cache = IOPageTableMirrorCache()
+        try mirror.update(iova: 0x1800, size: 0x1000, userAddress: 0x9800, permission: .read)  // unaligned
+        #expect(Self.viaCache(&cache, mirror, 0x1900, 0x10) == Self.viaIOTLB(mirror, 0x1900, 0x10))
+        #expect(Self.viaCache(&cache, mirror, 0x1a00, 0x10) == Self.viaIOTLB(mirror, 0x1a00, 0x10))
+        try mirror.update(iova: 0x10000, size: 0x2000, userAddress: 0x20000, permission: .read)
+        #expect(Self.viaCache(&cache, mirror, 0x10800, 0x1000).1 == [IOTLBSegment(userAddress: 0x20800, length: 0x1000)])
+        #expect(Self.viaCache(&cache, mirror, 0x10800, 0x2000).0 == .miss(iova: 0x12000))
+    }
+
     // MARK: Property
 
     enum Step: Sendable, CustomStringConvertible {
@@ -217,12 +256,13 @@ import Testing
         }
     }
 
-    /// After every step the mirror translates random buffers exactly as the IOTLB alone, and
-    /// every page-table leaf agrees with the IOTLB.
+    /// After every step the mirror, with and without a cache kept across steps, translates random
+    /// buffers exactly as the IOTLB alone, and every page-table leaf agrees with the IOTLB.
     @Test(arguments: [IOPageTable.defaultTableLimit, 5])
     func randomUpdatesAndInvalidationsKeepTheMirrorFaithful(tableLimit: Int) async {
         await propertyCheck(count: 60, input: Self.steps) { steps in
             var mirror = IOPageTableMirror(tableLimit: tableLimit, preallocatedTables: 2)
+            var cache = IOPageTableMirrorCache()
             var probe = SplitMix(state: UInt64(steps.count))
             for (index, step) in steps.enumerated() {
                 switch step {
@@ -241,6 +281,15 @@ import Testing
                     let slow = Self.viaIOTLB(mirror, iova, length, access)
                     if fast.0 != slow.0 || fast.1 != slow.1 {
                         problems.append("translate(0x\(String(iova, radix: 16)), \(length), \(access)): mirror \(fast), IOTLB \(slow)")
+                    }
+                    // Through the cache kept across steps: the buffer, then one nearby (often a hit).
+                    let nearby = iova &+ probe.next() % 64
+                    for address in [iova, nearby] {
+                        let cached = Self.viaCache(&cache, mirror, address, length, access)
+                        let truth = Self.viaIOTLB(mirror, address, length, access)
+                        if cached.0 != truth.0 || cached.1 != truth.1 {
+                            problems.append("cached translate(0x\(String(address, radix: 16)), \(length), \(access)): \(cached), IOTLB \(truth)")
+                        }
                     }
                 }
                 let violations = mirror.pageTable.invariantViolations()
