@@ -24,11 +24,17 @@ struct Benchmark {
     mutating func run() {
         for count in sizes {
             let workload = Workload(count: count)
+            measure(RangeStoreStructure.self, workload)
+            measure(CachedRangeStoreStructure.self, workload)
             measure(PageTableStructure.self, workload)
+            measure(MirrorStructure.self, workload)
+            measure(CachedMirrorStructure.self, workload)
         }
         if !options.quick {
             let workload = Workload(count: Self.buildSize)
+            measureBuild(RangeStoreStructure.self, workload)
             measureBuild(PageTableStructure.self, workload)
+            measureBuild(MirrorStructure.self, workload)
         }
     }
 
