@@ -28,8 +28,6 @@ public struct IOPageTable: Sendable {
     public static let addressWidth = 48
     /// The first IOVA beyond the addressable width (2^48).
     public static let iovaLimit: UInt64 = 1 << 48
-    /// Sizes of the leaves of levels 1, 2 and 3.
-    public static let leafSizes: [UInt64] = [1 << 12, 1 << 21, 1 << 30]
     /// The default limit: 65536 tables (256 MiB of tables) before `map` refuses.
     public static let defaultTableLimit = 1 << 16
 

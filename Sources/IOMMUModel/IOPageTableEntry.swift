@@ -27,9 +27,6 @@ public struct IOPageTableEntry: Equatable, Sendable {
     /// The first address the frame field cannot hold (2^52).
     public static let frameLimit: UInt64 = 1 << 52
 
-    /// The empty entry.
-    public static let empty = IOPageTableEntry(rawValue: 0)
-
     /// A leaf mapping to `frame` (page-aligned, below `frameLimit`) with `permission` (not empty).
     /// `sizeBit` is true for 1 GiB and 2 MiB leaves.
     init(leafFrame frame: UInt64, permission: IOMMUPermission, sizeBit: Bool) {
