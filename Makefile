@@ -34,9 +34,10 @@ demo: release guest
 test: build guest
 	swift build --build-tests
 	VHOST_USER_BLK_BIN="$$(swift build --show-bin-path)/vhost-user-blk" \
-	  swift test --skip-build --skip DataPathAllocationTests --skip BlockRequestAllocationTests $(SWIFT_TEST_FLAGS)
+	  swift test --skip-build --skip DataPathAllocationTests --skip BlockRequestAllocationTests \
+	    --skip TranslationAllocationTests $(SWIFT_TEST_FLAGS)
 	@# The data path allocates nothing per request: glibc's malloc tracer watches it, one suite per run.
-	for suite in DataPathAllocationTests BlockRequestAllocationTests; do \
+	for suite in DataPathAllocationTests BlockRequestAllocationTests TranslationAllocationTests; do \
 	  trace="$$(mktemp)"; MALLOC_TRACE="$$trace" LD_PRELOAD=$(MALLOC_DEBUG_LIBRARY) \
 	    swift test --skip-build --filter $$suite; rm -f "$$trace"; \
 	done

@@ -65,7 +65,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .testTarget(name: "IOMMUModelTests", dependencies: [
-            "IOMMUModel", .product(name: "PropertyBased", package: "swift-property-based"),
+            "IOMMUModel", "VhostTestSupport", .product(name: "PropertyBased", package: "swift-property-based"),
         ]),
         .testTarget(name: "VhostUserFrontEndTests", dependencies: ["VhostUserFrontEnd", "VhostUserProtocol", "VhostSystem"]),
         .testTarget(name: "EndToEndTests", dependencies: ["VhostSystem", "VhostUserFrontEnd", "VhostUserProtocol"]),
