@@ -36,7 +36,7 @@ let package = Package(
         .target(name: "VirtioCore", dependencies: ["VhostSystem", "CVhostBridge"]),
         // Connection, dispatch, queue workers, GLib control plane: the back-end framework.
         .target(name: "VhostUserBackend", dependencies: [
-            "VhostSystem", "VhostUserProtocol", "VirtioCore", "CVhostBridge",
+            "VhostSystem", "VhostUserProtocol", "VirtioCore", "IOMMUModel", "CVhostBridge",
             .product(name: "Logging", package: "swift-log"),
         ]),
         // The virtio-blk device.
@@ -59,7 +59,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .testTarget(name: "VhostUserBackendTests", dependencies: [
-            "VhostUserBackend", "VirtioBlk", "VirtioCore", "VhostUserFrontEnd", "VhostUserProtocol", "VhostSystem",
+            "VhostUserBackend", "VirtioBlk", "VirtioCore", "VhostUserFrontEnd", "VhostUserProtocol", "VhostSystem", "IOMMUModel",
             .product(name: "Logging", package: "swift-log"),
         ]),
         .testTarget(name: "IOMMUModelTests", dependencies: [
