@@ -29,7 +29,7 @@ extension VhostUserConnection {
         case .setConfig(let access): try setConfiguration(access); return nil
         case .resetDevice: try resetDevice(); return nil
         case .setBackendReqFd: try setBackendChannel(descriptors: descriptors); return nil
-        case .iotlbMsg(let iotlbMessage): try handleIOTLBMessage(iotlbMessage); return nil
+        case .iotlbMsg(let iotlbMessage): return try answerIOTLBMessage(iotlbMessage)
         case .setLogBase, .setLogFd, .sendRarp, .netSetMtu, .setVringEndian,
              .createCryptoSession, .closeCryptoSession, .postcopyAdvise, .postcopyListen, .postcopyEnd,
              .getInflightFd, .setInflightFd, .gpuSetSocket, .vringKick, .setStatus, .getStatus,

@@ -17,6 +17,19 @@ extension VhostUserConnection {
         backendChannel = BackendChannel(socket: UnixSocket(adopting: descriptor), logger: logger)
     }
 
+    /// IOTLB_MSG always has a u64 reply (QEMU waits for it): 0 when applied, 1 when refused
+    /// (an UPDATE the IOTLB cannot take). Only an unresponsive worker closes the connection.
+    func answerIOTLBMessage(_ message: IOTLBMessage) throws(BackendError) -> [UInt8] {
+        var value: UInt64 = 0
+        do {
+            try handleIOTLBMessage(message)
+        } catch where error.consequence == .refuseRequest {
+            logger.warning("IOTLB message refused", metadata: ["error": "\(error)"])
+            value = 1
+        }
+        return Reply.ack(request: .iotlbMsg, value: value).encoded().bytes
+    }
+
     /// IOTLB_MSG: UPDATE or INVALIDATE (the decoder refuses other types).
     ///
     /// An UPDATE only adds translations: workers get the new snapshot by command and the reply
