@@ -49,6 +49,7 @@ final class BackendChannel: Sendable {
         return state.withLock { state in
             collectAcks(&state)
             guard !state.broken else { return false }
+            logger.debug("IOTLB MISS", metadata: ["iova": "0x\(String(iova, radix: 16))", "access": "\(access)"])
             do {
                 try socket.send(bytes)
                 state.missesSent += 1

@@ -39,6 +39,10 @@ extension VhostUserConnection {
     /// translated, served and completed within the batch, so after the switch no request in
     /// flight can still use the old translation and the guest may reuse the IOVA.
     func handleIOTLBMessage(_ message: IOTLBMessage) throws(BackendError) {
+        logger.debug("IOTLB message", metadata: [
+            "type": "\(message.type)", "iova": "0x\(String(message.iova, radix: 16))",
+            "size": "0x\(String(message.size, radix: 16))", "uaddr": "0x\(String(message.userAddress, radix: 16))",
+            "perm": "\(message.permission)"])
         switch message.type {
         case .update:
             let permission = IOMMUPermission(rawValue: message.permission.rawValue)
