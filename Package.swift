@@ -2,7 +2,7 @@
 import PackageDescription
 
 // Layers, dependencies pointing down (docs/architecture.md):
-// CVhostBridge (C) → VhostSystem → VhostUserProtocol → VirtioCore → VhostUserBackend → VirtioBlk → executables.
+// CVhostBridge (C) → VhostSystem → VhostUserProtocol → VirtioCore (+ IOMMUModel) → VhostUserBackend → VirtioBlk → executables.
 let package = Package(
     name: "swift-vhost-user",
     platforms: [.macOS(.v15)],
