@@ -296,6 +296,24 @@ extension BackEndIntegration {
             #expect(scene.missesSeen.contains { $0.iova - IOMMUScene.offset == ringPages.descriptorTable.rawValue })
         }
 
+        @Test("an INVALIDATE covering a ring unmaps it; the next kick misses on it; the UPDATE resumes it in place")
+        func invalidatedRingIsReResolved() throws {
+            let scene = try IOMMUScene(mapEverything: true)
+            let first = pattern(count: 4096, seed: 51)
+            #expect(try scene.guest.write(queue: 0, sector: 200, first) == BlockGuest.statusOK)
+            let table = scene.guest.queues[0].guestPhysicalAddresses.descriptorTable.rawValue
+            try scene.unmap(guestPhysical: table, size: UInt64(SplitRing.descriptorTableByteCount(queueSize: scene.guest.queueSize)))
+            let second = pattern(count: 4096, seed: 52)
+            let write = try scene.guest.submit(queue: 0, type: BlockGuest.RequestType.write.rawValue, sector: 208, outData: second)
+            let done = try scene.completeAnsweringMisses([write])
+            #expect(done[0].status == BlockGuest.statusOK)
+            #expect(scene.missesSeen.first?.iova == table + IOMMUScene.offset)
+            #expect(try scene.backEnd.imageBytes(offset: 208 * 512, count: 4096) == second)
+            // The ring kept its indices: the other queue and this one go on normally.
+            #expect(try scene.guest.read(queue: 0, sector: 200, count: 4096).data == first)
+            #expect(!scene.guest.errorSignalled(queue: 0, milliseconds: 0))
+        }
+
         @Test("an UPDATE past the IOTLB entry limit is answered 1; the connection stays; counts are logged at the end")
         func refusedUpdateAndCounts() throws {
             var scene: IOMMUScene? = try IOMMUScene(mapEverything: true)
