@@ -63,7 +63,7 @@ final class IOVATranslator: DescriptorAddressTranslator {
             return .mapped(FrontEndVirtualAddress(rawValue: scratch[0].userAddress))
         case .miss(let missing), .permissionFault(let missing, _):
             return .missing(iova: missing)
-        default:
+        case .translated, .needsMoreSegments:
             return .scattered
         }
     }
@@ -110,7 +110,12 @@ final class IOVATranslator: DescriptorAddressTranslator {
             let room = UnsafeMutableBufferPointer(rebasing: buffer[produced...])
             switch memory.segments(FrontEndVirtualAddress(rawValue: piece.userAddress), length: pieceLength, into: room) {
             case .translated(let count): produced += count
-            case let other: return other
+            // The IOTLB maps the IOVA to front-end addresses outside the memory table: the
+            // front end's error, reported like a guest-physical address outside guest memory.
+            case .notMapped: return .notMapped
+            case .addressOverflow: return .addressOverflow
+            case .needsMoreSegments: return .needsMoreSegments
+            case .deferred: return .deferred
             }
         }
         return .translated(segmentCount: produced)

@@ -460,6 +460,8 @@ final class QueueWorker: @unchecked Sendable {
         guard let head else { return true }
         var written: UInt32 = 0
         if let status = statusByte(head: head, layout: queue.layout) {
+            // SAFETY: `statusByte` translated this one byte through the IOTLB (write allowed) and
+            // the memory table of the translator, which the ring's layout keeps mapped.
             status.storeBytes(of: UInt8(1), as: UInt8.self)  // VIRTIO_BLK_S_IOERR
             written = 1
         }
@@ -479,6 +481,8 @@ final class QueueWorker: @unchecked Sendable {
         while steps <= layout.queueSize {
             steps += 1
             guard index < entries else { return nil }
+            // SAFETY: index < entries, and the table spans 16·entries mapped bytes (the ring's
+            // layout, or an indirect table translated whole just below). Only the copy is used.
             let descriptor = SplitDescriptor(copyingFrom: table + index * SplitDescriptor.byteCount)
             if descriptor.flags.contains(.indirect) {
                 guard table == UnsafeRawPointer(layout.descriptorTable), descriptor.length >= 16,
