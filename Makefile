@@ -35,7 +35,7 @@ test: build guest
 	swift build --build-tests
 	VHOST_USER_BLK_BIN="$$(swift build --show-bin-path)/vhost-user-blk" \
 	  swift test --skip-build --skip DataPathAllocationTests --skip BlockRequestAllocationTests \
-	    --skip TranslationAllocationTests $(SWIFT_TEST_FLAGS)
+	    --skip TranslationAllocationTests --skip IOMMUBenchmark $(SWIFT_TEST_FLAGS)
 	@# The data path allocates nothing per request: glibc's malloc tracer watches it, one suite per run.
 	for suite in DataPathAllocationTests BlockRequestAllocationTests TranslationAllocationTests; do \
 	  trace="$$(mktemp)"; MALLOC_TRACE="$$trace" LD_PRELOAD=$(MALLOC_DEBUG_LIBRARY) \

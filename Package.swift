@@ -2,7 +2,7 @@
 import PackageDescription
 
 // Layers, dependencies pointing down (docs/architecture.md):
-// CVhostBridge (C) → VhostSystem → VhostUserProtocol → VirtioCore → VhostUserBackend → VirtioBlk → executables.
+// CVhostBridge (C) → VhostSystem → VhostUserProtocol → VirtioCore (+ IOMMUModel) → VhostUserBackend → VirtioBlk → executables.
 let package = Package(
     name: "swift-vhost-user",
     platforms: [.macOS(.v15)],
@@ -36,7 +36,7 @@ let package = Package(
         .target(name: "VirtioCore", dependencies: ["VhostSystem", "CVhostBridge"]),
         // Connection, dispatch, queue workers, GLib control plane: the back-end framework.
         .target(name: "VhostUserBackend", dependencies: [
-            "VhostSystem", "VhostUserProtocol", "VirtioCore", "CVhostBridge",
+            "VhostSystem", "VhostUserProtocol", "VirtioCore", "IOMMUModel", "CVhostBridge",
             .product(name: "Logging", package: "swift-log"),
         ]),
         // The virtio-blk device.
@@ -61,7 +61,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .testTarget(name: "VhostUserBackendTests", dependencies: ["VhostTestSupport",
-            "VhostUserBackend", "VirtioBlk", "VirtioCore", "VhostUserFrontEnd", "VhostUserProtocol", "VhostSystem",
+            "VhostUserBackend", "VirtioBlk", "VirtioCore", "VhostUserFrontEnd", "VhostUserProtocol", "VhostSystem", "IOMMUModel",
             .product(name: "Logging", package: "swift-log"),
         ]),
         .testTarget(name: "IOMMUModelTests", dependencies: [

@@ -51,6 +51,12 @@ Guest:
   --chardev-opt K=V      extra property of the socket chardev (e.g. reconnect=1)
   --qemu-arg ARG         extra QEMU argument, placed before the device; repeatable,
                          one word each: --qemu-arg -device --qemu-arg intel-iommu
+  --iommu MODE           put the disk behind an emulated Intel vIOMMU: MODE lazy or
+                         strict (q35 with kernel-irqchip=split, -device intel-iommu,
+                         intremap=on,device-iotlb=on before the disk, iommu_platform=on,
+                         ats=on,disable-legacy=on on the disk (a transitional device
+                         cannot have iommu_platform), kernel intel_iommu=on; strict adds
+                         iommu.strict=1, an IOTLB invalidation on every unmap)
 Daemon:
   --socket PATH          vhost-user socket (default: in a temporary directory)
   --daemon-arg ARG       extra argument for the daemon; repeatable
@@ -84,7 +90,7 @@ usage_error() {
 
 image="" daemon="" backend="" no_daemon=0
 num_queues=1 queue_size="" read_only=0 smp=1 memory=512M machine=q35 accel=tcg
-workload="" command="" append="" allow_reboot=0
+workload="" command="" append="" allow_reboot=0 iommu=""
 socket="" daemon_log="" daemon_wait=30 timeout=120 serial_log="" quiet=0
 add_files=() device_opts=() chardev_opts=() qemu_args=() daemon_args=()
 
@@ -128,6 +134,7 @@ while [ $# -gt 0 ]; do
 	--device-opt) device_opts+=("$value") ;;
 	--chardev-opt) chardev_opts+=("$value") ;;
 	--qemu-arg) qemu_args+=("$value") ;;
+	--iommu) iommu=$value ;;
 	--socket) socket=$value ;;
 	--daemon-arg) daemon_args+=("$value") ;;
 	--daemon-log) daemon_log=$value ;;
@@ -321,6 +328,19 @@ join_opts() {
 	local opt
 	for opt in "$@"; do printf ',%s' "$opt"; done
 }
+
+case "$iommu" in
+"") ;;
+lazy | strict)
+	[[ "$machine" == q35* ]] || usage_error "--iommu needs a q35 machine (intel-iommu), not $machine"
+	machine+=",kernel-irqchip=split"
+	qemu_args=(-device intel-iommu,intremap=on,device-iotlb=on "${qemu_args[@]}")
+	device_opts+=(disable-legacy=on iommu_platform=on ats=on)
+	append="intel_iommu=on${append:+ $append}"
+	[ "$iommu" = lazy ] || append+=" iommu.strict=1"
+	;;
+*) usage_error "--iommu takes lazy or strict, not '$iommu'" ;;
+esac
 
 build_initrd
 [ "$no_daemon" = 1 ] || start_daemon

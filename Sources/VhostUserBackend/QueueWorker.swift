@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CVhostBridge
+import IOMMUModel
 import Logging
 import VhostSystem
 import VhostUserProtocol
@@ -31,6 +32,27 @@ final class QueueWorker: @unchecked Sendable {
     private var broken = false
     private var workPending = false
     private var running = true
+
+    // ACCESS_PLATFORM only (nil / unused otherwise): the IOVA translator holding this worker's
+    // IOTLB snapshot, whether the ring's addresses are currently mapped, and the miss the queue
+    // is stalled on.
+    private var translator: IOVATranslator?
+    private var backendChannel: BackendChannel?
+    private var ringMapped = false
+    private var kicked = false
+    private var pendingMiss: PendingMiss?
+    private var missingRingIOVA: (UInt64, IOMMUAccess)?
+    private var failedRequests = 0
+
+    struct PendingMiss {
+        var iova: UInt64
+        var access: IOMMUAccess
+        let deadline: MonotonicDeadline
+    }
+
+    /// How long a queue waits for the UPDATE answering its MISS before it fails the request
+    /// (or, for a ring address, stops the ring).
+    static let missTimeoutMilliseconds = 2_000
 
     private static let wakeToken: UInt64 = 0
     private static let kickToken: UInt64 = 1
@@ -87,7 +109,7 @@ final class QueueWorker: @unchecked Sendable {
         while running {
             let ready: Int
             do {
-                ready = try epoll.wait(timeoutMilliseconds: workPending ? 0 : -1)
+                ready = try epoll.wait(timeoutMilliseconds: workPending ? 0 : missWaitMilliseconds())
             } catch {
                 logger.error("epoll_wait failed, worker stops", metadata: ["error": "\(error)"])
                 return
@@ -100,12 +122,14 @@ final class QueueWorker: @unchecked Sendable {
                 case Self.kickToken:
                     _ = try? kick?.drain()
                     workPending = true
+                    kicked = true
                 default:
                     break
                 }
             }
+            if let pendingMiss, pendingMiss.deadline.hasPassed { workPending = true }
             if workPending {
-                workPending = serveBatch()
+                workPending = translator == nil ? serveBatch() : serveIOVABatch()
             }
         }
     }
@@ -164,6 +188,10 @@ final class QueueWorker: @unchecked Sendable {
             configuration = nil
             workPending = false
             broken = false
+            translator = nil
+            ringMapped = false
+            kicked = false
+            pendingMiss = nil
             completion.complete(UInt32(index))
         case .setCall(let eventfd):
             call = eventfd
@@ -175,10 +203,22 @@ final class QueueWorker: @unchecked Sendable {
             if value { workPending = ring != nil }
         case .setMemory(let newMemory, let completion):
             memory = newMemory
-            if let configuration, let current = ring {
+            if let translator {
+                translator.replace(memory: newMemory)
+                resolveIOVARing()
+            } else if let configuration, let current = ring {
                 relocate(configuration, keeping: current)
             }
             completion.complete()
+        case .setIOTLB(let iotlb, let completion):
+            if let translator {
+                translator.replace(iotlb: iotlb)
+                let wasMapped = ringMapped
+                resolveIOVARing()
+                // A stalled queue retries at once; a ring that just got mapped serves what waits.
+                if pendingMiss != nil || (ringMapped && !wasMapped) { workPending = true }
+            }
+            completion?.complete()
         case .exit:
             running = false
         }
@@ -193,6 +233,25 @@ final class QueueWorker: @unchecked Sendable {
         errorNotifier = configuration.error
         enabled = configuration.enabled
         broken = false
+        pendingMiss = nil
+        if let iotlb = configuration.iotlb {
+            translator = IOVATranslator(iotlb: iotlb, memory: memory)
+            backendChannel = configuration.backendChannel
+            ring = nil
+            ringMapped = false
+            kicked = false
+            resolveIOVARing()
+            if broken { return }
+            if handler == nil {
+                handler = device.makeRequestHandler(queueIndex: queueIndex, negotiatedFeatures: configuration.features)
+            }
+            watchKick(configuration)
+            // Ring addresses not mapped yet wait for an UPDATE; a MISS for them is sent only once
+            // the driver kicks (QEMU 7.2 is then past its start sequence: no nested reply loop).
+            workPending = ringMapped
+            return
+        }
+        translator = nil
         do {
             let layout = try SplitQueue.Layout.translate(
                 queueSize: configuration.size, descriptorTable: configuration.descriptorTable,
@@ -209,6 +268,12 @@ final class QueueWorker: @unchecked Sendable {
         if handler == nil {
             handler = device.makeRequestHandler(queueIndex: queueIndex, negotiatedFeatures: configuration.features)
         }
+        watchKick(configuration)
+        // The driver may have queued requests (and kicked) before the ring started.
+        workPending = !broken
+    }
+
+    private func watchKick(_ configuration: RingStartConfiguration) {
         do {
             try epoll.add(configuration.kick.rawValue, token: Self.kickToken)
         } catch {
@@ -217,10 +282,228 @@ final class QueueWorker: @unchecked Sendable {
             logger.error("the kick descriptor cannot be watched; queue stopped until the front end restarts it",
                          metadata: ["error": "\(error)"])
             try? errorNotifier?.signal()
-            return
         }
-        // The driver may have queued requests (and kicked) before the ring started.
-        workPending = true
+    }
+
+    // MARK: - ACCESS_PLATFORM (IOVAs)
+
+    /// The epoll timeout while idle: until the pending miss expires, or forever.
+    private func missWaitMilliseconds() -> Int32 {
+        guard let pendingMiss else { return -1 }
+        let now = MonotonicDeadline.now()
+        guard pendingMiss.deadline.nanoseconds > now else { return 0 }
+        return Int32(clamping: (pendingMiss.deadline.nanoseconds - now + 999_999) / 1_000_000)
+    }
+
+    /// Translates the ring addresses (IOVAs) through the IOTLB snapshot. Mapped: the ring is
+    /// (re)built at the new host addresses, keeping its indices. Not (yet) mapped: the ring
+    /// waits (`ringMapped` false, `missingRingIOVA` set) until an UPDATE maps it.
+    private func resolveIOVARing() {
+        guard let translator, let configuration, !broken else { return }
+        missingRingIOVA = nil
+        let size = configuration.size
+        let parts: [(VirtqueueError.Ring, UInt64, Int, IOMMUAccess)] = [
+            (.descriptorTable, configuration.descriptorTable.rawValue, SplitRing.descriptorTableByteCount(queueSize: size), .read),
+            (.availableRing, configuration.availableRing.rawValue, SplitRing.availableRingByteCount(queueSize: size), .read),
+            (.usedRing, configuration.usedRing.rawValue, SplitRing.usedRingByteCount(queueSize: size), .write),
+        ]
+        var pointers: [UnsafeMutableRawPointer] = []
+        for (part, iova, length, access) in parts {
+            switch translator.ringAddress(iova, length: length, access: access) {
+            case .mapped(let user):
+                guard let host = memory.pointer(user, length: length) else {
+                    ring = nil
+                    ringMapped = false
+                    markBroken(.ringNotInGuestMemory(part, address: iova, length: length))
+                    return
+                }
+                pointers.append(host)
+            case .missing(let missing):
+                ringMapped = false
+                missingRingIOVA = (missing, access)
+                return
+            case .scattered:
+                ring = nil
+                ringMapped = false
+                markBroken(.ringNotInGuestMemory(part, address: iova, length: length))
+                return
+            }
+        }
+        do {
+            let layout = try SplitQueue.Layout(queueSize: size, descriptorTable: pointers[0], availableRing: pointers[1],
+                                               usedRing: pointers[2], memory: memory)
+            if var current = ring {
+                try current.relocate(to: layout)
+                ring = current
+            } else {
+                ring = SplitQueue(layout: layout,
+                                  features: SplitQueue.Features(negotiatedFeatures: configuration.features.rawValue),
+                                  nextAvailableIndex: configuration.nextAvailableIndex,
+                                  maximumChainLength: device.maximumQueueSize)
+            }
+            ringMapped = true
+        } catch {
+            ring = nil
+            ringMapped = false
+            markBroken(error)
+        }
+    }
+
+    /// Sends a MISS for `iova` unless the queue already waits for that one; keeps the first
+    /// deadline, so a request whose buffers miss one after the other is still bounded.
+    /// - Returns: false once the pending miss has expired (the caller gives up).
+    private func stall(onMiss iova: UInt64, access: IOMMUAccess) -> Bool {
+        if var pending = pendingMiss {
+            if pending.deadline.hasPassed { return false }
+            if pending.iova != iova || pending.access != access {
+                pending.iova = iova
+                pending.access = access
+                pendingMiss = pending
+                backendChannel?.sendMiss(iova: iova, access: access)
+            }
+            return true
+        }
+        pendingMiss = PendingMiss(iova: iova, access: access,
+                                  deadline: MonotonicDeadline(millisecondsFromNow: Self.missTimeoutMilliseconds))
+        backendChannel?.sendMiss(iova: iova, access: access)
+        return true
+    }
+
+    /// `serveBatch` for IOVAs. A chain is translated whole before the device sees it; a miss
+    /// stalls this queue (and only it) until an UPDATE arrives or the miss expires; a
+    /// permission fault fails the request without touching its buffers.
+    private func serveIOVABatch() -> Bool {
+        guard enabled, !broken, let translator else { return false }
+        backendChannel?.pollAcks()
+        if !ringMapped {
+            guard kicked, let (iova, access) = missingRingIOVA else { return false }
+            if !stall(onMiss: iova, access: access) {
+                pendingMiss = nil
+                markBroken(.ringNotInGuestMemory(.descriptorTable, address: iova, length: 1))
+            }
+            return false
+        }
+        guard var queue = ring, let handler else { return false }
+        var served = 0
+        var failure: VirtqueueError?
+        var stalled = false
+        while served < Self.batchLimit {
+            let chain: DescriptorChain
+            do {
+                translator.clearFault()
+                guard let popped = try queue.popAvailable(translator: translator) else { break }
+                chain = popped
+            } catch {
+                if error.consequence == .queueBroken {
+                    failure = error
+                    break
+                }
+                switch translator.fault {
+                case .miss(let iova, let access)?:
+                    if stall(onMiss: iova, access: access) {
+                        stalled = true
+                    } else {
+                        logger.error("IOTLB miss not answered in time; request fails",
+                                     metadata: ["iova": "0x\(String(iova, radix: 16))"])
+                        pendingMiss = nil
+                        if failRequest(&queue) { served += 1 } else { failure = error }
+                    }
+                case .permission(let iova, let needed)?:
+                    logger.error("IOMMU permission fault; request fails without touching memory",
+                                 metadata: ["iova": "0x\(String(iova, radix: 16))", "access": "\(needed)"])
+                    if failRequest(&queue) { served += 1 } else { failure = error }
+                case nil:
+                    failure = error
+                }
+                if stalled || failure != nil { break }
+                continue
+            }
+            pendingMiss = nil
+            let written = handler.handle(chain)
+            queue.pushUsed(head: chain.headIndex, writtenLength: written)
+            served += 1
+        }
+        if served > 0 {
+            queue.publishUsed()
+            if queue.needsNotification() { try? call?.signal() }
+        }
+        if let failure {
+            ring = queue
+            markBroken(failure)
+            return false
+        }
+        let more: Bool
+        if stalled {
+            more = false
+        } else if served == Self.batchLimit {
+            more = true
+        } else {
+            more = queue.enableNotifications()
+        }
+        ring = queue
+        return more
+    }
+
+    /// Completes the next available request as failed: VIRTIO_BLK_S_IOERR in its status byte
+    /// when that byte is mapped writable (the last byte of the chain's last descriptor, which
+    /// must be device-writable), no byte of its buffers touched otherwise. Used length 1 with
+    /// the status written, 0 without.
+    /// - Returns: false if the ring itself is broken.
+    private func failRequest(_ queue: inout SplitQueue) -> Bool {
+        failedRequests += 1
+        let head: UInt16?
+        do {
+            head = try queue.discardAvailable()
+        } catch {
+            return false
+        }
+        guard let head else { return true }
+        var written: UInt32 = 0
+        if let status = statusByte(head: head, layout: queue.layout) {
+            // SAFETY: `statusByte` translated this one byte through the IOTLB (write allowed) and
+            // the memory table of the translator, which the ring's layout keeps mapped.
+            status.storeBytes(of: UInt8(1), as: UInt8.self)  // VIRTIO_BLK_S_IOERR
+            written = 1
+        }
+        queue.pushUsed(head: head, writtenLength: written)
+        return true
+    }
+
+    /// Host address of the status byte of the chain at `head` if the walk to its last
+    /// descriptor is possible (direct descriptors, or one indirect table that is mapped) and
+    /// that byte is mapped writable; nil otherwise.
+    private func statusByte(head: UInt16, layout: SplitQueue.Layout) -> UnsafeMutableRawPointer? {
+        guard let translator else { return nil }
+        var table = UnsafeRawPointer(layout.descriptorTable)
+        var entries = layout.queueSize
+        var index = Int(head)
+        var steps = 0
+        while steps <= layout.queueSize {
+            steps += 1
+            guard index < entries else { return nil }
+            // SAFETY: index < entries, and the table spans 16·entries mapped bytes (the ring's
+            // layout, or an indirect table translated whole just below). Only the copy is used.
+            let descriptor = SplitDescriptor(copyingFrom: table + index * SplitDescriptor.byteCount)
+            if descriptor.flags.contains(.indirect) {
+                guard table == UnsafeRawPointer(layout.descriptorTable), descriptor.length >= 16,
+                      let indirect = translator.pointer(IOVirtualAddress(rawValue: descriptor.address),
+                                                        length: Int(descriptor.length))
+                else { return nil }
+                table = UnsafeRawPointer(indirect)
+                entries = Int(descriptor.length) / SplitDescriptor.byteCount
+                index = 0
+                continue
+            }
+            if descriptor.flags.contains(.next) {
+                index = Int(descriptor.next)
+                continue
+            }
+            guard descriptor.flags.contains(.write), descriptor.length > 0 else { return nil }
+            let (last, overflow) = descriptor.address.addingReportingOverflow(UInt64(descriptor.length) - 1)
+            guard !overflow, let user = translator.frontEndAddress(last, length: 1, access: .write) else { return nil }
+            return translator.memory.pointer(user, length: 1)
+        }
+        return nil
     }
 
     /// Re-resolves the ring addresses against a new memory table, keeping the ring indices.

@@ -28,7 +28,9 @@ extension VhostUserConnection {
         case .getConfig(let access): return try getConfiguration(access)
         case .setConfig(let access): try setConfiguration(access); return nil
         case .resetDevice: try resetDevice(); return nil
-        case .setLogBase, .setLogFd, .sendRarp, .netSetMtu, .setBackendReqFd, .iotlbMsg, .setVringEndian,
+        case .setBackendReqFd: try setBackendChannel(descriptors: descriptors); return nil
+        case .iotlbMsg(let iotlbMessage): return try answerIOTLBMessage(iotlbMessage)
+        case .setLogBase, .setLogFd, .sendRarp, .netSetMtu, .setVringEndian,
              .createCryptoSession, .closeCryptoSession, .postcopyAdvise, .postcopyListen, .postcopyEnd,
              .getInflightFd, .setInflightFd, .gpuSetSocket, .vringKick, .setStatus, .getStatus,
              .getSharedObject, .setDeviceStateFd, .checkDeviceState, .getShmemConfig:

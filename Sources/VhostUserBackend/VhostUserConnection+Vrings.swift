@@ -120,7 +120,8 @@ extension VhostUserConnection {
         worker.mailbox.post(.start(RingStartConfiguration(
             size: size, descriptorTable: descriptorTable, availableRing: availableRing, usedRing: usedRing,
             nextAvailableIndex: setup.nextAvailableIndex, features: negotiatedFeatures, kick: kick,
-            call: setup.call, error: setup.error, enabled: setup.enabled, memory: memory)))
+            call: setup.call, error: setup.error, enabled: setup.enabled, memory: memory,
+            iotlb: usesIOVAs ? iotlb : nil, backendChannel: usesIOVAs ? backendChannel : nil)))
         vrings[index].started = true
     }
 

@@ -1,3 +1,4 @@
+import IOMMUModel
 import Logging
 import VhostSystem
 import VhostUserProtocol
@@ -21,9 +22,14 @@ final class VhostUserConnection {
 
     /// Protocol features this back end offers. Not STATUS (QEMU 7.2 sends SET_STATUS 0 before
     /// GET_VRING_BASE) nor INBAND_NOTIFICATIONS (QEMU implements none): see docs/protocol.md.
+    /// BACKEND_REQ and REPLY_ACK go with ACCESS_PLATFORM (QEMU 7.2 refuses bit 33 without them).
     static let offeredProtocolFeatures: ProtocolFeatures = [
-        .multiQueue, .replyAck, .config, .configureMemSlots, .resetDevice,
+        .multiQueue, .replyAck, .backendReq, .config, .configureMemSlots, .resetDevice,
     ]
+
+    /// The most IOTLB entries a front end can make the back end keep (the kernel vhost's
+    /// default `max_iotlb_entries`).
+    static let iotlbEntryLimit = 2048
 
     let socket: UnixSocket
     let device: any VhostUserDevice
@@ -37,6 +43,12 @@ final class VhostUserConnection {
     var memory: GuestMemory
     var vrings: [VringSetup]
     var workers: [QueueWorker?]
+    /// ACCESS_PLATFORM: the IOTLB built from the front end's UPDATEs and INVALIDATEs, the
+    /// back-end channel (SET_BACKEND_REQ_FD), and the counts logged at the end.
+    var iotlb = IOTLB(entryLimit: VhostUserConnection.iotlbEntryLimit)
+    var backendChannel: BackendChannel?
+    var iotlbUpdates = 0
+    var iotlbInvalidations = 0
 
     private let payloadBuffer: UnsafeMutableRawBufferPointer
 
@@ -44,7 +56,7 @@ final class VhostUserConnection {
         self.socket = socket
         self.device = device
         self.logger = logger
-        offeredFeatures = device.features.union(.protocolFeatures)
+        offeredFeatures = device.features.union([.protocolFeatures, .accessPlatform])
         memory = GuestMemory(maximumRegions: Int(Self.maximumMemorySlots))
         vrings = Array(repeating: VringSetup(), count: device.numberOfQueues)
         workers = Array(repeating: nil, count: device.numberOfQueues)
@@ -169,6 +181,11 @@ final class VhostUserConnection {
 
     /// Stops every worker and drops the memory table and the rings' descriptors.
     func close() {
+        if iotlbUpdates + iotlbInvalidations > 0 || backendChannel != nil {
+            logger.info("IOTLB traffic", metadata: iotlbSummary.mapValues { .string($0) })
+        }
+        backendChannel?.shutdown()
+        backendChannel = nil
         for worker in workers {
             worker?.shutdown()
         }

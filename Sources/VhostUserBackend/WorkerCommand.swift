@@ -1,3 +1,4 @@
+import IOMMUModel
 import VhostSystem
 import VhostUserProtocol
 import VirtioCore
@@ -16,6 +17,10 @@ struct RingStartConfiguration: Sendable {
     var error: EventFD?
     var enabled: Bool
     var memory: GuestMemory
+    /// With ACCESS_PLATFORM negotiated: the IOTLB in force (the ring addresses above and every
+    /// descriptor address are then IOVAs) and the back-end channel to send MISSes on.
+    var iotlb: IOTLB?
+    var backendChannel: BackendChannel?
 }
 
 /// A message from the control plane to a queue worker. Commands are rare (ring set-up and
@@ -29,5 +34,8 @@ enum WorkerCommand: Sendable {
     case setEnabled(Bool)
     /// Replaces the memory table; completes once the worker no longer uses the old one.
     case setMemory(GuestMemory, CommandCompletion)
+    /// Replaces the IOTLB snapshot (ACCESS_PLATFORM). Taken between batches, so once the
+    /// completion (if any) fires no request is using the old snapshot.
+    case setIOTLB(IOTLB, CommandCompletion?)
     case exit
 }

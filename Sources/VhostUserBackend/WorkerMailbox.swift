@@ -20,7 +20,7 @@ final class WorkerMailbox: Sendable {
                 commands.removeAll { if case .setCall = $0 { true } else { false } }
             case .setError:
                 commands.removeAll { if case .setError = $0 { true } else { false } }
-            case .start, .stop, .setEnabled, .setMemory, .exit:
+            case .start, .stop, .setEnabled, .setMemory, .setIOTLB, .exit:
                 break
             }
             commands.append(command)

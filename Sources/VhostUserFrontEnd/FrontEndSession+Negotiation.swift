@@ -13,6 +13,10 @@ extension FrontEndSession {
         .notifyOnEmpty, .ringPacked, .accessPlatform, .ringReset,
     ]
 
+    /// What QEMU 7.2 acknowledges for a guest without a vIOMMU: it clears ACCESS_PLATFORM
+    /// (`vhost_dev_has_iommu` is false), so addresses stay guest-physical / user addresses.
+    public static let qemu72BlockFeaturesWithoutVIOMMU = qemu72BlockFeatures.subtracting(.accessPlatform)
+
     /// The handshake QEMU 7.2 does when it connects: GET_FEATURES; if bit 30 is offered,
     /// GET_PROTOCOL_FEATURES and SET_PROTOCOL_FEATURES (offered ∩ `wantedProtocol`); then
     /// GET_QUEUE_NUM if MQ was agreed, GET_MAX_MEM_SLOTS if CONFIGURE_MEM_SLOTS was agreed;

@@ -16,4 +16,17 @@ public protocol DescriptorAddressTranslator {
 
     /// Host segments for `length` bytes at `address`, written to the front of `buffer`.
     func segments(_ address: Address, length: Int, into buffer: UnsafeMutableBufferPointer<BufferSegment>) -> SegmentTranslation
+
+    /// `segments(_:length:into:)` for a buffer the device writes (`deviceWrites`) or reads. A
+    /// translator that enforces permissions (an IOTLB) answers `.deferred` when the access is
+    /// not allowed or not yet mapped; the default ignores the direction.
+    func segments(_ address: Address, length: Int, deviceWrites: Bool,
+                  into buffer: UnsafeMutableBufferPointer<BufferSegment>) -> SegmentTranslation
+}
+
+extension DescriptorAddressTranslator {
+    public func segments(_ address: Address, length: Int, deviceWrites: Bool,
+                         into buffer: UnsafeMutableBufferPointer<BufferSegment>) -> SegmentTranslation {
+        segments(address, length: length, into: buffer)
+    }
 }

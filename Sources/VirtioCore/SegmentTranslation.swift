@@ -8,4 +8,8 @@ public enum SegmentTranslation: Equatable, Sendable {
     case addressOverflow
     /// The range is mapped but spans more regions than the output buffer has room for.
     case needsMoreSegments
+    /// The translator cannot answer now, through no fault of the ring (an IOTLB miss, or an
+    /// access the IOMMU does not allow): the walk stops with `VirtqueueError.translationDeferred`,
+    /// which does not break the queue and does not consume the chain. GuestMemory never answers it.
+    case deferred
 }

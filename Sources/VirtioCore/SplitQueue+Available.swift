@@ -24,6 +24,21 @@ extension SplitQueue {
             nextAvailableIndex &+= 1
             return chain
         } catch {
+            if error.consequence == .queueBroken { brokenReason = error }
+            throw error
+        }
+    }
+
+    /// Consumes the next available chain without walking it and returns its head, or nil when
+    /// there is none: for a request the device fails without touching its buffers (an IOMMU
+    /// fault, an unanswered miss). The caller pushes the head to the used ring.
+    public mutating func discardAvailable() throws(VirtqueueError) -> UInt16? {
+        if let brokenReason { throw brokenReason }
+        do throws(VirtqueueError) {
+            guard let head = try nextAvailableHead() else { return nil }
+            nextAvailableIndex &+= 1
+            return head
+        } catch {
             brokenReason = error
             throw error
         }

@@ -67,7 +67,7 @@ extension SplitQueue {
 
             if descriptor.length > 0 {
                 let translation = translator.segments(Translator.Address(rawValue: descriptor.address),
-                                                      length: Int(descriptor.length),
+                                                      length: Int(descriptor.length), deviceWrites: writable,
                                                       into: storage.free(after: segmentCount))
                 switch translation {
                 case .translated(let count):
@@ -83,6 +83,8 @@ extension SplitQueue {
                     throw .addressOverflow(address: descriptor.address, length: descriptor.length)
                 case .needsMoreSegments:
                     throw .tooManySegments(limit: storage.capacity)
+                case .deferred:
+                    throw .translationDeferred(address: descriptor.address)
                 }
                 // At most 32768 descriptors of < 2^32 bytes: these sums stay below 2^47.
                 if writable {
@@ -119,11 +121,14 @@ extension SplitQueue {
         if let pointer = translator.pointer(address, length: length) { return pointer }
         // Not in one region: find out whether it is mapped at all, to report the right error.
         // Only the error path gets here; the scratch space is on the stack.
-        let spansRegions = withUnsafeTemporaryAllocation(of: BufferSegment.self, capacity: 2) { scratch in
-            switch translator.segments(address, length: length, into: scratch) {
-            case .translated, .needsMoreSegments: return true
-            case .notMapped, .addressOverflow: return false
-            }
+        let answer = withUnsafeTemporaryAllocation(of: BufferSegment.self, capacity: 2) { scratch in
+            translator.segments(address, length: length, deviceWrites: false, into: scratch)
+        }
+        let spansRegions: Bool
+        switch answer {
+        case .translated, .needsMoreSegments: spansRegions = true
+        case .notMapped, .addressOverflow: spansRegions = false
+        case .deferred: throw .translationDeferred(address: descriptor.address)
         }
         if spansRegions { throw .indirectTableSpansRegions(address: descriptor.address, length: descriptor.length) }
         throw .addressNotInGuestMemory(address: descriptor.address, length: descriptor.length)

@@ -19,6 +19,8 @@ public enum VirtqueueError: Error, Equatable, Sendable {
     public enum Consequence: Equatable, Sendable {
         /// Stop processing the queue and signal its error eventfd.
         case queueBroken
+        /// The chain could not be translated yet (an IOMMU miss or fault); the queue works on.
+        case retryLater
     }
 
     // Layout (SET_VRING_NUM / SET_VRING_ADDR).
@@ -66,6 +68,9 @@ public enum VirtqueueError: Error, Equatable, Sendable {
     /// The chain needs more host segments than the queue's segment buffer holds (a buffer
     /// crossing many regions).
     case tooManySegments(limit: Int)
+    /// The translator deferred a buffer at `address` (see `SegmentTranslation.deferred`). Not a
+    /// ring violation: the queue is not broken and the chain stays available.
+    case translationDeferred(address: UInt64)
 
     /// What the caller must do about this error (see the type's documentation).
     public var consequence: Consequence {
@@ -76,6 +81,8 @@ public enum VirtqueueError: Error, Equatable, Sendable {
              .indirectWithNext, .readableAfterWritable, .addressNotInGuestMemory, .addressOverflow,
              .tooManySegments:
             return .queueBroken
+        case .translationDeferred:
+            return .retryLater
         }
     }
 }

@@ -92,7 +92,7 @@ struct DaemonCommandLineTests {
         }
 
         let session = try FrontEndSession.connect(path: socketPath)
-        let negotiated = try session.negotiate(wanted: FrontEndSession.qemu72BlockFeatures,
+        let negotiated = try session.negotiate(wanted: FrontEndSession.qemu72BlockFeaturesWithoutVIOMMU,
                                                wantedProtocol: FrontEndSession.qemu72ProtocolFeatures)
         #expect(negotiated.protocolFeatures.contains(.config))
         let configuration = try session.readConfig(offset: 0, size: 8)

@@ -57,7 +57,7 @@ enum GuestHarness {
 
     /// Creates a sparse image of `size` bytes.
     static func makeImage(at path: String, size: Int) throws {
-        FileManager.default.createFile(atPath: path, contents: nil)
+        _ = FileManager.default.createFile(atPath: path, contents: nil)
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
         try handle.truncate(atOffset: UInt64(size))
         try handle.close()
@@ -91,7 +91,7 @@ enum GuestHarness {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: daemon)
         process.arguments = ["--socket-path=\(socket)", "--blk-file=\(image)"] + extra
-        FileManager.default.createFile(atPath: log, contents: nil)
+        _ = FileManager.default.createFile(atPath: log, contents: nil)
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
         process.standardError = handle
         process.standardOutput = handle

@@ -354,7 +354,7 @@ enum HostileFrontEndTable {
         },
         HostileRow("ADD_MEM_REG without CONFIGURE_MEM_SLOTS negotiated", at: .connected, .closed,
                    logs: "VHOST_USER_ADD_MEM_REG requires protocol feature [CONFIGURE_MEM_SLOTS] negotiated") { scene in
-            try scene.session.negotiate(wanted: FrontEndSession.qemu72BlockFeatures, wantedProtocol: [.replyAck, .config])
+            try scene.session.negotiate(wanted: FrontEndSession.qemu72BlockFeaturesWithoutVIOMMU, wantedProtocol: [.replyAck, .config])
             let (region, fd) = try scene.ramRegion
             try scene.send(.addMemReg, flags: 0x9, singleRegion(regionBytes(region)), fds: [fd])
         },

@@ -35,6 +35,9 @@ final class BlockGuest {
     let errors: [EventFD]
     /// Call notifications received per queue (eventfd counts drained while waiting).
     private(set) var callsReceived: [UInt64]
+    /// Added to every buffer address put in a descriptor: a guest behind an IOMMU whose IOVA
+    /// for guest-physical address `a` is `a + iovaOffset` (0: no IOMMU).
+    var iovaOffset: UInt64 = 0
 
     init(regions: [GuestRAM.RegionSpec] = BlockGuest.twoAdjacentRegions, queueCount: Int = InProcessBackEnd.queueCount,
          queueSize: Int = InProcessBackEnd.queueSize, eventIndex: Bool = true) throws {
@@ -111,7 +114,9 @@ final class BlockGuest {
         let status = try ram.allocate(size: 1, alignment: 1)
         status.pointer.storeBytes(of: 0xEE, as: UInt8.self)
         writable.append((status.guestPhysicalAddress, 1))
-        let head = try queues[queue].addChain(readable: readable, writable: writable)
+        let head = try queues[queue].addChain(
+            readable: readable.map { (GuestPhysicalAddress($0.address.rawValue + iovaOffset), $0.length) },
+            writable: writable.map { (GuestPhysicalAddress($0.address.rawValue + iovaOffset), $0.length) })
         queues[queue].publish()
         if kick { try kicks[queue].signal() }
         return Pending(queue: queue, head: head, status: status, readBack: readBack.map { ($0.address, $0.length) })

@@ -29,7 +29,7 @@ enum QEMUSequence {
     static func connect(_ session: FrontEndSession, queueCount: Int = InProcessBackEnd.queueCount,
                         configSize: UInt32 = 57) throws -> Negotiated {
         let (features, protocolFeatures) = try session.negotiate(
-            wanted: FrontEndSession.qemu72BlockFeatures, wantedProtocol: FrontEndSession.qemu72ProtocolFeatures,
+            wanted: FrontEndSession.qemu72BlockFeaturesWithoutVIOMMU, wantedProtocol: FrontEndSession.qemu72ProtocolFeatures,
             requiringProtocol: [.config, .replyAck])
         try session.send(.getFeatures)
         var masked: [EventFD] = []

@@ -1,0 +1,117 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import Testing
+
+/// The same byte-exact checks as `scatteredWritesReachTheImageByteExact`, with the disk behind
+/// QEMU's emulated Intel IOMMU (`run-guest.sh --iommu`): every ring and buffer address the daemon
+/// sees is an IOVA, translated through the IOTLB that QEMU fills with UPDATEs answering the
+/// daemon's MISSes and cuts with INVALIDATEs. In the extension of the serialized suite, so one
+/// QEMU runs at a time.
+extension GuestDiskTests {
+    struct IOMMUCase: CustomTestStringConvertible, Sendable {
+        var mode: String
+        var queues: Int
+        var testDescription: String { "\(mode) invalidation, \(queues) queue(s)" }
+    }
+
+    static let strictCases = [IOMMUCase(mode: "strict", queues: 1), IOMMUCase(mode: "strict", queues: 2)]
+    static let lazyCases = [IOMMUCase(mode: "lazy", queues: 1), IOMMUCase(mode: "lazy", queues: 2)]
+
+    @Test(arguments: strictCases)
+    func scatteredWritesThroughTheVIOMMUReachTheImageByteExact(_ iommu: IOMMUCase) throws {
+        try runScatteredWrites(iommu)
+    }
+
+    /// Lazy invalidation (DMA-FQ) fails: the guest's first write reads back wrong. In lazy mode
+    /// this guest flushes with domain-selective IOTLB invalidations only, which QEMU 7.2 does
+    /// not forward to vhost back ends (only device-IOTLB ones): the daemon receives no
+    /// INVALIDATE at all, so IOVAs the guest reuses keep their old translation in the daemon's
+    /// IOTLB. See docs/iommu.md.
+    @Test(.disabled("lazy mode: QEMU 7.2 forwards no INVALIDATE for this guest's domain-wide flushes (docs/iommu.md)"), arguments: lazyCases)
+    func scatteredWritesThroughTheVIOMMULazy(_ iommu: IOMMUCase) throws {
+        try runScatteredWrites(iommu)
+    }
+
+    private func runScatteredWrites(_ iommu: IOMMUCase) throws {
+        let scratch = try H.Scratch()
+        let image = scratch.path("disk.img")
+        let daemonLog = scratch.path("daemon.log")
+        try H.makeImage(at: image, size: 64 << 20)
+        let writes: [(offset: Int, size: Int)] = [
+            (0, 4096), (3 * 4096 + 512, 512), (1 << 20, 64 << 10), (7 << 20 | 4096, 128 << 10),
+            (33 << 20, 1 << 20), ((64 << 20) - 8192, 8192),
+        ]
+        // The guest really translates through the IOMMU: the DMAR unit is registered, the disk's
+        // PCI function sits in a DMA domain (DMA-FQ when lazy, DMA when strict).
+        var workload = """
+            set -e
+            echo "GUEST-NOTE: iommu-class $(ls /sys/class/iommu | tr '\\n' ' ')"
+            pci=$(readlink -f /sys/block/vda/device/..)
+            echo "GUEST-NOTE: domain $(cat $pci/iommu_group/type)"
+            echo "GUEST-NOTE: hw-queues $(ls /sys/block/vda/mq | wc -l)"
+
+            """
+        for (index, write) in writes.enumerated() {
+            try H.write(H.pattern(count: write.size, seed: UInt64(index + 1)), to: scratch.path("p\(index)"))
+            // With two queues, alternate CPUs so both queues carry requests.
+            let cpuMask = 1 << (index % iommu.queues)
+            workload += """
+                taskset \(cpuMask) blktool pwrite $GUEST_DISK \(write.offset) /data/p\(index)
+                taskset \(cpuMask) blktool pread $GUEST_DISK \(write.offset) \(write.size) /tmp/r\(index)
+                cmp /data/p\(index) /tmp/r\(index)
+                echo "GUEST-NOTE: verified \(index)"
+
+                """
+        }
+        let hostData = H.pattern(count: 256 << 10, seed: 99)
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: image))
+        try handle.seek(toOffset: 40 << 20)
+        try handle.write(contentsOf: Data(hostData))
+        try handle.close()
+        try H.write(hostData, to: scratch.path("host"))
+        workload += """
+            blktool pread $GUEST_DISK \(40 << 20) \(256 << 10) /tmp/host
+            cmp /data/host /tmp/host
+            echo "GUEST-NOTE: host data verified"
+            """
+        try workload.write(toFile: scratch.path("workload.sh"), atomically: true, encoding: .utf8)
+
+        let result = try H.run(["--image", image, "--daemon", H.daemon, "--workload", scratch.path("workload.sh"),
+                                "--add-file", "\(scratch.url.path):/data", "--iommu", iommu.mode,
+                                "--num-queues", "\(iommu.queues)", "--smp", "\(iommu.queues)",
+                                "--daemon-arg=--log-level=info", "--daemon-log", daemonLog])
+        #expect(result.exitCode == 0, "\(result.output)")
+        #expect(result.notes.contains { $0.hasPrefix("iommu-class dmar") }, "\(result.notes)")
+        #expect(result.notes.contains(iommu.mode == "strict" ? "domain DMA" : "domain DMA-FQ"), "\(result.notes)")
+        #expect(result.notes.contains("hw-queues \(iommu.queues)"))
+        #expect(result.notes.contains("host data verified"))
+        for (index, write) in writes.enumerated() {
+            #expect(result.notes.contains("verified \(index)"))
+            let onDisk = try H.read(image, offset: write.offset, count: write.size)
+            #expect(onDisk == H.pattern(count: write.size, seed: UInt64(index + 1)), "write \(index) at \(write.offset)")
+        }
+
+        // The daemon saw IOTLB traffic (its count line at the end of the connection), and with
+        // two queues both carried writes.
+        let log = (try? String(contentsOfFile: daemonLog, encoding: .utf8)) ?? ""
+        let traffic = try #require(log.split(separator: "\n").last { $0.contains("IOTLB traffic") }, "\(log)")
+        func count(_ key: String, in line: Substring) -> Int {
+            guard let range = line.range(of: " \(key)=") else { return -1 }
+            return Int(line[range.upperBound...].prefix { $0.isNumber }) ?? -1
+        }
+        #expect(count("updates", in: traffic) > 0, "\(traffic)")
+        #expect(count("misses", in: traffic) > 0, "\(traffic)")
+        #expect(count("failedMissAcks", in: traffic) == 0, "\(traffic)")
+        if iommu.mode == "strict" {
+            #expect(count("invalidations", in: traffic) > 0, "\(traffic)")
+        }
+        let statistics = log.split(separator: "\n").filter { $0.contains("queue statistics") }
+        for queue in 0..<iommu.queues {
+            #expect(statistics.contains { count("queue", in: $0) == queue && count("write", in: $0) > 0 }, "\(statistics)")
+        }
+        #expect(!log.contains("IOTLB miss not answered"), "\(log)")
+        #expect(!log.contains("permission fault"), "\(log)")
+    }
+}
