@@ -8,7 +8,7 @@
 /// `translate` walks the page table first; only a miss there (a hole, or a mapping the table
 /// does not hold) is answered by the IOTLB. `IOPageTableMirrorCache` puts a per-queue last-hit
 /// cache in front.
-public struct IOPageTableMirror {
+public struct IOPageTableMirror: Sendable {
     /// The authoritative IOTLB.
     public private(set) var iotlb: IOTLB
     /// The page-table mirror.
@@ -16,8 +16,10 @@ public struct IOPageTableMirror {
     /// UPDATEs the IOTLB accepted but the page table does not hold (statistics).
     public private(set) var unmirroredUpdates = 0
 
-    public init(tableLimit: Int = IOPageTable.defaultTableLimit, preallocatedTables: Int = 64) {
-        iotlb = IOTLB()
+    /// - Parameter iotlbEntryLimit: the most entries the IOTLB holds (what a back end limits a
+    ///   front end to); UPDATEs past it are refused.
+    public init(iotlbEntryLimit: Int = .max, tableLimit: Int = IOPageTable.defaultTableLimit, preallocatedTables: Int = 64) {
+        iotlb = IOTLB(entryLimit: iotlbEntryLimit)
         pageTable = IOPageTable(tableLimit: tableLimit, preallocatedTables: preallocatedTables)
     }
 

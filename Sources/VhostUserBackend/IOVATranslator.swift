@@ -2,8 +2,8 @@ import IOMMUModel
 import VirtioCore
 
 /// Descriptor addresses as IOVAs (VIRTIO_F_ACCESS_PLATFORM): IOVA → front-end virtual address
-/// through an IOTLB snapshot (with a per-queue last-hit cache), then → host pointer through
-/// `GuestMemory`.
+/// through a snapshot of the IOTLB and its I/O page-table mirror (page-table walk first, with a
+/// per-queue last-hit cache), then → host pointer through `GuestMemory`.
 ///
 /// Permissions are enforced per buffer: a device-writable buffer needs a writable mapping, a
 /// device-readable one (and indirect tables) a readable one. A miss or a permission fault
@@ -21,8 +21,8 @@ final class IOVATranslator: DescriptorAddressTranslator {
     }
 
     private(set) var memory: GuestMemory
-    private(set) var iotlb: IOTLB
-    private var cache = IOTLBCache()
+    private(set) var iotlb: IOPageTableMirror
+    private var cache = IOPageTableMirrorCache()
     /// Why the last walk was deferred; reset by `clearFault`.
     private(set) var fault: Fault?
     private let scratch: UnsafeMutableBufferPointer<IOTLBSegment>
@@ -31,7 +31,7 @@ final class IOVATranslator: DescriptorAddressTranslator {
     /// each other); past it the buffer is refused as needing too many segments.
     static let scratchCapacity = 64
 
-    init(iotlb: IOTLB, memory: GuestMemory) {
+    init(iotlb: IOPageTableMirror, memory: GuestMemory) {
         self.iotlb = iotlb
         self.memory = memory
         scratch = .allocate(capacity: Self.scratchCapacity)
@@ -41,7 +41,7 @@ final class IOVATranslator: DescriptorAddressTranslator {
         scratch.deallocate()
     }
 
-    func replace(iotlb: IOTLB) { self.iotlb = iotlb }
+    func replace(iotlb: IOPageTableMirror) { self.iotlb = iotlb }
     func replace(memory: GuestMemory) { self.memory = memory }
     func clearFault() { fault = nil }
 

@@ -45,7 +45,9 @@ final class VhostUserConnection {
     var workers: [QueueWorker?]
     /// ACCESS_PLATFORM: the IOTLB built from the front end's UPDATEs and INVALIDATEs, the
     /// back-end channel (SET_BACKEND_REQ_FD), and the counts logged at the end.
-    var iotlb = IOTLB(entryLimit: VhostUserConnection.iotlbEntryLimit)
+    /// The IOTLB with its I/O page-table mirror: workers translate through the page table (the
+    /// faster structure, docs/iommu.md "Measurements"), falling back to the IOTLB.
+    var iotlb = IOPageTableMirror(iotlbEntryLimit: VhostUserConnection.iotlbEntryLimit, preallocatedTables: 4)
     var backendChannel: BackendChannel?
     var iotlbUpdates = 0
     var iotlbInvalidations = 0

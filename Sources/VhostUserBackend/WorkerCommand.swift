@@ -19,7 +19,7 @@ struct RingStartConfiguration: Sendable {
     var memory: GuestMemory
     /// With ACCESS_PLATFORM negotiated: the IOTLB in force (the ring addresses above and every
     /// descriptor address are then IOVAs) and the back-end channel to send MISSes on.
-    var iotlb: IOTLB?
+    var iotlb: IOPageTableMirror?
     var backendChannel: BackendChannel?
 }
 
@@ -36,6 +36,6 @@ enum WorkerCommand: Sendable {
     case setMemory(GuestMemory, CommandCompletion)
     /// Replaces the IOTLB snapshot (ACCESS_PLATFORM). Taken between batches, so once the
     /// completion (if any) fires no request is using the old snapshot.
-    case setIOTLB(IOTLB, CommandCompletion?)
+    case setIOTLB(IOPageTableMirror, CommandCompletion?)
     case exit
 }
