@@ -45,16 +45,7 @@ extension BackendMessage {
     /// The bytes a back end sends: header (flags 0x1, or 0x9 with `needReply` to ask for a u64
     /// ack, which needs REPLY_ACK) and payload, and how many fds go with them.
     public func encoded(needReply: Bool = false) -> (bytes: [UInt8], fileDescriptorCount: Int) {
-        let payload = payloadBytes
-        var flags = MessageFlags.version1
-        if needReply {
-            flags.insert(.needReply)
-        }
-        let header = MessageHeader(
-            request: request.rawValue, flags: flags, size: UInt32(truncatingIfNeeded: payload.count))
-        var writer = ByteWriter(capacity: MessageHeader.byteCount + payload.count)
-        header.write(to: &writer)
-        writer.append(contentsOf: payload)
-        return (writer.bytes, fileDescriptorCount)
+        return (MessageHeader.framedRequest(request.rawValue, needReply: needReply, payload: payloadBytes),
+                fileDescriptorCount)
     }
 }

@@ -7,17 +7,8 @@ extension FrontEndMessage {
     /// `MessageDecoder.decode` accepts everything this produces, given a context under which
     /// the message is legal.
     public func encoded(needReply: Bool = false) -> (bytes: [UInt8], fileDescriptorCount: Int) {
-        let payload = payloadBytes
-        var flags = MessageFlags.version1
-        if needReply {
-            flags.insert(.needReply)
-        }
-        let header = MessageHeader(
-            request: request.rawValue, flags: flags, size: UInt32(truncatingIfNeeded: payload.count))
-        var writer = ByteWriter(capacity: MessageHeader.byteCount + payload.count)
-        header.write(to: &writer)
-        writer.append(contentsOf: payload)
-        return (writer.bytes, MessageDecoder.requiredFileDescriptorCount(for: self).lowerBound)
+        return (MessageHeader.framedRequest(request.rawValue, needReply: needReply, payload: payloadBytes),
+                MessageDecoder.requiredFileDescriptorCount(for: self).lowerBound)
     }
 
     /// The payload bytes alone.
