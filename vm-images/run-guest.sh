@@ -53,7 +53,8 @@ Guest:
                          one word each: --qemu-arg -device --qemu-arg intel-iommu
   --iommu MODE           put the disk behind an emulated Intel vIOMMU: MODE lazy or
                          strict (q35 with kernel-irqchip=split, -device intel-iommu,
-                         intremap=on,device-iotlb=on before the disk, iommu_platform=on,
+                         intremap=on,device-iotlb=on, the disk behind a pcie-root-port
+                         (so that ATS is real), iommu_platform=on,
                          ats=on,disable-legacy=on on the disk (a transitional device
                          cannot have iommu_platform), kernel intel_iommu=on; strict adds
                          iommu.strict=1, an IOTLB invalidation on every unmap)
@@ -334,8 +335,14 @@ case "$iommu" in
 lazy | strict)
 	[[ "$machine" == q35* ]] || usage_error "--iommu needs a q35 machine (intel-iommu), not $machine"
 	machine+=",kernel-irqchip=split"
-	qemu_args=(-device intel-iommu,intremap=on,device-iotlb=on "${qemu_args[@]}")
-	device_opts+=(disable-legacy=on iommu_platform=on ats=on)
+	# The disk sits behind a PCIe root port: on the root bus a virtio-pci function is not
+	# PCI Express, has no ATS capability, and ats=on does nothing. Without ATS the guest
+	# sends no device-IOTLB invalidations, QEMU then listens only for page-selective IOTLB
+	# invalidations on vhost's behalf, and the domain-wide flushes of lazy mode never reach
+	# the back end (docs/iommu.md).
+	qemu_args=(-device intel-iommu,intremap=on,device-iotlb=on
+		-device pcie-root-port,id=disk-port,bus=pcie.0,chassis=1 "${qemu_args[@]}")
+	device_opts+=(bus=disk-port disable-legacy=on iommu_platform=on ats=on)
 	append="intel_iommu=on${append:+ $append}"
 	[ "$iommu" = lazy ] || append+=" iommu.strict=1"
 	;;

@@ -10,8 +10,11 @@ public struct IOTLBMessage: Equatable, Hashable, Sendable {
     /// Length of the range. For INVALIDATE, QEMU sends `addr_mask + 1`, which is 0 when the
     /// whole 64-bit space is meant; it is passed through unchanged.
     public let size: UInt64
-    /// The front end's virtual address the range maps to (UPDATE only).
+    /// The front end's virtual address the range maps to (UPDATE; unused by the other
+    /// types); 0 after parsing an INVALIDATE.
     public let userAddress: UInt64
+    /// The access the range allows (UPDATE) or the one that failed (MISS, ACCESS_FAIL);
+    /// `.none` after parsing an INVALIDATE.
     public let permission: IOTLBPermission
     public let type: IOTLBMessageType
 
@@ -29,7 +32,10 @@ public struct IOTLBMessage: Equatable, Hashable, Sendable {
         self.type = type
     }
 
-    /// Parses the 32-byte payload; the trailing padding is ignored.
+    /// Parses the 32-byte payload; the trailing padding is ignored. An INVALIDATE's `perm`
+    /// and `uaddr` bytes are ignored too: QEMU 7.2 leaves them uninitialised
+    /// (`vhost_backend_invalidate_device_iotlb` sets only iova, size and type), so a real
+    /// QEMU sends stack garbage there, e.g. perm 7.
     ///
     /// - Throws: `.payloadLengthMismatch`, `.invalidIOTLBPermission`, `.invalidIOTLBType`.
     public init(parsing bytes: UnsafeRawBufferPointer) throws(ProtocolError) {
@@ -43,18 +49,24 @@ extension IOTLBMessage: FixedSizePayload {
     init(from reader: inout ByteReader) throws(ProtocolError) {
         iova = try reader.readUInt64()
         size = try reader.readUInt64()
-        userAddress = try reader.readUInt64()
+        let userAddressValue = try reader.readUInt64()
         let permissionValue = try reader.readUInt8()
         let typeValue = try reader.readUInt8()
         try reader.skip(6)  // padding to the struct's 8-byte alignment
-        guard let permission = IOTLBPermission(rawValue: permissionValue) else {
-            throw .invalidIOTLBPermission(permissionValue)
-        }
         guard let type = IOTLBMessageType(rawValue: typeValue) else {
             throw .invalidIOTLBType(typeValue)
         }
-        self.permission = permission
         self.type = type
+        if type == .invalidate {
+            userAddress = 0
+            permission = .none
+            return
+        }
+        guard let permission = IOTLBPermission(rawValue: permissionValue) else {
+            throw .invalidIOTLBPermission(permissionValue)
+        }
+        self.permission = permission
+        userAddress = userAddressValue
     }
 
     func write(to writer: inout ByteWriter) {

@@ -177,8 +177,9 @@ extension SplitMix64 {
                 let uaddr = next(upperBound: UInt64.max - lastOffset)
                 return .iotlbMsg(IOTLBMessage(iova: iova, size: size, userAddress: uaddr, permission: iotlbPermission(), type: .update))
             }
+            // An INVALIDATE carries no address or permission: they decode as 0 and none.
             return .iotlbMsg(IOTLBMessage(
-                iova: edgyU64(), size: edgyU64(), userAddress: edgyU64(), permission: iotlbPermission(), type: .invalidate))
+                iova: edgyU64(), size: edgyU64(), userAddress: 0, permission: .none, type: .invalidate))
         case .setVringEndian: return .setVringEndian(VringState(index: queue, num: u32(below: 2)))
         case .getConfig: return .getConfig(configAccess())
         case .setConfig: return .setConfig(configAccess())

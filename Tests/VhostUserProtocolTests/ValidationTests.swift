@@ -381,6 +381,15 @@ struct PayloadValidationTests {
             == .invalidIOTLBPermission(perm))
     }
 
+    /// QEMU 7.2 fills only iova, size and type of an INVALIDATE; perm and uaddr are whatever
+    /// was on its stack (perm 7 and uaddr 0x1ff00000 seen from a real guest).
+    @Test(arguments: [UInt8(0), 7, 0xFF])
+    func acceptsInvalidateWithUninitialisedPermissionAndAddress(perm: UInt8) throws {
+        let decoded = try decodeMessage(iotlb(iova: 0xfffd_3000, size: 0x1000, uaddr: 0x1ff0_0000, perm: perm, type: 3))
+        #expect(decoded == .iotlbMsg(IOTLBMessage(iova: 0xfffd_3000, size: 0x1000, userAddress: 0, permission: .none,
+                                                  type: .invalidate)))
+    }
+
     @Test(arguments: [IOTLBMessageType.miss, .accessFail, .batchBegin, .batchEnd])
     func rejectsIOTLBTypesTheFrontEndDoesNotSend(type: IOTLBMessageType) {
         #expect(thrownError { () throws(ProtocolError) in try decodeMessage(iotlb(iova: 0x1000, size: 0x1000, uaddr: 0, perm: 1, type: type.rawValue)) }
