@@ -213,10 +213,19 @@ final class QueueWorker: @unchecked Sendable {
         case .setIOTLB(let iotlb, let completion):
             if let translator {
                 translator.replace(iotlb: iotlb)
+                // The pending miss is answered once its IOVA is mapped: forget it, so that if
+                // the guest unmaps that IOVA again later (lazy flushes do, rings included) the
+                // next miss there sends a new MISS with a new deadline. Keeping it made the
+                // queue wait silently on a stale deadline and stop.
+                let stalled = pendingMiss != nil
+                if let pending = pendingMiss,
+                   case .mapped = translator.ringAddress(pending.iova, length: 1, access: pending.access) {
+                    pendingMiss = nil
+                }
                 let wasMapped = ringMapped
                 resolveIOVARing()
                 // A stalled queue retries at once; a ring that just got mapped serves what waits.
-                if pendingMiss != nil || (ringMapped && !wasMapped) { workPending = true }
+                if stalled || (ringMapped && !wasMapped) { workPending = true }
             }
             completion?.complete()
         case .exit:

@@ -314,6 +314,33 @@ extension BackEndIntegration {
             #expect(!scene.guest.errorSignalled(queue: 0, milliseconds: 0))
         }
 
+        /// Lazy guests flush the whole IOVA space, rings included, again and again. A ring miss
+        /// answered while nothing waits in the ring (a kick with no new request) must not leave
+        /// the miss pending: the next time the ring is cut, the kick must send a new MISS
+        /// rather than wait silently on the old deadline and stop the queue (seen with QEMU 7.2).
+        @Test("a ring cut again after its MISS was answered misses again; the queue does not stop")
+        func ringCutTwiceMissesTwice() throws {
+            let scene = try IOMMUScene(mapEverything: true)
+            let table = scene.guest.queues[0].guestPhysicalAddresses.descriptorTable.rawValue
+            let tableSize = UInt64(SplitRing.descriptorTableByteCount(queueSize: scene.guest.queueSize))
+            try scene.unmap(guestPhysical: table, size: tableSize)
+            try scene.guest.kicks[0].signal()  // nothing new in the ring
+            let first = try #require(try scene.nextMiss(milliseconds: 1_000))
+            #expect(first.iova == table + IOMMUScene.offset)
+            try scene.answer(first)
+            try scene.unmap(guestPhysical: table, size: tableSize)
+            let data = pattern(count: 4096, seed: 53)
+            let write = try scene.guest.submit(queue: 0, type: BlockGuest.RequestType.write.rawValue, sector: 216, outData: data)
+            // Well inside the 2 s bound: a MISS for the same ring IOVA goes out again.
+            let second = try #require(try scene.nextMiss(milliseconds: 1_000), "no second MISS for the ring")
+            #expect(second.iova == table + IOMMUScene.offset)
+            try scene.answer(second)
+            let done = try scene.completeAnsweringMisses([write])
+            #expect(done[0].status == BlockGuest.statusOK)
+            #expect(try scene.backEnd.imageBytes(offset: 216 * 512, count: 4096) == data)
+            #expect(!scene.guest.errorSignalled(queue: 0, milliseconds: 0))
+        }
+
         @Test("an UPDATE past the IOTLB entry limit is answered 1; the connection stays; counts are logged at the end")
         func refusedUpdateAndCounts() throws {
             var scene: IOMMUScene? = try IOMMUScene(mapEverything: true)
