@@ -74,6 +74,16 @@ enum GuestHarness {
         }
     }
 
+    /// nil when `actual` equals `expected`, else where they first differ and by how much.
+    /// Compare large buffers with this, not with `#expect(a == b)`: on a mismatch Swift
+    /// Testing diffs the two arrays (Myers), which for a MiB of differing bytes runs for hours.
+    static func difference(_ actual: [UInt8], _ expected: [UInt8]) -> String? {
+        guard actual.count == expected.count else { return "\(actual.count) bytes, expected \(expected.count)" }
+        guard let first = actual.indices.first(where: { actual[$0] != expected[$0] }) else { return nil }
+        let differing = zip(actual, expected).reduce(0) { $0 + ($1.0 != $1.1 ? 1 : 0) }
+        return "\(differing) of \(actual.count) bytes differ, first at \(first): \(actual[first]) instead of \(expected[first])"
+    }
+
     static func write(_ bytes: [UInt8], to path: String) throws {
         try Data(bytes).write(to: URL(fileURLWithPath: path))
     }
