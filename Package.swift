@@ -8,6 +8,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "vhost-user-blk", targets: ["vhost-user-blk"]),
+        .executable(name: "vhost-user-blk-bench", targets: ["vhost-user-blk-bench"]),
         .library(name: "VhostUserBackend", targets: ["VhostUserBackend"]),
         .library(name: "VhostUserFrontEnd", targets: ["VhostUserFrontEnd"]),
     ],
@@ -15,6 +16,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.0"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
     ],
     targets: [
         // System libraries found through pkg-config; the bridge includes their headers.
@@ -46,6 +48,15 @@ let package = Package(
         ]),
         // A front end that plays QEMU and the guest driver (tests, benchmarks).
         .target(name: "VhostUserFrontEnd", dependencies: ["VhostSystem", "VhostUserProtocol", "VirtioCore"]),
+        // The benchmark front end: workloads on any vhost-user-blk socket, and its command.
+        .target(name: "VhostUserBlkBench", dependencies: [
+            "VhostUserFrontEnd", "VhostUserProtocol", "VirtioCore", "VhostSystem",
+            .product(name: "Histogram", package: "hdrhistogram-swift"),
+        ]),
+        .executableTarget(name: "vhost-user-blk-bench", dependencies: [
+            "VhostUserBlkBench",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
         .executableTarget(name: "vhost-user-blk", dependencies: [
             "VirtioBlk", "VhostUserBackend", "VhostSystem",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -68,7 +79,7 @@ let package = Package(
             "IOMMUModel", "VhostTestSupport", .product(name: "PropertyBased", package: "swift-property-based"),
         ]),
         .testTarget(name: "VhostUserFrontEndTests", dependencies: ["VhostUserFrontEnd", "VhostUserProtocol", "VhostSystem"]),
-        .testTarget(name: "EndToEndTests", dependencies: ["VhostSystem", "VhostUserFrontEnd", "VhostUserProtocol"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["VhostSystem", "VhostUserFrontEnd", "VhostUserProtocol", "VhostUserBlkBench"]),
     ],
     swiftLanguageModes: [.v6]
 )

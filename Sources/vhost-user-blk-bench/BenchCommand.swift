@@ -1,0 +1,10 @@
+import ArgumentParser
+
+@main
+struct BenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "vhost-user-blk-bench",
+        abstract: "A vhost-user-blk front end in Swift: workloads and benchmarks against any back end's socket.",
+        subcommands: [RunCommand.self],
+        defaultSubcommand: RunCommand.self)
+}
