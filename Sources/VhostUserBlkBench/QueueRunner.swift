@@ -127,6 +127,10 @@ final class QueueRunner: @unchecked Sendable {  // owned by its thread during `r
             type = phase == .verifyWrite ? 1 : 0
             if type == 1 {
                 VerifyPattern.fill(queue.buffer(slot), count: workload.blockSize, seed: workload.seed, block: block)
+            } else {
+                // The slot may still hold this very block's pattern from the write phase: a
+                // back end that returned without reading must not pass.
+                queue.buffer(slot).initializeMemory(as: UInt8.self, repeating: 0xA5, count: workload.blockSize)
             }
         }
         issued += 1

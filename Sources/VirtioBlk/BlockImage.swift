@@ -4,7 +4,9 @@ import Glibc
 import CVhostBridge
 import VhostSystem
 
-/// The disk behind the device: a regular file or a block device, opened once.
+/// The disk behind the device: a regular file or a block device, opened once; or a null disk
+/// of a given size that stores nothing (reads leave the guest's buffers as they are, writes are
+/// dropped), to measure the request path without I/O, as qemu-storage-daemon's null-co does.
 ///
 /// Every method is safe to call from several queue workers at once (positioned I/O only).
 public final class BlockImage: Sendable {
@@ -18,10 +20,13 @@ public final class BlockImage: Sendable {
     public let size: UInt64
     public let readOnly: Bool
     public let isBlockDevice: Bool
+    /// A null disk: every request succeeds without touching storage.
+    public let isNull: Bool
 
     public init(path: String, readOnly: Bool) throws(BlockImageError) {
         self.path = path
         self.readOnly = readOnly
+        isNull = false
         do {
             descriptor = try OwnedFileDescriptor.open(path, flags: readOnly ? O_RDONLY : O_RDWR)
         } catch {
@@ -51,6 +56,23 @@ public final class BlockImage: Sendable {
         guard size % Self.sectorSize == 0 else { throw .sizeNotMultipleOfSectorSize(path: path, size: size) }
     }
 
+    /// A null disk of `size` bytes (a positive multiple of 512). Its descriptor is /dev/null,
+    /// so the type keeps one owned descriptor whatever the backing.
+    public init(nullSize size: UInt64, readOnly: Bool) throws(BlockImageError) {
+        path = "null"
+        self.readOnly = readOnly
+        isNull = true
+        isBlockDevice = false
+        guard size > 0 else { throw .empty(path: path) }
+        guard size % Self.sectorSize == 0 else { throw .sizeNotMultipleOfSectorSize(path: path, size: size) }
+        self.size = size
+        do {
+            descriptor = try OwnedFileDescriptor.open("/dev/null", flags: O_RDWR)
+        } catch {
+            throw .cannotOpen(path: "/dev/null", error)
+        }
+    }
+
     public var sectorCount: UInt64 { size / Self.sectorSize }
 
     /// preadv at `offset`, retried until the iovecs are full; a short read past the end of a
@@ -67,6 +89,7 @@ public final class BlockImage: Sendable {
 
     /// fdatasync: data written so far reaches stable storage. Returns 0 or an errno.
     public func flush() -> Int32 {
+        if isNull { return 0 }
         while fdatasync(descriptor.rawValue) != 0 {
             if errno != EINTR { return errno }
         }
@@ -75,6 +98,7 @@ public final class BlockImage: Sendable {
 
     /// Deallocates a range (punch hole / BLKDISCARD). Returns 0 or an errno.
     public func discard(offset: UInt64, length: UInt64) -> Int32 {
+        if isNull { return 0 }
         let result = isBlockDevice
             ? cvb_block_device_discard(descriptor.rawValue, offset, length)
             : cvb_fallocate(descriptor.rawValue, CVB_FALLOC_FL_PUNCH_HOLE | CVB_FALLOC_FL_KEEP_SIZE, offset, length)
@@ -84,6 +108,7 @@ public final class BlockImage: Sendable {
     /// Makes a range read back as zeroes, deallocating it when `unmap` allows. Falls back to writing
     /// zeroes from `zeroes` when the file system supports neither hole punching nor zero ranges.
     public func writeZeroes(offset: UInt64, length: UInt64, unmap: Bool, zeroes: UnsafeRawBufferPointer) -> Int32 {
+        if isNull { return 0 }
         if isBlockDevice {
             if cvb_block_device_zeroout(descriptor.rawValue, offset, length) == 0 { return 0 }
         } else {
@@ -112,6 +137,7 @@ public final class BlockImage: Sendable {
     }
 
     private func transfer(_ vectors: UnsafeMutablePointer<iovec>, count: Int, byteCount: Int, offset: UInt64, write: Bool) -> Int32 {
+        if isNull { return 0 }
         var done = 0
         var first = 0
         var position = offset

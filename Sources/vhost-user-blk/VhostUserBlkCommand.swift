@@ -33,6 +33,10 @@ struct VhostUserBlkCommand: ParsableCommand {
     @Option(name: .customLong("blk-file"), help: "The disk image: a regular file or a block device.")
     var blockFile: String?
 
+    @Option(name: .customLong("null-size"),
+            help: "Instead of --blk-file: a null disk of this many bytes (4096, 64k, 1g) that stores nothing, for benchmarks.")
+    var nullSize: String?
+
     @Flag(name: .customLong("read-only"), help: "Offer a read-only disk (VIRTIO_BLK_F_RO); writes fail.")
     var readOnly = false
 
@@ -65,8 +69,11 @@ struct VhostUserBlkCommand: ParsableCommand {
         if (socketPath == nil) == (inheritedDescriptor == nil) {
             throw ValidationError("exactly one of --socket-path and --fd is required")
         }
-        if blockFile == nil {
-            throw ValidationError("--blk-file is required")
+        if (blockFile == nil) == (nullSize == nil) {
+            throw ValidationError("exactly one of --blk-file and --null-size is required")
+        }
+        if let nullSize, Self.parseSize(nullSize) == nil {
+            throw ValidationError("--null-size '\(nullSize)' is not a size (bytes, or with k, m, g, t)")
         }
         if let numberOfQueues, !(1...VirtioBlkDevice.maximumQueues).contains(numberOfQueues) {
             throw ValidationError("--num-queues must be between 1 and \(VirtioBlkDevice.maximumQueues)")
@@ -95,18 +102,20 @@ struct VhostUserBlkCommand: ParsableCommand {
         }
         let logger = Logger(label: "vhost-user-blk")
         Self.prepareSignals()
-        guard let blockFile else { throw ValidationError("--blk-file is required") }
-
         let image: BlockImage
         do {
-            image = try BlockImage(path: blockFile, readOnly: readOnly)
+            if let blockFile {
+                image = try BlockImage(path: blockFile, readOnly: readOnly)
+            } else {
+                image = try BlockImage(nullSize: nullSize.flatMap(Self.parseSize) ?? 0, readOnly: readOnly)
+            }
         } catch {
             logger.critical("\(error)")
             throw ExitCode.failure
         }
         let queues = numberOfQueues ?? max(1, min(Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))), VirtioBlkDevice.maximumQueues))
         let device = VirtioBlkDevice(image: image, numberOfQueues: queues, queueSize: queueSize,
-                                     serial: serial ?? Self.defaultSerial(for: blockFile), logger: logger)
+                                     serial: serial ?? Self.defaultSerial(for: image.path), logger: logger)
 
         let listener: UnixSocket
         do {
@@ -135,7 +144,7 @@ struct VhostUserBlkCommand: ParsableCommand {
         }
 
         logger.notice("serving", metadata: [
-            "image": "\(blockFile)", "bytes": "\(image.size)", "read-only": "\(readOnly)",
+            "image": "\(image.path)", "bytes": "\(image.size)", "read-only": "\(readOnly)",
             "queues": "\(queues)", "queue-size": "\(queueSize)",
         ])
         let controlPlane = ControlPlane(listener: listener, socketPath: socketPath, device: device, logger: logger)
@@ -152,6 +161,16 @@ struct VhostUserBlkCommand: ParsableCommand {
         sigaddset(&set, SIGTERM)
         pthread_sigmask(SIG_UNBLOCK, &set, nil)
         signal(SIGPIPE, SIG_IGN)
+    }
+
+    /// Bytes, or a number with a k, m, g or t suffix (powers of 1024).
+    static func parseSize(_ text: String) -> UInt64? {
+        let units: [Character: UInt64] = ["k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40]
+        guard let last = text.lowercased().last else { return nil }
+        let multiplier = units[last] ?? 1
+        guard let value = UInt64(multiplier == 1 ? Substring(text) : text.dropLast()) else { return nil }
+        let (bytes, overflow) = value.multipliedReportingOverflow(by: multiplier)
+        return overflow ? nil : bytes
     }
 
     /// The image's file name, cut to the 20 bytes GET_ID carries.

@@ -24,12 +24,19 @@ struct BenchFrontEndTests {
         let image: String
         let process: Process
 
-        init(megabytes: Int = 16, extra: [String] = []) throws {
+        /// With `nullSize`, a null disk (`--null-size`) instead of an image file.
+        init(megabytes: Int = 16, extra: [String] = [], nullSize: String? = nil) throws {
             scratch = try H.Scratch()
             socket = scratch.path("vhost.sock")
             image = scratch.path("disk.img")
-            try H.makeImage(at: image, size: megabytes << 20)
-            process = try H.startDaemon(socket: socket, image: image, extra: extra, log: scratch.path("daemon.log"))
+            let disk: [String]
+            if let nullSize {
+                disk = ["--null-size=\(nullSize)"]
+            } else {
+                try H.makeImage(at: image, size: megabytes << 20)
+                disk = ["--blk-file=\(image)"]
+            }
+            process = try H.startDaemon(socket: socket, arguments: disk + extra, log: scratch.path("daemon.log"))
         }
 
         deinit {
@@ -113,6 +120,22 @@ struct BenchFrontEndTests {
         workload.mix = .read
         workload.limit = .requests(100)
         #expect(try BenchRunner(socketPath: daemon.socket, workload: workload).run().reads == 100)
+    }
+
+    @Test("the daemon's null disk has the size asked, serves every request, and stores nothing")
+    func nullDisk() throws {
+        let daemon = try Daemon(nullSize: "3g")
+        var workload = Workload()
+        workload.mix = .mixed(readPercent: 50)
+        workload.limit = .requests(2_000)
+        let report = try BenchRunner(socketPath: daemon.socket, workload: workload).run()
+        #expect(report.device.capacityBytes == 3 << 30)
+        #expect(report.requests == 2_000 && report.ioErrors == 0)
+        // Nothing written is kept: every block verify reads back mismatches.
+        workload.verify = true
+        workload.span = 1 << 20
+        let verify = try BenchRunner(socketPath: daemon.socket, workload: workload).run()
+        #expect(verify.ioErrors == 0 && verify.mismatches == 256)
     }
 
     @Test("the command prints JSON a program can read, and refuses bad arguments with a reason")

@@ -53,7 +53,10 @@ struct DaemonCommandLineTests {
     @Test(arguments: [
         (["--blk-file=/tmp/x.img"], "exactly one of --socket-path and --fd"),
         (["--socket-path=/tmp/a.sock", "--fd=3", "--blk-file=/tmp/x.img"], "exactly one of --socket-path and --fd"),
-        (["--socket-path=/tmp/a.sock"], "--blk-file is required"),
+        (["--socket-path=/tmp/a.sock"], "exactly one of --blk-file and --null-size"),
+        (["--socket-path=/tmp/a.sock", "--blk-file=/tmp/x.img", "--null-size=1g"], "exactly one of --blk-file and --null-size"),
+        (["--socket-path=/tmp/a.sock", "--null-size=lots"], "--null-size 'lots' is not a size"),
+        (["--socket-path=/tmp/a.sock", "--null-size=99999999999t"], "--null-size '99999999999t' is not a size"),
         (["--socket-path=/tmp/a.sock", "--blk-file=/tmp/x.img", "--queue-size=100"], "--queue-size must be a power of two"),
         (["--socket-path=/tmp/a.sock", "--blk-file=/tmp/x.img", "--num-queues=0"], "--num-queues must be between"),
         (["--socket-path=/tmp/a.sock", "--blk-file=/tmp/x.img", "--log-level=loud"], "--log-level must be one of"),

@@ -98,9 +98,14 @@ enum GuestHarness {
 
     /// Starts the daemon on its own (for tests where QEMU comes and goes).
     static func startDaemon(socket: String, image: String, extra: [String] = [], log: String) throws -> Process {
+        try startDaemon(socket: socket, arguments: ["--blk-file=\(image)"] + extra, log: log)
+    }
+
+    /// Starts the daemon with `--socket-path=socket` and `arguments`, once its socket exists.
+    static func startDaemon(socket: String, arguments: [String], log: String) throws -> Process {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: daemon)
-        process.arguments = ["--socket-path=\(socket)", "--blk-file=\(image)"] + extra
+        process.arguments = ["--socket-path=\(socket)"] + arguments
         _ = FileManager.default.createFile(atPath: log, contents: nil)
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
         process.standardError = handle
