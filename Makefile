@@ -1,6 +1,7 @@
 # The two commands of the README:
 #   make demo   builds the daemon and a guest, boots the guest on a temporary image, shows I/O working
 #   make test   installs what is missing, builds the guest image, runs every test (unit + QEMU guests)
+# And: make bench   our daemon against qemu-storage-daemon, same front end; rewrites docs/benchmarks.md
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 
@@ -8,7 +9,7 @@ APT_PACKAGES := pkg-config libglib2.0-dev libcap-ng-dev qemu-system-x86 qemu-uti
 SWIFT_TEST_FLAGS ?=
 MALLOC_DEBUG_LIBRARY := /usr/lib/x86_64-linux-gnu/libc_malloc_debug.so.0
 
-.PHONY: setup guest build release demo test unit-test clean
+.PHONY: setup guest build release demo test unit-test bench clean
 
 setup:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -43,6 +44,17 @@ test: build guest
 	done
 	@# The launcher's own checks (exit statuses, timeout, reboot, read-only) against our daemon.
 	./vm-images/selftest.sh --daemon "$$(swift build --show-bin-path)/vhost-user-blk"
+
+# Release builds of the daemon and the front end; issue 5's cases on both back ends, alternating,
+# BENCH_REPETITIONS runs of BENCH_SECONDS each; medians and ratios into docs/benchmarks.md + SVG.
+BENCH_REPETITIONS ?= 3
+BENCH_SECONDS ?= 5
+bench: setup
+	swift build -c release --product vhost-user-blk
+	swift build -c release --product vhost-user-blk-bench
+	"$$(swift build -c release --show-bin-path)/vhost-user-blk-bench" compare \
+	  --daemon "$$(swift build -c release --show-bin-path)/vhost-user-blk" \
+	  --repetitions $(BENCH_REPETITIONS) --runtime $(BENCH_SECONDS) --write-doc docs/benchmarks.md
 
 unit-test: build
 	swift test --skip EndToEndTests $(SWIFT_TEST_FLAGS)

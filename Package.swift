@@ -79,6 +79,7 @@ let package = Package(
             "IOMMUModel", "VhostTestSupport", .product(name: "PropertyBased", package: "swift-property-based"),
         ]),
         .testTarget(name: "VhostUserFrontEndTests", dependencies: ["VhostUserFrontEnd", "VhostUserProtocol", "VhostSystem"]),
+        .testTarget(name: "VhostUserBlkBenchTests", dependencies: ["VhostUserBlkBench", "VhostUserFrontEnd", "VirtioCore"]),
         .testTarget(name: "EndToEndTests", dependencies: ["VhostSystem", "VhostUserFrontEnd", "VhostUserProtocol", "VhostUserBlkBench"]),
     ],
     swiftLanguageModes: [.v6]

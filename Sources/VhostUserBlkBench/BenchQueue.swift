@@ -21,6 +21,8 @@ final class BenchQueue {
     let eventIndex: Bool
     let kick: EventFD
     let call: EventFD
+    /// Keeps the mapping behind every pointer below alive as long as the queue.
+    let ram: GuestRAM
 
     let descriptorTable: GuestRAM.Allocation
     let availableRing: GuestRAM.Allocation
@@ -53,6 +55,7 @@ final class BenchQueue {
         self.blockSize = blockSize
         self.indirect = indirect
         self.eventIndex = eventIndex
+        self.ram = ram
         inFlight = [Bool](repeating: false, count: depth)
         do throws(GuestDriverError) {
             descriptorTable = try ram.allocate(size: SplitRing.descriptorTableByteCount(queueSize: size), alignment: 4096)

@@ -9,6 +9,13 @@ public struct BlockDeviceInfo: Sendable, Equatable, Codable {
     public var queueCount: Int
     public var readOnly: Bool
 
+    public init(capacityBytes: UInt64, logicalBlockSize: UInt32, queueCount: Int, readOnly: Bool) {
+        self.capacityBytes = capacityBytes
+        self.logicalBlockSize = logicalBlockSize
+        self.queueCount = queueCount
+        self.readOnly = readOnly
+    }
+
     /// Reads the fields out of the first 36 bytes of virtio-blk's config space.
     init(config bytes: [UInt8], readOnly: Bool, hasBlockSize: Bool, hasMultiQueue: Bool) throws(BenchError) {
         guard bytes.count >= 36 else { throw .deviceUnsuitable("config space of \(bytes.count) bytes is too short") }

@@ -1,0 +1,41 @@
+/// A back end the comparison starts: our daemon or qemu-storage-daemon, each on a null disk
+/// or an image, with the same number of queues.
+public enum ComparedBackEnd: String, Sendable, Codable, CaseIterable {
+    case ours
+    case qemuStorageDaemon = "qsd"
+
+    public var label: String {
+        switch self {
+        case .ours: "vhost-user-blk (Swift)"
+        case .qemuStorageDaemon: "qemu-storage-daemon"
+        }
+    }
+
+    /// What the back end serves.
+    public enum Disk: Sendable, Equatable {
+        /// A null disk of this many bytes (ours `--null-size`, q-s-d `null-co` with
+        /// `read-zeroes=off`): no storage touched, buffers left as they are.
+        case null(bytes: UInt64)
+        /// An image file, through the page cache (q-s-d: `cache.direct=off`, its default aio).
+        case image(path: String)
+    }
+
+    /// The command line: executable path, then arguments.
+    public func arguments(executable: String, socket: String, disk: Disk, queues: Int) -> [String] {
+        switch self {
+        case .ours:
+            let diskArgument: String = switch disk {
+            case .null(let bytes): "--null-size=\(bytes)"
+            case .image(let path): "--blk-file=\(path)"
+            }
+            return [executable, "--socket-path=\(socket)", diskArgument, "--num-queues=\(queues)", "--log-level=error"]
+        case .qemuStorageDaemon:
+            let blockdev: String = switch disk {
+            case .null(let bytes): "driver=null-co,node-name=disk,size=\(bytes),read-zeroes=off"
+            case .image(let path): "driver=file,node-name=disk,filename=\(path),cache.direct=off"
+            }
+            return [executable, "--blockdev", blockdev, "--export",
+                    "type=vhost-user-blk,id=export0,node-name=disk,addr.type=unix,addr.path=\(socket),writable=on,num-queues=\(queues)"]
+        }
+    }
+}

@@ -1,0 +1,36 @@
+/// One row of the comparison: a workload on a kind of disk.
+public struct ComparisonCase: Sendable, Codable, Equatable {
+    public var name: String
+    public var workload: Workload
+    /// True: a null disk; false: the image.
+    public var nullDisk: Bool
+
+    public init(name: String, workload: Workload, nullDisk: Bool) {
+        self.name = name
+        self.workload = workload
+        self.nullDisk = nullDisk
+    }
+
+    /// The rows issue 5 asks for: null back end, and on a tmpfs image 4 KiB random reads at
+    /// QD1 and QD32, random writes at QD32, 4 queues at QD32, 64 KiB sequential reads.
+    public static func standard(seconds: Double) -> [ComparisonCase] {
+        func workload(_ pattern: AccessPattern, _ mix: ReadWriteMix, blockSize: Int = 4096, depth: Int = 32, queues: Int = 1) -> Workload {
+            var workload = Workload()
+            workload.pattern = pattern
+            workload.mix = mix
+            workload.blockSize = blockSize
+            workload.queueDepth = depth
+            workload.queueCount = queues
+            workload.limit = .seconds(seconds)
+            return workload
+        }
+        return [
+            ComparisonCase(name: "null, 4k randread QD32", workload: workload(.random, .read), nullDisk: true),
+            ComparisonCase(name: "4k randread QD1", workload: workload(.random, .read, depth: 1), nullDisk: false),
+            ComparisonCase(name: "4k randread QD32", workload: workload(.random, .read), nullDisk: false),
+            ComparisonCase(name: "4k randwrite QD32", workload: workload(.random, .write), nullDisk: false),
+            ComparisonCase(name: "4k randread QD32, 4 queues", workload: workload(.random, .read, queues: 4), nullDisk: false),
+            ComparisonCase(name: "64k seqread QD32", workload: workload(.sequential, .read, blockSize: 65536), nullDisk: false),
+        ]
+    }
+}

@@ -1,0 +1,109 @@
+import Foundation
+
+/// Renders a comparison for docs/benchmarks.md: a markdown section (between markers, so the
+/// rest of the file stays) and an SVG bar chart of the ratios.
+public struct ComparisonDocument: Sendable {
+    public static let beginMarker = "<!-- compare:begin (written by vhost-user-blk-bench compare) -->"
+    public static let endMarker = "<!-- compare:end -->"
+
+    public var result: BackEndComparison
+    /// The SVG's file name, as the markdown links it.
+    public var plotName: String
+
+    public init(result: BackEndComparison, plotName: String) {
+        self.result = result
+        self.plotName = plotName
+    }
+
+    public var markdown: String {
+        func thousands(_ value: Double) -> String { String(format: "%.1fk", value / 1000) }
+        func micro(_ value: Double) -> String { String(format: "%.0f", value) }
+        func microsPerRequest(_ seconds: Double) -> String { seconds > 0 ? String(format: "%.1f", seconds * 1e6) : "–" }
+        var lines = [
+            Self.beginMarker,
+            "## Against qemu-storage-daemon",
+            "",
+            "Measured on: \(result.machine).",
+            "",
+            "Rerun: `\(result.command)`",
+            "",
+            "Same front end (`vhost-user-blk-bench`) for both, eventfd completions, EVENT_IDX, ring size 128;",
+            "each run on a freshly started back end with 4 queues; the two back ends alternate, "
+                + "\(result.repetitions) runs of \(String(format: "%g", result.seconds)) s each; figures are medians. "
+                + "The image is \("\(result.imageBytes >> 20) MiB") on tmpfs "
+                + "(page cache), filled with non-zero bytes; the null disk is ours `--null-size`, "
+                + "q-s-d `null-co,read-zeroes=off`.",
+            "",
+            "| case | ours IOPS | q-s-d IOPS | ours ÷ q-s-d | ours p99 µs | q-s-d p99 µs | ours CPU µs/req | q-s-d CPU µs/req |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for row in result.rows {
+            lines.append("| \(row.comparisonCase.name) | \(thousands(row.medianIOPS(.ours))) | \(thousands(row.medianIOPS(.qemuStorageDaemon)))"
+                + " | **\(String(format: "%.2f", row.ratio))×** | \(micro(row.medianP99(.ours))) | \(micro(row.medianP99(.qemuStorageDaemon)))"
+                + " | \(microsPerRequest(row.medianCPUPerRequest(.ours))) | \(microsPerRequest(row.medianCPUPerRequest(.qemuStorageDaemon))) |")
+        }
+        let ours = result.medianIdleResidentBytes(.ours) / 1_048_576
+        let theirs = result.medianIdleResidentBytes(.qemuStorageDaemon) / 1_048_576
+        lines += [
+            "",
+            String(format: "Idle RSS (VmRSS 0.2 s after the socket appears, median of every start): ours %.1f MiB, "
+                   + "qemu-storage-daemon %.1f MiB.", ours, theirs),
+            "",
+            "Every sample (IOPS per run, in run order):",
+            "",
+        ]
+        for row in result.rows {
+            for backEnd in ComparedBackEnd.allCases {
+                let samples = row.reports(backEnd).map { thousands($0.iops) }.joined(separator: ", ")
+                lines.append("- \(row.comparisonCase.name), \(backEnd.rawValue): \(samples)")
+            }
+        }
+        lines += ["", "![ours ÷ qemu-storage-daemon, median IOPS per case](\(plotName))", Self.endMarker]
+        return lines.joined(separator: "\n")
+    }
+
+    /// `document` with the section between the markers replaced (or appended when absent).
+    public func merged(into document: String) -> String {
+        if let begin = document.range(of: Self.beginMarker), let end = document.range(of: Self.endMarker),
+           begin.lowerBound < end.upperBound {
+            return String(document[..<begin.lowerBound]) + markdown + String(document[end.upperBound...])
+        }
+        return document + (document.hasSuffix("\n") ? "\n" : "\n\n") + markdown + "\n"
+    }
+
+    /// Horizontal bars, one per case: our median IOPS over qemu-storage-daemon's, with a line
+    /// at 1× and the absolute medians beside each bar.
+    public var svg: String {
+        let rowHeight = 34
+        let left = 250
+        let barWidth = 380
+        let width = left + barWidth + 230
+        let top = 48
+        let height = top + rowHeight * result.rows.count + 40
+        let scaleMaximum = max(result.rows.map(\.ratio).max() ?? 1, 1.5) * 1.1
+        func x(_ ratio: Double) -> Int { left + Int(Double(barWidth) * ratio / scaleMaximum) }
+        func escaped(_ text: String) -> String {
+            text.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
+        }
+        var parts = [
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(width)\" height=\"\(height)\" font-family=\"sans-serif\" font-size=\"13\">",
+            "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>",
+            "<text x=\"10\" y=\"22\" font-size=\"15\" font-weight=\"bold\">Swift vhost-user-blk ÷ qemu-storage-daemon: median IOPS (higher is better)</text>",
+        ]
+        for (index, row) in result.rows.enumerated() {
+            let y = top + index * rowHeight
+            let ratio = row.ratio
+            let color = ratio >= 1 ? "#2e8b57" : "#d2691e"
+            parts.append("<text x=\"\(left - 8)\" y=\"\(y + 20)\" text-anchor=\"end\">\(escaped(row.comparisonCase.name))</text>")
+            parts.append("<rect x=\"\(left)\" y=\"\(y + 6)\" width=\"\(max(x(ratio) - left, 1))\" height=\"20\" fill=\"\(color)\"/>")
+            parts.append("<text x=\"\(x(ratio) + 6)\" y=\"\(y + 20)\">"
+                + String(format: "%.2f× (%.0fk vs %.0fk)", ratio, row.medianIOPS(.ours) / 1000, row.medianIOPS(.qemuStorageDaemon) / 1000)
+                + "</text>")
+        }
+        let one = x(1)
+        parts.append("<line x1=\"\(one)\" y1=\"\(top)\" x2=\"\(one)\" y2=\"\(top + rowHeight * result.rows.count)\" stroke=\"black\" stroke-dasharray=\"4,3\"/>")
+        parts.append("<text x=\"\(one)\" y=\"\(top + rowHeight * result.rows.count + 16)\" text-anchor=\"middle\">1× (equal)</text>")
+        parts.append("</svg>")
+        return parts.joined(separator: "\n") + "\n"
+    }
+}

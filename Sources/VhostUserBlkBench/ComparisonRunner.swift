@@ -1,0 +1,92 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+
+/// Runs every case on both back ends with the same front end, alternating which goes first,
+/// each run on a freshly started back end.
+public struct ComparisonRunner: Sendable {
+    public var ourDaemon: String
+    public var qemuStorageDaemon: String
+    public var cases: [ComparisonCase]
+    public var repetitions: Int
+    /// Where the image and sockets go: a tmpfs, so the image is served from memory.
+    public var directory: String
+    public var imageBytes: UInt64 = 512 << 20
+    /// Queues both back ends offer (the workloads use up to this many).
+    public var queues = 4
+    public var machine = ""
+    public var command = ""
+
+    public init(ourDaemon: String, qemuStorageDaemon: String, cases: [ComparisonCase], repetitions: Int, directory: String) {
+        self.ourDaemon = ourDaemon
+        self.qemuStorageDaemon = qemuStorageDaemon
+        self.cases = cases
+        self.repetitions = repetitions
+        self.directory = directory
+    }
+
+    public func run(log: (String) -> Void) throws(BenchError) -> BackEndComparison {
+        let image = directory + "/compare.img"
+        try Self.makeImage(at: image, bytes: imageBytes)
+        defer { unlink(image) }
+        var rows: [BackEndComparison.Row] = []
+        var resident: [String: [UInt64]] = [:]
+        for comparisonCase in cases {
+            var row = BackEndComparison.Row(comparisonCase: comparisonCase, samples: [:])
+            for repetition in 0..<repetitions {
+                let order: [ComparedBackEnd] = repetition % 2 == 0 ? [.ours, .qemuStorageDaemon] : [.qemuStorageDaemon, .ours]
+                for backEnd in order {
+                    let socket = directory + "/\(backEnd.rawValue).sock"
+                    let disk: ComparedBackEnd.Disk = comparisonCase.nullDisk ? .null(bytes: imageBytes) : .image(path: image)
+                    let executable = backEnd == .ours ? ourDaemon : qemuStorageDaemon
+                    let process = try BackEndProcess(
+                        arguments: backEnd.arguments(executable: executable, socket: socket, disk: disk, queues: queues),
+                        socket: socket, logPath: directory + "/\(backEnd.rawValue).log")
+                    defer { process.stop() }
+                    usleep(200_000)  // let it settle before reading its idle footprint
+                    if let bytes = process.residentBytes { resident[backEnd.rawValue, default: []].append(bytes) }
+                    let runner = BenchRunner(socketPath: socket, workload: comparisonCase.workload, label: backEnd.label,
+                                             backEndPID: process.pid)
+                    let report = try runner.run()
+                    guard report.clean else {
+                        throw .backEndMisbehaved(queue: 0, "\(backEnd.label) failed \(report.ioErrors) requests in \(comparisonCase.name)")
+                    }
+                    row.samples[backEnd.rawValue, default: []].append(report)
+                    log(String(format: "%@ | %@ | run %d: %.1fk IOPS, p99 %.0f us",
+                               comparisonCase.name, backEnd.label, repetition + 1, report.iops / 1000, report.latency.p99))
+                }
+            }
+            rows.append(row)
+        }
+        return BackEndComparison(rows: rows, idleResidentBytes: resident, machine: machine, command: command,
+                                repetitions: repetitions, seconds: cases.first.map { workloadSeconds($0.workload) } ?? 0,
+                                imageBytes: imageBytes)
+    }
+
+    private func workloadSeconds(_ workload: Workload) -> Double {
+        if case .seconds(let seconds) = workload.limit { return seconds }
+        return 0
+    }
+
+    /// An image full of non-zero bytes, so reads copy real pages rather than holes.
+    static func makeImage(at path: String, bytes: UInt64) throws(BenchError) {
+        let fd = open(path, O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw .deviceUnsuitable("cannot create \(path): errno \(errno)") }
+        defer { close(fd) }
+        var chunk = [UInt8](repeating: 0, count: 1 << 20)
+        var state: UInt64 = 0x1234_5678_9ABC_DEF1
+        for index in chunk.indices {
+            state ^= state << 13
+            state ^= state >> 7
+            state ^= state << 17
+            chunk[index] = UInt8(truncatingIfNeeded: state)
+        }
+        var written: UInt64 = 0
+        while written < bytes {
+            let result = chunk.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            guard result > 0 else { throw .deviceUnsuitable("cannot write \(path): errno \(errno)") }
+            written += UInt64(result)
+        }
+    }
+}
