@@ -155,6 +155,14 @@ void cvb_fence_acquire(void) { atomic_thread_fence(memory_order_acquire); }
 void cvb_fence_release(void) { atomic_thread_fence(memory_order_release); }
 void cvb_fence_seq_cst(void) { atomic_thread_fence(memory_order_seq_cst); }
 
+void cvb_cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
 uint16_t cvb_load_acquire_u16(const void *address) {
     return atomic_load_explicit((const _Atomic uint16_t *)address, memory_order_acquire);
 }

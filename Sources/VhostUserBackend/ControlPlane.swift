@@ -18,14 +18,18 @@ public final class ControlPlane {
     private var connectionSource: guint = 0
     private var signalSources: [guint] = []
     private var connection: VhostUserConnection?
+    private let polling: QueuePolling
     /// Connections served so far (for logs and tests).
     public private(set) var connectionsServed = 0
 
     /// - Parameters:
     ///   - listener: a bound, listening socket (from --socket-path or inherited with --fd).
     ///   - socketPath: the file to remove on exit, if we created it.
-    public init(listener: UnixSocket, socketPath: String?, device: any VhostUserDevice, logger: Logger) {
+    ///   - polling: how long queue workers poll their rings after a batch (`QueuePolling`).
+    public init(listener: UnixSocket, socketPath: String?, device: any VhostUserDevice, polling: QueuePolling = .off,
+                logger: Logger) {
         self.listener = listener
+        self.polling = polling
         self.socketPath = socketPath
         self.device = device
         self.logger = logger
@@ -98,7 +102,7 @@ public final class ControlPlane {
         connectionLogger[metadataKey: "connection"] = "\(connectionsServed)"
         connectionLogger.notice("front end connected")
         device.reset()
-        connection = VhostUserConnection(socket: accepted, device: device, logger: connectionLogger)
+        connection = VhostUserConnection(socket: accepted, device: device, polling: polling, logger: connectionLogger)
         let context = Unmanaged.passUnretained(self).toOpaque()
         let condition = GIOCondition(G_IO_IN.rawValue | G_IO_HUP.rawValue | G_IO_ERR.rawValue)
         connectionSource = g_unix_fd_add(accepted.rawValue, condition, { _, _, data in

@@ -44,6 +44,12 @@ final class QueueWorker: @unchecked Sendable {
     private var missingRingIOVA: (UInt64, IOMMUAccess)?
     private var failedRequests = 0
 
+    // Adaptive polling (QueuePolling): the current window, and when the worker last went to
+    // sleep with notifications on (0 while awake).
+    private let polling: QueuePolling
+    private var pollBudgetNanoseconds: UInt64
+    private var sleepingSince: UInt64 = 0
+
     struct PendingMiss {
         var iova: UInt64
         var access: IOMMUAccess
@@ -60,8 +66,11 @@ final class QueueWorker: @unchecked Sendable {
     /// starve commands such as GET_VRING_BASE.
     private static let batchLimit = 256
 
-    init(queueIndex: Int, device: any VhostUserDevice, memory: GuestMemory, logger: Logger) throws(BackendError) {
+    init(queueIndex: Int, device: any VhostUserDevice, memory: GuestMemory, polling: QueuePolling = .off,
+         logger: Logger) throws(BackendError) {
         self.queueIndex = queueIndex
+        self.polling = polling
+        pollBudgetNanoseconds = polling.maximumNanoseconds
         self.device = device
         self.memory = memory
         var logger = logger
@@ -123,6 +132,13 @@ final class QueueWorker: @unchecked Sendable {
                     _ = try? kick?.drain()
                     workPending = true
                     kicked = true
+                    if sleepingSince != 0 {
+                        // A kick soon after going to sleep: polling would have caught it.
+                        if MonotonicDeadline.now() &- sleepingSince < polling.maximumNanoseconds {
+                            pollBudgetNanoseconds = polling.maximumNanoseconds
+                        }
+                        sleepingSince = 0
+                    }
                 default:
                     break
                 }
@@ -162,10 +178,33 @@ final class QueueWorker: @unchecked Sendable {
         if served == Self.batchLimit {
             more = true
         } else {
-            more = queue.enableNotifications()
+            more = finishBatch(&queue, served: served)
         }
         ring = queue
         return more
+    }
+
+    /// After a batch that emptied the ring: poll for the next request within the current
+    /// window, else turn notifications on (true if requests came meanwhile) and note when the
+    /// worker went to sleep.
+    private func finishBatch(_ queue: inout SplitQueue, served: Int) -> Bool {
+        if served > 0, pollBudgetNanoseconds > 0 {
+            let deadline = MonotonicDeadline.now() &+ pollBudgetNanoseconds
+            var spins = 0
+            while true {
+                if queue.hasPendingAvailable { return true }
+                // A command (stop, new memory table, IOTLB change) ends the poll at once; the
+                // ring goes to sleep normally and the command is taken from the mailbox.
+                if mailbox.hasCommands { break }
+                cvb_cpu_relax()
+                spins &+= 1
+                if spins & 63 == 0, MonotonicDeadline.now() >= deadline { break }
+            }
+            pollBudgetNanoseconds = pollBudgetNanoseconds < 2_000 ? 0 : pollBudgetNanoseconds / 2
+        }
+        if queue.enableNotifications() { return true }
+        sleepingSince = MonotonicDeadline.now()
+        return false
     }
 
     private func markBroken(_ error: VirtqueueError) {
@@ -447,7 +486,7 @@ final class QueueWorker: @unchecked Sendable {
         } else if served == Self.batchLimit {
             more = true
         } else {
-            more = queue.enableNotifications()
+            more = finishBatch(&queue, served: served)
         }
         ring = queue
         return more

@@ -113,7 +113,7 @@ extension VhostUserConnection {
         if let existing = workers[index] {
             worker = existing
         } else {
-            worker = try QueueWorker(queueIndex: index, device: device, memory: memory, logger: logger)
+            worker = try QueueWorker(queueIndex: index, device: device, memory: memory, polling: polling, logger: logger)
             try worker.launch()
             workers[index] = worker
         }

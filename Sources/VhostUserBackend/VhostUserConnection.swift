@@ -33,6 +33,8 @@ final class VhostUserConnection {
 
     let socket: UnixSocket
     let device: any VhostUserDevice
+    /// Passed to every queue worker.
+    let polling: QueuePolling
     let logger: Logger
     let offeredFeatures: VirtioFeatures
 
@@ -54,8 +56,9 @@ final class VhostUserConnection {
 
     private let payloadBuffer: UnsafeMutableRawBufferPointer
 
-    init(socket: UnixSocket, device: any VhostUserDevice, logger: Logger) {
+    init(socket: UnixSocket, device: any VhostUserDevice, polling: QueuePolling = .off, logger: Logger) {
         self.socket = socket
+        self.polling = polling
         self.device = device
         self.logger = logger
         offeredFeatures = device.features.union([.protocolFeatures, .accessPlatform])

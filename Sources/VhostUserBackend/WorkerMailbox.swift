@@ -5,6 +5,12 @@ import VhostSystem
 final class WorkerMailbox: Sendable {
     let wakeup: EventFD
     private let pending = Mutex<[WorkerCommand]>([])
+    /// Set by `post`, cleared by `takeAll`: lets a polling worker notice a command with one
+    /// atomic load instead of a system call.
+    private let posted = Atomic<Bool>(false)
+
+    /// Whether commands wait (a hint: `takeAll` is the truth).
+    var hasCommands: Bool { posted.load(ordering: .acquiring) }
 
     init() throws(SystemError) {
         wakeup = try EventFD(nonBlocking: true)
@@ -25,12 +31,14 @@ final class WorkerMailbox: Sendable {
             }
             commands.append(command)
         }
+        posted.store(true, ordering: .releasing)
         // A full counter still wakes the worker, so the only failure mode is a closed fd.
         try? wakeup.signal()
     }
 
     func takeAll() -> [WorkerCommand] {
-        pending.withLock { commands in
+        posted.store(false, ordering: .releasing)
+        return pending.withLock { commands in
             let taken = commands
             commands.removeAll(keepingCapacity: true)
             return taken

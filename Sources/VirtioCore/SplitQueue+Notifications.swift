@@ -57,6 +57,12 @@ extension SplitQueue {
     /// `avail_event` written by the last `enableNotifications` is left behind as the driver moves
     /// on, so the driver does not kick again until it is re-armed (or 2^16 entries later, which is
     /// merely a spurious kick).
+    /// Whether the driver has made requests available that `popAvailable` has not taken yet:
+    /// one acquire load of avail->idx, for polling without notifications.
+    public var hasPendingAvailable: Bool {
+        RingMemory.loadAcquireUInt16(layout.availableRing, offset: SplitRing.availableIndexOffset) != nextAvailableIndex
+    }
+
     public mutating func disableNotifications() {
         guard !features.contains(.eventIndex) else { return }
         RingMemory.storeUInt16(SplitRing.usedFlagNoNotify, layout.usedRing, offset: SplitRing.usedFlagsOffset)

@@ -47,6 +47,10 @@ struct VhostUserBlkCommand: ParsableCommand {
             help: "Largest ring size accepted; seg_max is derived from it. Match QEMU's queue-size (default 128).")
     var queueSize: Int = 128
 
+    @Option(name: .customLong("poll-us"),
+            help: "Microseconds a queue keeps polling its ring after a batch before sleeping (adaptive; 0: off).")
+    var pollMicroseconds: Int = 50
+
     @Option(name: .customLong("serial"), help: "Serial number returned by GET_ID (at most 20 bytes).")
     var serial: String?
 
@@ -80,6 +84,9 @@ struct VhostUserBlkCommand: ParsableCommand {
         }
         if !(2...VirtioBlkDevice.maximumQueueSize).contains(queueSize) || queueSize & (queueSize - 1) != 0 {
             throw ValidationError("--queue-size must be a power of two between 2 and \(VirtioBlkDevice.maximumQueueSize)")
+        }
+        if !(0...10_000).contains(pollMicroseconds) {
+            throw ValidationError("--poll-us must be between 0 and 10000")
         }
         if let serial, serial.utf8.count > 20 {
             throw ValidationError("--serial is at most 20 bytes")
@@ -147,7 +154,8 @@ struct VhostUserBlkCommand: ParsableCommand {
             "image": "\(image.path)", "bytes": "\(image.size)", "read-only": "\(readOnly)",
             "queues": "\(queues)", "queue-size": "\(queueSize)",
         ])
-        let controlPlane = ControlPlane(listener: listener, socketPath: socketPath, device: device, logger: logger)
+        let controlPlane = ControlPlane(listener: listener, socketPath: socketPath, device: device,
+                                        polling: QueuePolling(maximumNanoseconds: UInt64(pollMicroseconds) * 1_000), logger: logger)
         controlPlane.run()
         logger.notice("stopped")
     }

@@ -74,4 +74,7 @@ uint16_t cvb_load_acquire_u16(const void *address);
 void cvb_store_release_u16(void *address, uint16_t value);
 uint16_t cvb_load_relaxed_u16(const void *address);
 
+// A spin-wait hint (x86 PAUSE, arm64 YIELD): lets the sibling hyperthread run while polling.
+void cvb_cpu_relax(void);
+
 #endif

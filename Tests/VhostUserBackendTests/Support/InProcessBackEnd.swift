@@ -38,7 +38,7 @@ final class InProcessBackEnd {
     private static let alive = Atomic<Int>(0)
 
     init(imageSize: Int = InProcessBackEnd.imageSize, queueCount: Int = InProcessBackEnd.queueCount,
-         queueSize: Int = InProcessBackEnd.queueSize, readOnly: Bool = false) throws {
+         queueSize: Int = InProcessBackEnd.queueSize, readOnly: Bool = false, polling: QueuePolling = .off) throws {
         let others = Self.alive.add(1, ordering: .sequentiallyConsistent).oldValue
         guard others == 0 else {
             Self.alive.subtract(1, ordering: .sequentiallyConsistent)
@@ -56,7 +56,8 @@ final class InProcessBackEnd {
         device = VirtioBlkDevice(image: image, numberOfQueues: queueCount, queueSize: queueSize,
                                  serial: Self.serial, logger: logger)
         let listener = try UnixSocket.listen(path: socketPath)
-        controlPlane = ControlPlane(listener: listener, socketPath: socketPath, device: device, logger: logger)
+        controlPlane = ControlPlane(listener: listener, socketPath: socketPath, device: device, polling: polling,
+                                    logger: logger)
         let plane = UncheckedSendable(controlPlane)
         let finished = self.finished
         thread = try TestThread {
