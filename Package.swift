@@ -50,7 +50,7 @@ let package = Package(
         .target(name: "VhostUserFrontEnd", dependencies: ["VhostSystem", "VhostUserProtocol", "VirtioCore"]),
         // The benchmark front end: workloads on any vhost-user-blk socket, and its command.
         .target(name: "VhostUserBlkBench", dependencies: [
-            "VhostUserFrontEnd", "VhostUserProtocol", "VirtioCore", "VhostSystem",
+            "VhostUserFrontEnd", "VhostUserProtocol", "VirtioCore", "VhostSystem", "IOMMUModel",
             .product(name: "Histogram", package: "hdrhistogram-swift"),
         ]),
         .executableTarget(name: "vhost-user-blk-bench", dependencies: [

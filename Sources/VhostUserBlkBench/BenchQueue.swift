@@ -23,6 +23,9 @@ final class BenchQueue {
     let call: EventFD
     /// Keeps the mapping behind every pointer below alive as long as the queue.
     let ram: GuestRAM
+    /// Added to every guest-physical address the device is given: the IOVA base behind a
+    /// vIOMMU (IOVA = base + guest-physical), 0 without.
+    let addressOffset: UInt64
 
     let descriptorTable: GuestRAM.Allocation
     let availableRing: GuestRAM.Allocation
@@ -48,7 +51,9 @@ final class BenchQueue {
         return rings + slots
     }
 
-    init(index: Int, ram: GuestRAM, size: Int, depth: Int, blockSize: Int, indirect: Bool, eventIndex: Bool) throws(BenchError) {
+    init(index: Int, ram: GuestRAM, size: Int, depth: Int, blockSize: Int, indirect: Bool, eventIndex: Bool,
+         addressOffset: UInt64 = 0) throws(BenchError) {
+        self.addressOffset = addressOffset
         self.index = index
         self.size = size
         self.depth = depth
@@ -79,9 +84,9 @@ final class BenchQueue {
 
     /// Writes every slot's descriptors once; only the data descriptor's WRITE flag changes later.
     private func layOutDescriptors() {
-        let header = headers.guestPhysicalAddress.rawValue
-        let status = statuses.guestPhysicalAddress.rawValue
-        let buffer = data.guestPhysicalAddress.rawValue
+        let header = headers.guestPhysicalAddress.rawValue + addressOffset
+        let status = statuses.guestPhysicalAddress.rawValue + addressOffset
+        let buffer = data.guestPhysicalAddress.rawValue + addressOffset
         for slot in 0..<depth {
             let chain = [
                 SplitDescriptor(address: header + UInt64(16 * slot), length: 16, flags: .next, next: 1),
@@ -92,7 +97,8 @@ final class BenchQueue {
                 for (offset, descriptor) in chain.enumerated() {
                     descriptor.store(to: tables.pointer + 48 * slot + 16 * offset)
                 }
-                SplitDescriptor(address: tables.guestPhysicalAddress.rawValue + UInt64(48 * slot), length: 48, flags: .indirect)
+                SplitDescriptor(address: tables.guestPhysicalAddress.rawValue + addressOffset + UInt64(48 * slot), length: 48,
+                                flags: .indirect)
                     .store(to: descriptorTable.pointer + 16 * slot)
             } else {
                 for (offset, var descriptor) in chain.enumerated() {

@@ -31,6 +31,8 @@ public struct BenchReport: Sendable, Codable, Equatable {
     public var mismatches: Int
     /// Completed requests per queue.
     public var perQueue: [Int]
+    /// IOTLB MISSes the front end answered (`IOMMUMode.onDemand`).
+    public var iotlbMissesAnswered: Int
 
     /// Whether the run saw no I/O error and no mismatch.
     public var clean: Bool { ioErrors == 0 && mismatches == 0 }
@@ -55,6 +57,7 @@ extension BenchReport: CustomStringConvertible {
             "  cpu s: front end \(fixed(frontEndCPUSeconds, 2))"
                 + (backEndCPUSeconds.map { ", back end \(fixed($0, 2))" } ?? ""),
         ]
+        if workload.iommu != .off { lines.append("  IOTLB misses answered: \(iotlbMissesAnswered)") }
         if perQueue.count > 1 { lines.append("  per queue: \(perQueue.map(String.init).joined(separator: ", "))") }
         if workload.verify || !clean { lines.append("  I/O errors \(ioErrors), verify mismatches \(mismatches)") }
         return lines.joined(separator: "\n")

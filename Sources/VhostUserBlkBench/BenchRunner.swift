@@ -33,6 +33,7 @@ public struct BenchRunner: Sendable {
 
         let cpuBefore = CPUTime.ofThisProcess()
         let backEndBefore = backEndPID.flatMap(CPUTime.ofProcess)
+        connection.missResponder?.start()
         let started = MonotonicDeadline.now()
         let group = DispatchGroup()
         for runner in runners {
@@ -62,6 +63,9 @@ public struct BenchRunner: Sendable {
         let cpu = CPUTime.ofThisProcess() - cpuBefore
         let backEndCPU = backEndBefore.flatMap { before in backEndPID.flatMap(CPUTime.ofProcess).map { $0 - before } }
 
+        connection.missResponder?.stop()
+        // The responder's failure explains a stall better than the stall does.
+        if let failure = connection.missResponder?.failure { throw failure }
         if let failure = runners.compactMap({ $0.result.error }).first { throw failure }
         try connection.stop()
 
@@ -82,6 +86,7 @@ public struct BenchRunner: Sendable {
             frontEndCPUSeconds: cpu, backEndCPUSeconds: backEndCPU,
             ioErrors: runners.reduce(0) { $0 + $1.result.ioErrors },
             mismatches: runners.reduce(0) { $0 + $1.result.mismatches },
-            perQueue: runners.map { $0.result.reads + $0.result.writes })
+            perQueue: runners.map { $0.result.reads + $0.result.writes },
+            iotlbMissesAnswered: connection.missResponder?.missesAnswered ?? 0)
     }
 }

@@ -25,6 +25,8 @@ public struct Workload: Sendable, Equatable, Codable {
     public var queueSize: Int = 128
     /// Bytes of the device the requests touch, from offset 0; nil for the whole device.
     public var span: UInt64?
+    /// Play a guest behind a vIOMMU: IOVAs everywhere (needs ACCESS_PLATFORM, BACKEND_REQ).
+    public var iommu: IOMMUMode = .off
     /// Seeds offsets and verify patterns, so a run can be repeated.
     public var seed: UInt64 = 1
 
@@ -67,6 +69,7 @@ public struct Workload: Sendable, Equatable, Codable {
         case .requests(let count): "\(count) requests"
         }
         return "\(kind) bs=\(blockSize) qd=\(queueDepth) queues=\(queueCount) \(completion.rawValue)"
-            + (indirect ? " indirect" : "") + (verify ? "" : " \(limitText)")
+            + (indirect ? " indirect" : "") + (iommu == .off ? "" : " iommu=\(iommu.rawValue)")
+            + (verify ? "" : " \(limitText)")
     }
 }

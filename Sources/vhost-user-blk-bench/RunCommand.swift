@@ -56,6 +56,9 @@ struct RunCommand: ParsableCommand {
     @Flag(help: "Put each request in an indirect descriptor table (needs INDIRECT_DESC).")
     var indirect = false
 
+    @Option(help: "off, premapped (all guest RAM mapped by one IOTLB UPDATE) or on-demand (buffers mapped when the back end sends MISS): play a guest behind a vIOMMU.")
+    var iommu: String = "off"
+
     @Option(help: "Virtqueue size.")
     var queueSize: Int = 128
 
@@ -105,6 +108,10 @@ struct RunCommand: ParsableCommand {
         workload.eventIndex = eventIdx
         workload.indirect = indirect
         workload.queueSize = queueSize
+        guard let mode = IOMMUMode(rawValue: iommu) else {
+            throw ValidationError("--iommu must be off, premapped or on-demand, not '\(iommu)'")
+        }
+        workload.iommu = mode
         if let size {
             guard let span = ByteSize.parse(size) else { throw ValidationError("--size '\(size)' is not a size") }
             workload.span = span

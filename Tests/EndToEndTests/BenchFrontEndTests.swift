@@ -138,6 +138,57 @@ struct BenchFrontEndTests {
         #expect(verify.ioErrors == 0 && verify.mismatches == 256)
     }
 
+    @Test("behind a vIOMMU: buffers on demand through MISS, or premapped; the data is exact either way",
+          arguments: [IOMMUMode.onDemand, .premapped])
+    func throughTheVIOMMU(_ mode: IOMMUMode) throws {
+        let daemon = try Daemon(extra: ["--num-queues=2"])
+        var workload = Workload()
+        workload.iommu = mode
+        workload.verify = true
+        workload.queueCount = 2
+        workload.queueDepth = 8
+        workload.span = 4 << 20
+        let report = try BenchRunner(socketPath: daemon.socket, workload: workload).run()
+        #expect(report.clean, "\(report)")
+        #expect(report.writes == 1024 && report.reads == 1024)
+        if mode == .onDemand {
+            // Each slot's buffer page missed once (2 queues × 8 slots), no more: pages stay mapped.
+            #expect(report.iotlbMissesAnswered == 16)
+        } else {
+            #expect(report.iotlbMissesAnswered == 0)
+        }
+    }
+
+    /// The same front end, unchanged, against the reference back end.
+    @Test("works unchanged against qemu-storage-daemon; asking it for a vIOMMU is a clear refusal")
+    func againstQemuStorageDaemon() throws {
+        let scratch = try H.Scratch()
+        let image = scratch.path("disk.img")
+        try H.makeImage(at: image, size: 16 << 20)
+        let socket = scratch.path("qsd.sock")
+        let qsd = try BackEndProcess(
+            arguments: ComparedBackEnd.qemuStorageDaemon.arguments(
+                executable: "/usr/bin/qemu-storage-daemon", socket: socket, disk: .image(path: image), queues: 2),
+            socket: socket, logPath: scratch.path("qsd.log"))
+        defer { qsd.stop() }
+        var workload = Workload()
+        workload.verify = true
+        workload.queueCount = 2
+        let verified = try BenchRunner(socketPath: socket, workload: workload).run()
+        #expect(verified.clean && verified.reads == 4096 && verified.writes == 4096, "\(verified)")
+        workload.verify = false
+        workload.mix = .mixed(readPercent: 70)
+        workload.limit = .requests(5_000)
+        workload.completion = .polling
+        let mixed = try BenchRunner(socketPath: socket, workload: workload, backEndPID: qsd.pid).run()
+        #expect(mixed.requests == 5_000 && mixed.ioErrors == 0)
+        #expect(mixed.backEndCPUSeconds != nil)
+        workload.iommu = .premapped
+        #expect(throws: BenchError.protocolFailure(.notOffered(.virtioFeature(.accessPlatform)))) {
+            try BenchRunner(socketPath: socket, workload: workload).run()
+        }
+    }
+
     @Test("the command prints JSON a program can read, and refuses bad arguments with a reason")
     func commandLine() throws {
         let daemon = try Daemon()

@@ -77,7 +77,7 @@ struct ReportingTests {
             BenchReport(label: label, workload: Workload(), summary: "", device: BlockDeviceInfo(capacityBytes: 1, logicalBlockSize: 512, queueCount: 1, readOnly: false),
                         elapsedSeconds: 1, requests: Int(iops), reads: Int(iops), writes: 0, iops: iops, mebibytesPerSecond: 0,
                         latency: .init(p50: 1, p99: 2, p999: 3, max: 4, mean: 1), frontEndCPUSeconds: 0, backEndCPUSeconds: 0.5,
-                        ioErrors: 0, mismatches: 0, perQueue: [Int(iops)])
+                        ioErrors: 0, mismatches: 0, perQueue: [Int(iops)], iotlbMissesAnswered: 0)
         }
         let row = BackEndComparison.Row(
             comparisonCase: ComparisonCase(name: "4k randread QD32", workload: Workload(), nullDisk: false),
