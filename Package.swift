@@ -54,7 +54,7 @@ let package = Package(
             .product(name: "Histogram", package: "hdrhistogram-swift"),
         ]),
         .executableTarget(name: "vhost-user-blk-bench", dependencies: [
-            "VhostUserBlkBench",
+            "VhostUserBlkBench", "VhostSystem",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "vhost-user-blk", dependencies: [

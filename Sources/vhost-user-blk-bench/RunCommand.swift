@@ -3,6 +3,7 @@ import Glibc
 #endif
 import ArgumentParser
 import Foundation
+import VhostSystem
 import VhostUserBlkBench
 
 /// `vhost-user-blk-bench run`: one workload against one socket.

@@ -76,7 +76,7 @@ struct VhostUserBlkCommand: ParsableCommand {
         if (blockFile == nil) == (nullSize == nil) {
             throw ValidationError("exactly one of --blk-file and --null-size is required")
         }
-        if let nullSize, Self.parseSize(nullSize) == nil {
+        if let nullSize, ByteSize.parse(nullSize) == nil {
             throw ValidationError("--null-size '\(nullSize)' is not a size (bytes, or with k, m, g, t)")
         }
         if let numberOfQueues, !(1...VirtioBlkDevice.maximumQueues).contains(numberOfQueues) {
@@ -114,7 +114,7 @@ struct VhostUserBlkCommand: ParsableCommand {
             if let blockFile {
                 image = try BlockImage(path: blockFile, readOnly: readOnly)
             } else {
-                image = try BlockImage(nullSize: nullSize.flatMap(Self.parseSize) ?? 0, readOnly: readOnly)
+                image = try BlockImage(nullSize: nullSize.flatMap(ByteSize.parse) ?? 0, readOnly: readOnly)
             }
         } catch {
             logger.critical("\(error)")
@@ -169,16 +169,6 @@ struct VhostUserBlkCommand: ParsableCommand {
         sigaddset(&set, SIGTERM)
         pthread_sigmask(SIG_UNBLOCK, &set, nil)
         signal(SIGPIPE, SIG_IGN)
-    }
-
-    /// Bytes, or a number with a k, m, g or t suffix (powers of 1024).
-    static func parseSize(_ text: String) -> UInt64? {
-        let units: [Character: UInt64] = ["k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40]
-        guard let last = text.lowercased().last else { return nil }
-        let multiplier = units[last] ?? 1
-        guard let value = UInt64(multiplier == 1 ? Substring(text) : text.dropLast()) else { return nil }
-        let (bytes, overflow) = value.multipliedReportingOverflow(by: multiplier)
-        return overflow ? nil : bytes
     }
 
     /// The image's file name, cut to the 20 bytes GET_ID carries.

@@ -1,9 +1,9 @@
-/// Parses sizes as fio writes them: 4096, 4k, 64K, 1m, 2G (powers of 1024).
-enum ByteSize {
-    static func parse(_ text: String) -> UInt64? {
+/// Sizes as command lines write them: 4096, 4k, 64K, 1m, 2G, 1t (powers of 1024).
+public enum ByteSize {
+    /// The number of bytes, or nil for text that is not a size or overflows 64 bits.
+    public static func parse(_ text: String) -> UInt64? {
         guard let last = text.last else { return nil }
         let multiplier: UInt64
-        var digits = Substring(text)
         switch last {
         case "k", "K": multiplier = 1 << 10
         case "m", "M": multiplier = 1 << 20
@@ -11,8 +11,7 @@ enum ByteSize {
         case "t", "T": multiplier = 1 << 40
         default: multiplier = 1
         }
-        if multiplier != 1 { digits = digits.dropLast() }
-        guard let value = UInt64(digits) else { return nil }
+        guard let value = UInt64(multiplier == 1 ? Substring(text) : text.dropLast()) else { return nil }
         let (bytes, overflow) = value.multipliedReportingOverflow(by: multiplier)
         return overflow ? nil : bytes
     }
