@@ -59,7 +59,6 @@ let package = Package(
         ]),
         .executableTarget(name: "vhost-user-blk", dependencies: [
             "VirtioBlk", "VhostUserBackend", "VhostSystem",
-            .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         // Helpers shared by the test targets (threads, the malloc tracer).

@@ -14,7 +14,7 @@ usage() {
 	cat <<EOF
 usage: $(basename "$0") [--backend qsd | --daemon PATH] [--timeout SECONDS]
 
-Builds vhost-user-blk (swift build -c release) and the test guest, creates a
+Builds vhost-user-blk (static release build) and the test guest, creates a
 temporary 64 MiB image, boots a guest attached to it through the daemon,
 writes a known pattern at a few offsets with O_DIRECT, reads it back,
 compares, prints md5sums and the disk size, flushes, then checks from the
@@ -59,10 +59,10 @@ done
 demo_started=$(now_us)
 if [ ${#backend[@]} -eq 0 ]; then
 	command -v swift >/dev/null || die "swift is not on PATH; install Swift or use --backend qsd"
-	log "building vhost-user-blk (swift build -c release)"
-	(cd "$repo" && swift build -c release --product vhost-user-blk) >&2 ||
+	log "building vhost-user-blk (swift build -c release --static-swift-stdlib)"
+	(cd "$repo" && swift build -c release --static-swift-stdlib --product vhost-user-blk) >&2 ||
 		die "swift build failed"
-	daemon="$(cd "$repo" && swift build -c release --show-bin-path)/vhost-user-blk"
+	daemon="$(cd "$repo" && swift build -c release --static-swift-stdlib --show-bin-path)/vhost-user-blk"
 	[ -x "$daemon" ] || die "the build left no $daemon"
 	backend=(--daemon "$daemon") backend_name=$daemon
 fi

@@ -32,6 +32,15 @@ struct DaemonCommandLineTests {
 
     /// The "back-end program conventions" of QEMU's vhost-user spec: a JSON object of type
     /// "block" with the features "read-only" and "blk-file".
+    @Test func helpListsEveryOption() throws {
+        let finished = try Self.runDaemon(["--help"])
+        #expect(finished.status == 0)
+        for option in ["--socket-path", "--fd", "--print-capabilities", "--blk-file", "--null-size", "--read-only",
+                       "--num-queues", "--queue-size", "--poll-us", "--serial", "--log-level"] {
+            #expect(finished.output.contains(option), "\(option)")
+        }
+    }
+
     @Test func printCapabilitiesPrintsTheSpecJSON() throws {
         let finished = try Self.runDaemon(["--print-capabilities"])
         #expect(finished.status == 0)
@@ -60,10 +69,15 @@ struct DaemonCommandLineTests {
         (["--socket-path=/tmp/a.sock", "--blk-file=/tmp/x.img", "--queue-size=100"], "--queue-size must be a power of two"),
         (["--socket-path=/tmp/a.sock", "--blk-file=/tmp/x.img", "--num-queues=0"], "--num-queues must be between"),
         (["--socket-path=/tmp/a.sock", "--blk-file=/tmp/x.img", "--log-level=loud"], "--log-level must be one of"),
+        (["--socket-path=/tmp/a.sock", "--blk-file=/tmp/x.img", "--bogus"], "unknown option '--bogus'"),
+        (["--socket-path"], "--socket-path needs a value"),
+        (["--fd=abc", "--blk-file=/tmp/x.img"], "--fd 'abc' is not a number"),
+        (["--socket-path=/tmp/a.sock", "--blk-file=/tmp/x.img", "--read-only=yes"], "--read-only takes no value"),
+        (["--socket-path=/tmp/a.sock", "--blk-file=/tmp/x.img", "--poll-us=-1"], "--poll-us must be between 0 and 10000"),
     ])
     func badCommandLinesAreRefusedWithAReason(arguments: [String], reason: String) throws {
         let finished = try Self.runDaemon(arguments)
-        #expect(finished.status != 0)
+        #expect(finished.status == 64)  // EX_USAGE
         #expect(finished.output.contains(reason), "\(finished.output)")
     }
 

@@ -1,0 +1,129 @@
+import Logging
+import VhostSystem
+import VirtioBlk
+
+/// The daemon's command line, following the "back-end program conventions" of QEMU's
+/// docs/interop/vhost-user.rst (--socket-path, --fd, --print-capabilities, --blk-file,
+/// --read-only). Parsed by hand: swift-argument-parser pulled FoundationEssentials and its
+/// reflection into the daemon, about 2 MiB of resident memory for eleven options.
+struct DaemonOptions: Equatable {
+    var socketPath: String?
+    var inheritedDescriptor: Int32?
+    var printCapabilities = false
+    var help = false
+    var blockFile: String?
+    var nullSize: UInt64?
+    var readOnly = false
+    var numberOfQueues: Int?
+    var queueSize = 128
+    var pollMicroseconds = 50
+    var serial: String?
+    var logLevel = Logger.Level.notice
+
+    static let usage = """
+        usage: vhost-user-blk (--socket-path=PATH | --fd=FD) (--blk-file=PATH | --null-size=SIZE) [options]
+               vhost-user-blk --print-capabilities
+
+        Serve a disk image to a QEMU guest as a vhost-user-blk device.
+
+        options:
+          --socket-path=PATH      listen on this Unix socket path
+          --fd=FD                 use this inherited, already listening Unix socket descriptor
+          --print-capabilities    print the back end's capabilities as JSON and exit
+          --blk-file=PATH         the disk image: a regular file or a block device
+          --null-size=SIZE        instead of --blk-file: a null disk of SIZE bytes (4096, 64k, 1g)
+                                  that stores nothing, for benchmarks
+          --read-only             offer a read-only disk (VIRTIO_BLK_F_RO); writes fail
+          --num-queues=N          maximum number of request queues (default: online CPUs)
+          --queue-size=N          largest ring size accepted; seg_max is derived from it.
+                                  Match QEMU's queue-size (default 128)
+          --poll-us=N             microseconds a queue keeps polling its ring after a batch
+                                  before sleeping (adaptive; 0: off; default 50)
+          --serial=TEXT           serial number returned by GET_ID (at most 20 bytes)
+          --log-level=LEVEL       trace, debug, info, notice, warning, error or critical
+          -h, --help              show this help
+
+        example:
+          vhost-user-blk --socket-path=/tmp/vhost-blk.sock --blk-file=disk.img --num-queues=4
+          qemu-system-x86_64 ... -object memory-backend-memfd,id=mem,size=512M,share=on \\
+            -numa node,memdev=mem -chardev socket,id=c0,path=/tmp/vhost-blk.sock \\
+            -device vhost-user-blk-pci,chardev=c0,num-queues=4
+        """
+
+    /// Parses `arguments` (without the program name): `--name=value` or `--name value`.
+    static func parse(_ arguments: [String]) throws(UsageError) -> DaemonOptions {
+        var options = DaemonOptions()
+        var remaining = arguments[...]
+        while let argument = remaining.popFirst() {
+            let name: String
+            var inlineValue: String?
+            if let equals = argument.firstIndex(of: "=") {
+                name = String(argument[..<equals])
+                inlineValue = String(argument[argument.index(after: equals)...])
+            } else {
+                name = argument
+            }
+            func value() throws(UsageError) -> String {
+                if let inlineValue { return inlineValue }
+                guard let next = remaining.popFirst() else { throw UsageError("\(name) needs a value") }
+                return next
+            }
+            func number<T: FixedWidthInteger>(_ type: T.Type) throws(UsageError) -> T {
+                let text = try value()
+                guard let parsed = T(text) else { throw UsageError("\(name) '\(text)' is not a number") }
+                return parsed
+            }
+            func flag() throws(UsageError) {
+                if inlineValue != nil { throw UsageError("\(name) takes no value") }
+            }
+            switch name {
+            case "--socket-path": options.socketPath = try value()
+            case "--fd": options.inheritedDescriptor = try number(Int32.self)
+            case "--print-capabilities": try flag(); options.printCapabilities = true
+            case "--blk-file": options.blockFile = try value()
+            case "--null-size":
+                let text = try value()
+                guard let bytes = ByteSize.parse(text) else {
+                    throw UsageError("--null-size '\(text)' is not a size (bytes, or with k, m, g, t)")
+                }
+                options.nullSize = bytes
+            case "--read-only": try flag(); options.readOnly = true
+            case "--num-queues": options.numberOfQueues = try number(Int.self)
+            case "--queue-size": options.queueSize = try number(Int.self)
+            case "--poll-us": options.pollMicroseconds = try number(Int.self)
+            case "--serial": options.serial = try value()
+            case "--log-level":
+                let text = try value()
+                guard let level = Logger.Level(rawValue: text) else {
+                    throw UsageError("--log-level must be one of: \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", "))")
+                }
+                options.logLevel = level
+            case "-h", "--help": options.help = true
+            default: throw UsageError("unknown option '\(argument)'")
+            }
+        }
+        if !options.help && !options.printCapabilities { try options.validate() }
+        return options
+    }
+
+    private func validate() throws(UsageError) {
+        if (socketPath == nil) == (inheritedDescriptor == nil) {
+            throw UsageError("exactly one of --socket-path and --fd is required")
+        }
+        if (blockFile == nil) == (nullSize == nil) {
+            throw UsageError("exactly one of --blk-file and --null-size is required")
+        }
+        if let numberOfQueues, !(1...VirtioBlkDevice.maximumQueues).contains(numberOfQueues) {
+            throw UsageError("--num-queues must be between 1 and \(VirtioBlkDevice.maximumQueues)")
+        }
+        if !(2...VirtioBlkDevice.maximumQueueSize).contains(queueSize) || queueSize & (queueSize - 1) != 0 {
+            throw UsageError("--queue-size must be a power of two between 2 and \(VirtioBlkDevice.maximumQueueSize)")
+        }
+        if !(0...10_000).contains(pollMicroseconds) {
+            throw UsageError("--poll-us must be between 0 and 10000")
+        }
+        if let serial, serial.utf8.count > 20 {
+            throw UsageError("--serial is at most 20 bytes")
+        }
+    }
+}

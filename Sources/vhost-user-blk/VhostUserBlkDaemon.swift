@@ -1,0 +1,110 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Logging
+import VhostSystem
+import VhostUserBackend
+import VirtioBlk
+
+/// The vhost-user-blk daemon: opens the disk, listens, drops privileges, serves until SIGINT
+/// or SIGTERM. `main.swift` parses the command line (`DaemonOptions`) and calls `run`.
+struct VhostUserBlkDaemon {
+    let options: DaemonOptions
+
+    /// The capability document of the spec's "back-end program conventions".
+    static let capabilitiesJSON = """
+        {
+          "type": "block",
+          "features": [
+            "read-only",
+            "blk-file"
+          ]
+        }
+        """
+
+    /// Returns the process exit status.
+    func run() -> Int32 {
+        if options.printCapabilities {
+            print(Self.capabilitiesJSON)
+            return 0
+        }
+        let level = options.logLevel
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "vhost-user-blk")
+        Self.prepareSignals()
+        let image: BlockImage
+        do {
+            if let blockFile = options.blockFile {
+                image = try BlockImage(path: blockFile, readOnly: options.readOnly)
+            } else {
+                image = try BlockImage(nullSize: options.nullSize ?? 0, readOnly: options.readOnly)
+            }
+        } catch {
+            logger.critical("\(error)")
+            return 1
+        }
+        let queues = options.numberOfQueues ?? max(1, min(Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))), VirtioBlkDevice.maximumQueues))
+        let device = VirtioBlkDevice(image: image, numberOfQueues: queues, queueSize: options.queueSize,
+                                     serial: options.serial ?? Self.defaultSerial(for: image.path), logger: logger)
+
+        let listener: UnixSocket
+        do {
+            if let socketPath = options.socketPath {
+                listener = try UnixSocket.listen(path: socketPath)
+            } else {
+                let inherited = options.inheritedDescriptor ?? -1
+                guard fcntl(inherited, F_GETFD) >= 0 else {
+                    logger.critical("--fd=\(inherited) is not an open descriptor")
+                    return 1
+                }
+                listener = UnixSocket(adopting: OwnedFileDescriptor(adopting: inherited))
+            }
+        } catch {
+            logger.critical("cannot listen: \(error)")
+            return 1
+        }
+
+        // Everything privileged is done: the socket is bound and the image is open.
+        do {
+            let holding = try Privileges.dropAll()
+            logger.info("capabilities dropped", metadata: ["holding": "\(holding)"])
+        } catch {
+            logger.critical("\(error)")
+            return 1
+        }
+
+        logger.notice("serving", metadata: [
+            "image": "\(image.path)", "bytes": "\(image.size)", "read-only": "\(options.readOnly)",
+            "queues": "\(queues)", "queue-size": "\(options.queueSize)", "poll-us": "\(options.pollMicroseconds)",
+        ])
+        let controlPlane = ControlPlane(
+            listener: listener, socketPath: options.socketPath, device: device,
+            polling: QueuePolling(maximumNanoseconds: UInt64(options.pollMicroseconds) * 1_000), logger: logger)
+        controlPlane.run()
+        logger.notice("stopped")
+        return 0
+    }
+
+    /// A parent may start us with signals blocked (posix_spawn keeps the spawning thread's mask):
+    /// SIGINT and SIGTERM must reach GLib's handlers. A closed socket must give EPIPE, not kill us.
+    static func prepareSignals() {
+        var set = sigset_t()
+        sigemptyset(&set)
+        sigaddset(&set, SIGINT)
+        sigaddset(&set, SIGTERM)
+        pthread_sigmask(SIG_UNBLOCK, &set, nil)
+        signal(SIGPIPE, SIG_IGN)
+    }
+
+    /// The image's file name, cut to the 20 bytes GET_ID carries.
+    static func defaultSerial(for path: String) -> String {
+        let name = path.split(separator: "/").last.map(String.init) ?? path
+        var bytes = Array(name.utf8.prefix(20))
+        while String(validating: bytes, as: UTF8.self) == nil && !bytes.isEmpty { bytes.removeLast() }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+}
