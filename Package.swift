@@ -11,6 +11,7 @@ let package = Package(
         .executable(name: "vhost-user-blk-bench", targets: ["vhost-user-blk-bench"]),
         .library(name: "VhostUserBackend", targets: ["VhostUserBackend"]),
         .library(name: "VhostUserFrontEnd", targets: ["VhostUserFrontEnd"]),
+        .library(name: "VhostUserBlkBench", targets: ["VhostUserBlkBench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
