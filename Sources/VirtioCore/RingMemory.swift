@@ -69,4 +69,12 @@ public enum RingMemory {
     public static func fullFence() {
         cvb_fence_seq_cst()
     }
+
+    /// A release fence: earlier stores are not reordered after later ones (by the compiler or
+    /// the CPU). Orders the steps of the inflight log so that a crash between two of them
+    /// leaves one of the states `SplitInflightRegion.recover` repairs.
+    @inline(__always)
+    public static func releaseFence() {
+        cvb_fence_release()
+    }
 }
