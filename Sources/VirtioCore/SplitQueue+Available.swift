@@ -19,9 +19,20 @@ extension SplitQueue {
     ) throws(VirtqueueError) -> DescriptorChain? {
         if let brokenReason { throw brokenReason }
         do throws(VirtqueueError) {
+            // Requests a previous instance fetched and never completed come first, in the
+            // order it fetched them; they are already counted in nextAvailableIndex.
+            if let log = inflight, log.resubmitted < log.resubmit.count {
+                let head = log.resubmit[log.resubmitted]
+                log.resubmitted += 1
+                return try walkChain(head: head, translator: translator)
+            }
             guard let head = try nextAvailableHead() else { return nil }
             let chain = try walkChain(head: head, translator: translator)
             nextAvailableIndex &+= 1
+            if let log = inflight {
+                log.region.recordFetch(head: head, counter: log.nextCounter)
+                log.nextCounter &+= 1
+            }
             return chain
         } catch {
             if error.consequence == .queueBroken { brokenReason = error }

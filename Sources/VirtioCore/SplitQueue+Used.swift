@@ -13,6 +13,11 @@ extension SplitQueue {
         RingMemory.storeUInt32(UInt32(head), layout.usedRing, offset: element)
         RingMemory.storeUInt32(writtenLength, layout.usedRing, offset: element + 4)
         pendingUsedIndex &+= 1
+        if let log = inflight, log.batchCount < log.batch.count {
+            log.region.linkIntoBatch(head: head)
+            log.batch[log.batchCount] = head
+            log.batchCount += 1
+        }
     }
 
     /// Makes every element pushed since the last call visible to the driver by storing used->idx.
@@ -22,6 +27,12 @@ extension SplitQueue {
         // the buffers, become visible to the driver no later than the new index.
         RingMemory.storeReleaseUInt16(pendingUsedIndex, layout.usedRing, offset: SplitRing.usedIndexOffset)
         usedIndex = pendingUsedIndex
+        // The driver can see the batch: its heads are no longer in flight.
+        if let log = inflight {
+            for index in 0..<log.batchCount { log.region.clearInflight(head: log.batch[index]) }
+            log.batchCount = 0
+            log.region.storeUsedIndex(usedIndex)
+        }
     }
 
     /// Elements pushed but not yet published.

@@ -30,6 +30,8 @@ public struct SplitQueue {
     /// published before this queue object existed (a reconnect), so the first one notifies.
     var signalledUsedIndexValid = false
     let storage: SegmentStorage
+    /// The inflight log (INFLIGHT_SHMFD), when the front end gave us an area.
+    var inflight: InflightLog?
     let ringMask: UInt16
     /// Most buffer descriptors one chain may have (direct and indirect together), which also
     /// bounds the walk so loops end: the queue size, or more when the device advertises it.
