@@ -43,6 +43,8 @@ int cvb_memfd_create(const char *name, unsigned int flags) {
 
 int cvb_memfd_add_seals(int fd, int seals) { return fcntl(fd, F_ADD_SEALS, seals); }
 
+int cvb_memfd_get_seals(int fd) { return fcntl(fd, F_GET_SEALS); }
+
 int cvb_eventfd(unsigned int initval, int flags) { return eventfd(initval, flags); }
 
 int cvb_epoll_create(void) { return epoll_create1(EPOLL_CLOEXEC); }

@@ -19,6 +19,13 @@ public enum MemFD {
         return owner
     }
 
+    /// Whether `descriptor` can never shrink (F_SEAL_SHRINK): a mapping of it cannot lose pages
+    /// under us (which would be SIGBUS on access). False for anything that is not a sealed memfd.
+    public static func cannotShrink(_ descriptor: OwnedFileDescriptor) -> Bool {
+        let seals = cvb_memfd_get_seals(descriptor.rawValue)
+        return seals >= 0 && seals & CVB_F_SEAL_SHRINK != 0
+    }
+
     /// Forbids growing, shrinking and further sealing: the size the receiver maps is final.
     public static func sealSize(_ descriptor: OwnedFileDescriptor) throws(SystemError) {
         _ = try retryingInterrupts("fcntl(F_ADD_SEALS)") {

@@ -313,12 +313,47 @@ final class QueueWorker: @unchecked Sendable {
             markBroken(error)
             return
         }
+        attachInflight(configuration)
+        if broken { return }
         if handler == nil {
             handler = device.makeRequestHandler(queueIndex: queueIndex, negotiatedFeatures: configuration.features)
         }
         watchKick(configuration)
         // The driver may have queued requests (and kicked) before the ring started.
         workPending = !broken
+    }
+
+    /// With an inflight area, the ring logs into its region: recovery first (what a previous
+    /// instance left in flight is served before new requests), then every fetch and completion.
+    /// A region that breaks the layout's rules stops the queue, as a broken ring does.
+    private func attachInflight(_ configuration: RingStartConfiguration) {
+        guard let area = configuration.inflight, var queue = ring else { return }
+        guard let (region, bytes) = area.region(queue: queueIndex) else {
+            broken = true
+            logger.error("the inflight area covers fewer queues than this one; queue stopped",
+                         metadata: ["area-queues": "\(area.queueCount)"])
+            try? errorNotifier?.signal()
+            return
+        }
+        guard region.queueSize == queue.queueSize else {
+            broken = true
+            logger.error("the inflight area's queue size differs from the ring's; queue stopped",
+                         metadata: ["area": "\(region.queueSize)", "ring": "\(queue.queueSize)"])
+            try? errorNotifier?.signal()
+            return
+        }
+        do throws(InflightError) {
+            let recovery = try queue.attachInflightRegion(region, regionBytes: bytes)
+            ring = queue
+            if !recovery.resubmit.isEmpty {
+                logger.notice("resubmitting requests a previous instance left in flight",
+                              metadata: ["count": "\(recovery.resubmit.count)", "next-available": "\(recovery.nextAvailableIndex)"])
+            }
+        } catch {
+            broken = true
+            logger.error("the inflight area is malformed; queue stopped", metadata: ["error": "\(error)"])
+            try? errorNotifier?.signal()
+        }
     }
 
     private func watchKick(_ configuration: RingStartConfiguration) {
@@ -388,6 +423,8 @@ final class QueueWorker: @unchecked Sendable {
                                   features: SplitQueue.Features(negotiatedFeatures: configuration.features.rawValue),
                                   nextAvailableIndex: configuration.nextAvailableIndex,
                                   maximumChainLength: device.maximumQueueSize)
+                attachInflight(configuration)
+                if broken { return }
             }
             ringMapped = true
         } catch {

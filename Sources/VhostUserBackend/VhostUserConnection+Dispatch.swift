@@ -30,9 +30,11 @@ extension VhostUserConnection {
         case .resetDevice: try resetDevice(); return nil
         case .setBackendReqFd: try setBackendChannel(descriptors: descriptors); return nil
         case .iotlbMsg(let iotlbMessage): return try answerIOTLBMessage(iotlbMessage)
+        case .getInflightFd(let request): return try getInflightFD(request)
+        case .setInflightFd(let request): try setInflightFD(request, descriptors: descriptors); return nil
         case .setLogBase, .setLogFd, .sendRarp, .netSetMtu, .setVringEndian,
              .createCryptoSession, .closeCryptoSession, .postcopyAdvise, .postcopyListen, .postcopyEnd,
-             .getInflightFd, .setInflightFd, .gpuSetSocket, .vringKick, .setStatus, .getStatus,
+             .gpuSetSocket, .vringKick, .setStatus, .getStatus,
              .getSharedObject, .setDeviceStateFd, .checkDeviceState, .getShmemConfig:
             // None of these is offered; the decoder's feature gates normally refuse them first.
             throw .unsupportedRequest(message.request)

@@ -121,7 +121,7 @@ extension VhostUserConnection {
             size: size, descriptorTable: descriptorTable, availableRing: availableRing, usedRing: usedRing,
             nextAvailableIndex: setup.nextAvailableIndex, features: negotiatedFeatures, kick: kick,
             call: setup.call, error: setup.error, enabled: setup.enabled, memory: memory,
-            iotlb: usesIOVAs ? iotlb : nil, backendChannel: usesIOVAs ? backendChannel : nil)))
+            iotlb: usesIOVAs ? iotlb : nil, backendChannel: usesIOVAs ? backendChannel : nil, inflight: inflightArea)))
         vrings[index].started = true
     }
 

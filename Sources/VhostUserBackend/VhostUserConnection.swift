@@ -24,7 +24,7 @@ final class VhostUserConnection {
     /// GET_VRING_BASE) nor INBAND_NOTIFICATIONS (QEMU implements none): see docs/protocol.md.
     /// BACKEND_REQ and REPLY_ACK go with ACCESS_PLATFORM (QEMU 7.2 refuses bit 33 without them).
     static let offeredProtocolFeatures: ProtocolFeatures = [
-        .multiQueue, .replyAck, .backendReq, .config, .configureMemSlots, .resetDevice,
+        .multiQueue, .replyAck, .backendReq, .config, .configureMemSlots, .resetDevice, .inflightShmfd,
     ]
 
     /// The most IOTLB entries a front end can make the back end keep (the kernel vhost's
@@ -51,6 +51,13 @@ final class VhostUserConnection {
     /// faster structure, docs/iommu.md "Measurements"), falling back to the IOTLB.
     var iotlb = IOPageTableMirror(iotlbEntryLimit: VhostUserConnection.iotlbEntryLimit, preallocatedTables: 4)
     var backendChannel: BackendChannel?
+    // INFLIGHT_SHMFD: this connection's export file (a sealed sparse memfd) and the cookie
+    // table that places areas in it; the area in use; the descriptor the next reply carries.
+    var exportFile: OwnedFileDescriptor?
+    var exportCookies: MmapCookieTable?
+    var exportCount: UInt64 = 0
+    var inflightArea: InflightArea?
+    var pendingReplyDescriptor: Int32?
     var iotlbUpdates = 0
     var iotlbInvalidations = 0
 
@@ -172,8 +179,11 @@ final class VhostUserConnection {
         } else {
             return
         }
+        // GET_INFLIGHT_FD's reply carries the export file; nothing else carries a descriptor.
+        let descriptors = pendingReplyDescriptor.map { [$0] } ?? []
+        pendingReplyDescriptor = nil
         do {
-            try socket.send(bytes)
+            try socket.send(bytes, descriptors: descriptors)
         } catch {
             throw .connection(error)
         }

@@ -21,6 +21,8 @@ struct RingStartConfiguration: Sendable {
     /// descriptor address are then IOVAs) and the back-end channel to send MISSes on.
     var iotlb: IOPageTableMirror?
     var backendChannel: BackendChannel?
+    /// INFLIGHT_SHMFD: the area whose region for this queue the ring logs into.
+    var inflight: InflightArea?
 }
 
 /// A message from the control plane to a queue worker. Commands are rare (ring set-up and

@@ -16,6 +16,7 @@
 
 int cvb_memfd_create(const char *name, unsigned int flags);
 int cvb_memfd_add_seals(int fd, int seals);
+int cvb_memfd_get_seals(int fd);
 int cvb_eventfd(unsigned int initval, int flags);
 
 int cvb_epoll_create(void);

@@ -1,0 +1,132 @@
+import Testing
+import VhostSystem
+import VhostUserFrontEnd
+import VhostUserProtocol
+import VirtioCore
+
+extension BackEndIntegration {
+    /// INFLIGHT_SHMFD through the protocol: the area QEMU asks for with GET_INFLIGHT_FD, keeps,
+    /// and hands back with SET_INFLIGHT_FD to a back end that restarts after a crash.
+    @Suite("Inflight tracking (INFLIGHT_SHMFD)")
+    struct InflightTests {
+        static let queueSize = InProcessBackEnd.queueSize
+
+        /// GET_INFLIGHT_FD as QEMU 7.2 sends it: the area, its descriptor, mapped here as QEMU does.
+        private func getArea(_ session: FrontEndSession) throws -> (InflightDescription, OwnedFileDescriptor, MemoryMapping) {
+            let request = InflightDescription(mmapSize: 0, mmapOffset: 0, numQueues: UInt16(InProcessBackEnd.queueCount),
+                                              queueSize: UInt16(Self.queueSize))
+            let answer = try #require(try session.exchange(.getInflightFd(request)))
+            guard case .inflight(let area) = answer.reply else {
+                Issue.record("reply \(answer.reply)")
+                throw InflightTestError.noArea
+            }
+            let descriptor = try #require(answer.descriptors.first)
+            let mapping = try MemoryMapping(descriptor: descriptor, offset: area.mmapOffset, length: area.mmapSize)
+            return (area, descriptor, mapping)
+        }
+
+        enum InflightTestError: Error { case noArea }
+
+        @Test("the area is a sealed memfd at a cookie offset, sized for every queue, logged into as requests complete")
+        func areaIsExportedAndUsed() throws {
+            let backEnd = try InProcessBackEnd()
+            defer { backEnd.stop() }
+            let session = try backEnd.connect()
+            let negotiated = try QEMUSequence.connect(session)
+            #expect(negotiated.protocolFeatures.contains(.inflightShmfd))
+            let (area, descriptor, mapping) = try getArea(session)
+            #expect(area.mmapSize == UInt64(2 * SplitInflightRegion.byteCount(queueSize: Self.queueSize)))
+            #expect(area.mmapOffset % 4096 == 0)
+            #expect(MemFD.cannotShrink(descriptor))
+            try session.send(.setInflightFd(area), descriptors: [descriptor.rawValue], needReply: true)
+            let guest = try BlockGuest(eventIndex: negotiated.features.contains(.eventIndex))
+            try QEMUSequence.start(session, guest: guest, features: negotiated.features)
+            #expect(try guest.write(queue: 0, sector: 8, pattern(count: 4096, seed: 61)) == BlockGuest.statusOK)
+            #expect(try guest.write(queue: 1, sector: 16, pattern(count: 4096, seed: 62)) == BlockGuest.statusOK)
+            for queue in 0..<2 {
+                let region = SplitInflightRegion(base: mapping.base + queue * SplitInflightRegion.byteCount(queueSize: Self.queueSize),
+                                                 queueSize: Self.queueSize)
+                #expect(region.version == 1 && Int(region.descriptorCount) == Self.queueSize)
+                #expect(region.usedIndex == 1, "queue \(queue)")
+                #expect((0..<UInt16(Self.queueSize)).allSatisfy { !region.isInflight($0) })
+            }
+        }
+
+        @Test("a restarted back end serves first what the area records in flight, in fetch order, then the ring")
+        func restartResubmitsInFetchOrder() throws {
+            let backEnd = try InProcessBackEnd()
+            defer { backEnd.stop() }
+            let guest: BlockGuest
+            let area: InflightDescription
+            let descriptor: OwnedFileDescriptor
+            let mapping: MemoryMapping
+            let features: VirtioFeatures
+            do {
+                // The first back end instance: one write completes.
+                let session = try backEnd.connect()
+                let negotiated = try QEMUSequence.connect(session)
+                features = negotiated.features
+                (area, descriptor, mapping) = try getArea(session)
+                try session.send(.setInflightFd(area), descriptors: [descriptor.rawValue], needReply: true)
+                guest = try BlockGuest(eventIndex: features.contains(.eventIndex))
+                try QEMUSequence.start(session, guest: guest, features: features)
+                #expect(try guest.write(queue: 0, sector: 0, pattern(count: 512, seed: 70)) == BlockGuest.statusOK)
+            }  // the connection goes away
+            // What the dead instance left: it had fetched B, then A, and completed neither; the
+            // driver has since made C available too.
+            let dataA = pattern(count: 512, seed: 71), dataB = pattern(count: 512, seed: 72), dataC = pattern(count: 512, seed: 73)
+            let a = try guest.submit(queue: 0, type: BlockGuest.RequestType.write.rawValue, sector: 10, outData: dataA, kick: false)
+            let b = try guest.submit(queue: 0, type: BlockGuest.RequestType.write.rawValue, sector: 20, outData: dataB, kick: false)
+            let region = SplitInflightRegion(base: mapping.base, queueSize: Self.queueSize)
+            region.recordFetch(head: b.head, counter: 10)
+            region.recordFetch(head: a.head, counter: 11)
+            let c = try guest.submit(queue: 0, type: BlockGuest.RequestType.write.rawValue, sector: 30, outData: dataC, kick: false)
+
+            // The restarted instance: QEMU hands the area back and restarts the ring at used->idx.
+            let session = try backEnd.connect()
+            _ = try QEMUSequence.connect(session)
+            try session.send(.setInflightFd(area), descriptors: [descriptor.rawValue], needReply: true)
+            try QEMUSequence.start(session, guest: guest, features: features, bases: [1, 0])
+            try guest.kicks[0].signal()
+            let done = try guest.complete([a, b, c])
+            #expect(done.allSatisfy { $0.status == BlockGuest.statusOK })
+            // The used ring, in the order the back end completed them: B, A (resubmitted by fetch
+            // order), then C from the ring.
+            let used = guest.queues[0].usedRing.pointer
+            let order = (1...3).map { RingMemory.loadUInt32(used, offset: SplitRing.usedElementOffset(slot: $0)) }
+            #expect(order == [UInt32(b.head), UInt32(a.head), UInt32(c.head)])
+            #expect(try backEnd.imageBytes(offset: 10 * 512, count: 512) == dataA)
+            #expect(try backEnd.imageBytes(offset: 20 * 512, count: 512) == dataB)
+            #expect(try backEnd.imageBytes(offset: 30 * 512, count: 512) == dataC)
+            #expect(region.usedIndex == 4 && !region.isInflight(a.head) && !region.isInflight(b.head))
+        }
+
+        @Test("an area not sealed against shrinking, too small, or misaligned is refused; the connection stays")
+        func hostileAreas() throws {
+            let backEnd = try InProcessBackEnd()
+            defer { backEnd.stop() }
+            let session = try backEnd.connect()
+            _ = try QEMUSequence.connect(session)
+            let size = UInt64(2 * SplitInflightRegion.byteCount(queueSize: Self.queueSize))
+            let unsealed = try MemFD.create(name: "unsealed", size: 1 << 20)
+            let sealed = try MemFD.create(name: "sealed", size: 1 << 20, allowSealing: true)
+            try MemFD.sealSize(sealed)
+            let cases: [(OwnedFileDescriptor, InflightDescription)] = [
+                (unsealed, InflightDescription(mmapSize: size, mmapOffset: 0, numQueues: 2, queueSize: UInt16(Self.queueSize))),
+                (sealed, InflightDescription(mmapSize: size - 1, mmapOffset: 0, numQueues: 2, queueSize: UInt16(Self.queueSize))),
+                (sealed, InflightDescription(mmapSize: size, mmapOffset: 100, numQueues: 2, queueSize: UInt16(Self.queueSize))),
+                (sealed, InflightDescription(mmapSize: size, mmapOffset: 1 << 20, numQueues: 2, queueSize: UInt16(Self.queueSize))),
+                (sealed, InflightDescription(mmapSize: size, mmapOffset: 0, numQueues: 3, queueSize: UInt16(Self.queueSize))),
+            ]
+            for (descriptor, area) in cases {
+                #expect(throws: FrontEndError.failureAck(request: .setInflightFd, value: 1), "\(area)") {
+                    try session.send(.setInflightFd(area), descriptors: [descriptor.rawValue], needReply: true)
+                }
+            }
+            // Still served: a good area is accepted.
+            try session.send(.setInflightFd(InflightDescription(mmapSize: size, mmapOffset: 4096, numQueues: 2,
+                                                                queueSize: UInt16(Self.queueSize))),
+                             descriptors: [sealed.rawValue], needReply: true)
+        }
+    }
+}
