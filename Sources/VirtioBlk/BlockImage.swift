@@ -22,8 +22,12 @@ public final class BlockImage: Sendable {
     public let isBlockDevice: Bool
     /// A null disk: every request succeeds without touching storage.
     public let isNull: Bool
+    /// Fault injection (`--io-delay-us`): every read and write waits this long first, as slow
+    /// storage would, so tests can catch requests in flight. 0 in normal use.
+    public let ioDelayMicroseconds: UInt32
 
-    public init(path: String, readOnly: Bool) throws(BlockImageError) {
+    public init(path: String, readOnly: Bool, ioDelayMicroseconds: UInt32 = 0) throws(BlockImageError) {
+        self.ioDelayMicroseconds = ioDelayMicroseconds
         self.path = path
         self.readOnly = readOnly
         isNull = false
@@ -58,7 +62,8 @@ public final class BlockImage: Sendable {
 
     /// A null disk of `size` bytes (a positive multiple of 512). Its descriptor is /dev/null,
     /// so the type keeps one owned descriptor whatever the backing.
-    public init(nullSize size: UInt64, readOnly: Bool) throws(BlockImageError) {
+    public init(nullSize size: UInt64, readOnly: Bool, ioDelayMicroseconds: UInt32 = 0) throws(BlockImageError) {
+        self.ioDelayMicroseconds = ioDelayMicroseconds
         path = "null"
         self.readOnly = readOnly
         isNull = true
@@ -137,6 +142,7 @@ public final class BlockImage: Sendable {
     }
 
     private func transfer(_ vectors: UnsafeMutablePointer<iovec>, count: Int, byteCount: Int, offset: UInt64, write: Bool) -> Int32 {
+        if ioDelayMicroseconds > 0 { usleep(ioDelayMicroseconds) }
         if isNull { return 0 }
         var done = 0
         var first = 0

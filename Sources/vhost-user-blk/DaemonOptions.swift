@@ -17,6 +17,7 @@ struct DaemonOptions: Equatable {
     var numberOfQueues: Int?
     var queueSize = 128
     var pollMicroseconds = 50
+    var ioDelayMicroseconds: UInt32 = 0
     var serial: String?
     var logLevel = Logger.Level.notice
 
@@ -39,6 +40,8 @@ struct DaemonOptions: Equatable {
                                   Match QEMU's queue-size (default 128)
           --poll-us=N             microseconds a queue keeps polling its ring after a batch
                                   before sleeping (adaptive; 0: off; default 50)
+          --io-delay-us=N         fault injection for tests: every read and write waits N
+                                  microseconds first, as slow storage would (default 0)
           --serial=TEXT           serial number returned by GET_ID (at most 20 bytes)
           --log-level=LEVEL       trace, debug, info, notice, warning, error or critical
           -h, --help              show this help
@@ -91,6 +94,7 @@ struct DaemonOptions: Equatable {
             case "--num-queues": options.numberOfQueues = try number(Int.self)
             case "--queue-size": options.queueSize = try number(Int.self)
             case "--poll-us": options.pollMicroseconds = try number(Int.self)
+            case "--io-delay-us": options.ioDelayMicroseconds = try number(UInt32.self)
             case "--serial": options.serial = try value()
             case "--log-level":
                 let text = try value()
@@ -121,6 +125,9 @@ struct DaemonOptions: Equatable {
         }
         if !(0...10_000).contains(pollMicroseconds) {
             throw UsageError("--poll-us must be between 0 and 10000")
+        }
+        if ioDelayMicroseconds > 1_000_000 {
+            throw UsageError("--io-delay-us must be at most 1000000")
         }
         if let serial, serial.utf8.count > 20 {
             throw UsageError("--serial is at most 20 bytes")

@@ -39,9 +39,11 @@ struct VhostUserBlkDaemon {
         let image: BlockImage
         do {
             if let blockFile = options.blockFile {
-                image = try BlockImage(path: blockFile, readOnly: options.readOnly)
+                image = try BlockImage(path: blockFile, readOnly: options.readOnly,
+                                       ioDelayMicroseconds: options.ioDelayMicroseconds)
             } else {
-                image = try BlockImage(nullSize: options.nullSize ?? 0, readOnly: options.readOnly)
+                image = try BlockImage(nullSize: options.nullSize ?? 0, readOnly: options.readOnly,
+                                       ioDelayMicroseconds: options.ioDelayMicroseconds)
             }
         } catch {
             logger.critical("\(error)")

@@ -36,7 +36,7 @@ struct DaemonCommandLineTests {
         let finished = try Self.runDaemon(["--help"])
         #expect(finished.status == 0)
         for option in ["--socket-path", "--fd", "--print-capabilities", "--blk-file", "--null-size", "--read-only",
-                       "--num-queues", "--queue-size", "--poll-us", "--serial", "--log-level"] {
+                       "--num-queues", "--queue-size", "--poll-us", "--io-delay-us", "--serial", "--log-level"] {
             #expect(finished.output.contains(option), "\(option)")
         }
     }
@@ -74,6 +74,7 @@ struct DaemonCommandLineTests {
         (["--fd=abc", "--blk-file=/tmp/x.img"], "--fd 'abc' is not a number"),
         (["--socket-path=/tmp/a.sock", "--blk-file=/tmp/x.img", "--read-only=yes"], "--read-only takes no value"),
         (["--socket-path=/tmp/a.sock", "--blk-file=/tmp/x.img", "--poll-us=-1"], "--poll-us must be between 0 and 10000"),
+        (["--socket-path=/tmp/a.sock", "--blk-file=/tmp/x.img", "--io-delay-us=2000000"], "--io-delay-us must be at most 1000000"),
     ])
     func badCommandLinesAreRefusedWithAReason(arguments: [String], reason: String) throws {
         let finished = try Self.runDaemon(arguments)
