@@ -80,6 +80,11 @@ let package = Package(
         ]),
         .testTarget(name: "VhostUserFrontEndTests", dependencies: ["VhostUserFrontEnd", "VhostUserProtocol", "VhostSystem"]),
         .testTarget(name: "VhostUserBlkBenchTests", dependencies: ["VhostUserBlkBench", "VhostUserFrontEnd", "VirtioCore"]),
+        // Fuzzing (issue 7): the bodies, one executable per body (libFuzzer's entry point, or a
+        // replay of files without it), and the corpora replayed in the normal suite.
+        .target(name: "FuzzBodies", dependencies: ["VhostUserProtocol"], path: "Tests/Fuzz/FuzzBodies"),
+        .executableTarget(name: "fuzz-message-decoder", dependencies: ["FuzzBodies"], path: "Tests/Fuzz/fuzz-message-decoder"),
+        .testTarget(name: "FuzzReplayTests", dependencies: ["FuzzBodies"]),
         .testTarget(name: "EndToEndTests", dependencies: ["VhostSystem", "VhostUserFrontEnd", "VhostUserProtocol", "VhostUserBlkBench"]),
     ],
     swiftLanguageModes: [.v6]

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Builds the fuzz targets with libFuzzer and AddressSanitizer and runs each for SECONDS
+# (default 60) on a copy of its committed corpus; crashes are written to .build-fuzz/artifacts.
+# A crash input, once fixed, goes into Tests/Fuzz/Corpus/<target>/ so the normal test suite
+# (FuzzReplayTests) replays it forever.
+#
+#   Tests/Fuzz/run-fuzzers.sh [SECONDS] [TARGET...]     e.g. Tests/Fuzz/run-fuzzers.sh 600
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+seconds=${1:-60}
+shift || true
+targets=("$@")
+[ ${#targets[@]} -gt 0 ] || targets=(message-decoder)
+
+scratch=.build-fuzz
+flags=(-c release --scratch-path "$scratch" -Xswiftc -sanitize=fuzzer,address -Xswiftc -DFUZZING)
+mkdir -p "$scratch"
+status=0
+for target in "${targets[@]}"; do
+	# The linker warns about every ASan helper symbol; only real errors matter.
+	if ! swift build "${flags[@]}" --product "fuzz-$target" >"$scratch/build-$target.log" 2>&1; then
+		grep -v "Cannot export local symbol" "$scratch/build-$target.log" | tail -20
+		echo "fuzz-$target: BUILD FAILED"
+		exit 2
+	fi
+	binary="$(swift build "${flags[@]}" --show-bin-path)/fuzz-$target"
+	work="$scratch/corpus/$target"
+	artifacts="$scratch/artifacts/$target"
+	mkdir -p "$work" "$artifacts"
+	cp -n Tests/Fuzz/Corpus/"$target"/* "$work"/ 2>/dev/null || true
+	echo "fuzz-$target: ${seconds}s"
+	if ! "$binary" "$work" -max_total_time="$seconds" -artifact_prefix="$artifacts/" -print_final_stats=1 2>&1 |
+		grep -E "^#[0-9]+ *DONE|stat::number_of_executed_units|ERROR|SUMMARY|Test unit written"; then
+		:
+	fi
+	if ls "$artifacts"/crash-* "$artifacts"/leak-* "$artifacts"/timeout-* >/dev/null 2>&1; then
+		echo "fuzz-$target: FOUND problems, inputs in $artifacts"
+		status=1
+	else
+		echo "fuzz-$target: clean"
+	fi
+done
+exit $status
