@@ -17,10 +17,10 @@ extension VhostUserConnection {
     func getInflightFD(_ request: InflightDescription) throws(BackendError) -> [UInt8] {
         let queues = Int(request.numQueues)
         let size = Int(request.queueSize)
-        guard (1...vrings.count).contains(queues) else {
+        guard queues >= 1, queues <= vrings.count else {
             throw .invalidValue(request: .getInflightFd, reason: "num_queues \(queues) is not 1 to \(vrings.count)")
         }
-        guard (1...device.maximumQueueSize).contains(size) else {
+        guard size >= 1, size <= device.maximumQueueSize else {
             throw .invalidValue(request: .getInflightFd, reason: "queue_size \(size) is not 1 to \(device.maximumQueueSize)")
         }
         let bytes = UInt64(InflightArea.byteCount(queueCount: queues, queueSize: size))
@@ -77,7 +77,7 @@ extension VhostUserConnection {
         }
         let queues = Int(request.numQueues)
         let size = Int(request.queueSize)
-        guard (1...vrings.count).contains(queues), (1...device.maximumQueueSize).contains(size) else {
+        guard queues >= 1, queues <= vrings.count, size >= 1, size <= device.maximumQueueSize else {
             throw .invalidValue(request: .setInflightFd, reason: "num_queues \(queues) / queue_size \(size) out of range")
         }
         let needed = UInt64(InflightArea.byteCount(queueCount: queues, queueSize: size))
