@@ -80,8 +80,12 @@ public struct ComparisonDocument: Sendable {
         let width = left + barWidth + 230
         let top = 48
         let height = top + rowHeight * result.rows.count + 40
-        let scaleMaximum = max(result.rows.map(\.ratio).max() ?? 1, 1.5) * 1.1
-        func x(_ ratio: Double) -> Int { left + Int(Double(barWidth) * ratio / scaleMaximum) }
+        let scaleMaximum = max(result.rows.map(\.ratio).filter(\.isFinite).max() ?? 1, 1.5) * 1.1
+        // A ratio from a failed run (0, or not finite) draws as an empty bar instead of trapping.
+        func x(_ ratio: Double) -> Int {
+            let width = Double(barWidth) * ratio / scaleMaximum
+            return left + (width.isFinite ? Int(max(0, min(width, Double(barWidth)))) : 0)
+        }
         func escaped(_ text: String) -> String {
             text.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
         }
