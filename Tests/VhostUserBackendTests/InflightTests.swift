@@ -71,6 +71,9 @@ extension BackEndIntegration {
                 guest = try BlockGuest(eventIndex: features.contains(.eventIndex))
                 try QEMUSequence.start(session, guest: guest, features: features)
                 #expect(try guest.write(queue: 0, sector: 0, pattern(count: 512, seed: 70)) == BlockGuest.statusOK)
+                // The instance "dies": its rings stop serving before the driver adds anything
+                // more (otherwise its worker's re-check after the write could still take A).
+                _ = try QEMUSequence.stop(session, queueCount: InProcessBackEnd.queueCount)
             }  // the connection goes away
             // What the dead instance left: it had fetched B, then A, and completed neither; the
             // driver has since made C available too.
