@@ -144,7 +144,7 @@ final class QueueWorker: @unchecked Sendable {
                 }
             }
             if let pendingMiss, pendingMiss.deadline.hasPassed { workPending = true }
-            if workPending {
+            if workPending, running {  // after .exit, nothing more is served
                 workPending = translator == nil ? serveBatch() : serveIOVABatch()
             }
         }
@@ -157,7 +157,9 @@ final class QueueWorker: @unchecked Sendable {
         var served = 0
         var failure: VirtqueueError?
         do {
-            while served < Self.batchLimit, let chain = try queue.popAvailable(memory: memory) {
+            // A command (stop, exit on SIGTERM, a new memory table or IOTLB) ends the batch
+            // between requests: what was taken is finished, nothing more is taken before it.
+            while served < Self.batchLimit, !mailbox.hasCommands, let chain = try queue.popAvailable(memory: memory) {
                 let written = handler.handle(chain)
                 queue.pushUsed(head: chain.headIndex, writtenLength: written)
                 served += 1
@@ -472,7 +474,7 @@ final class QueueWorker: @unchecked Sendable {
         var served = 0
         var failure: VirtqueueError?
         var stalled = false
-        while served < Self.batchLimit {
+        while served < Self.batchLimit, !mailbox.hasCommands {
             let chain: DescriptorChain
             do {
                 translator.clearFault()
