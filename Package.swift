@@ -82,8 +82,15 @@ let package = Package(
         .testTarget(name: "VhostUserBlkBenchTests", dependencies: ["VhostUserBlkBench", "VhostUserFrontEnd", "VirtioCore"]),
         // Fuzzing (issue 7): the bodies, one executable per body (libFuzzer's entry point, or a
         // replay of files without it), and the corpora replayed in the normal suite.
-        .target(name: "FuzzBodies", dependencies: ["VhostUserProtocol"], path: "Tests/Fuzz/FuzzBodies"),
+        .target(name: "FuzzBodies", dependencies: [
+            "VhostUserProtocol", "VhostUserBackend", "VirtioBlk", "VirtioCore", "IOMMUModel", "VhostSystem",
+            .product(name: "Logging", package: "swift-log"),
+        ], path: "Tests/Fuzz/FuzzBodies"),
         .executableTarget(name: "fuzz-message-decoder", dependencies: ["FuzzBodies"], path: "Tests/Fuzz/fuzz-message-decoder"),
+        .executableTarget(name: "fuzz-dispatch", dependencies: ["FuzzBodies"], path: "Tests/Fuzz/fuzz-dispatch"),
+        .executableTarget(name: "fuzz-descriptor-chain", dependencies: ["FuzzBodies"], path: "Tests/Fuzz/fuzz-descriptor-chain"),
+        .executableTarget(name: "fuzz-block-request", dependencies: ["FuzzBodies"], path: "Tests/Fuzz/fuzz-block-request"),
+        .executableTarget(name: "fuzz-iommu-model", dependencies: ["FuzzBodies"], path: "Tests/Fuzz/fuzz-iommu-model"),
         .testTarget(name: "FuzzReplayTests", dependencies: ["FuzzBodies"]),
         .testTarget(name: "EndToEndTests", dependencies: ["VhostSystem", "VhostUserFrontEnd", "VhostUserProtocol", "VhostUserBlkBench"]),
     ],

@@ -5,15 +5,19 @@
 # (FuzzReplayTests) replays it forever.
 #
 #   Tests/Fuzz/run-fuzzers.sh [SECONDS] [TARGET...]     e.g. Tests/Fuzz/run-fuzzers.sh 600
+#
+# Targets: message-decoder dispatch descriptor-chain block-request iommu-model (default: all).
+# FUZZ_SCRATCH overrides the build directory (.build-fuzz).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 seconds=${1:-60}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(message-decoder)
+[ ${#targets[@]} -gt 0 ] || targets=(message-decoder dispatch descriptor-chain block-request iommu-model)
 
-scratch=.build-fuzz
-flags=(-c release --scratch-path "$scratch" -Xswiftc -sanitize=fuzzer,address -Xswiftc -DFUZZING)
+scratch=${FUZZ_SCRATCH:-.build-fuzz}
+# -enable-testing: the bodies reach internal entry points (@testable import) in release builds.
+flags=(-c release --scratch-path "$scratch" -Xswiftc -sanitize=fuzzer,address -Xswiftc -DFUZZING -Xswiftc -enable-testing)
 mkdir -p "$scratch"
 status=0
 for target in "${targets[@]}"; do

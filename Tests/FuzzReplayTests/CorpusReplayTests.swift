@@ -9,18 +9,29 @@ struct CorpusReplayTests {
     static let corpusRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
         .deletingLastPathComponent().appendingPathComponent("Fuzz/Corpus")
 
+    /// Each fuzz target's directory, its body, and how many seeds it must at least have.
+    static let targets: [(name: String, minimumSeeds: Int, body: @Sendable (UnsafeRawBufferPointer) -> Void)] = [
+        ("message-decoder", 7, MessageDecoderFuzz.run),
+        ("dispatch", 1, DispatchFuzz.run),
+        ("descriptor-chain", 1, DescriptorChainFuzz.run),
+        ("block-request", 1, BlockRequestFuzz.run),
+        ("iommu-model", 1, IOMMUModelFuzz.run),
+    ]
+
     static func inputs(_ target: String) -> [String] {
         let directory = corpusRoot.appendingPathComponent(target).path
         let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
         return names.sorted().map { directory + "/" + $0 }
     }
 
-    @Test func messageDecoderCorpus() throws {
-        let inputs = Self.inputs("message-decoder")
-        #expect(inputs.count >= 7, "seed corpus missing")
+    @Test(arguments: targets.indices)
+    func corpusReplays(_ index: Int) throws {
+        let target = Self.targets[index]
+        let inputs = Self.inputs(target.name)
+        #expect(inputs.count >= target.minimumSeeds, "\(target.name): seed corpus missing")
         for path in inputs {
             let bytes = try #require(FuzzReplay.read(path), "\(path)")
-            bytes.withUnsafeBytes(MessageDecoderFuzz.run)
+            bytes.withUnsafeBytes(target.body)
         }
     }
 }

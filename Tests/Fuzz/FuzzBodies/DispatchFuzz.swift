@@ -1,0 +1,5 @@
+/// Fuzz body (issue 7): to be written.
+public enum DispatchFuzz {
+    public static func run(_ data: UnsafeRawBufferPointer) {
+    }
+}
