@@ -23,3 +23,19 @@ public struct FuzzInput {
         return UnsafeRawBufferPointer(rebasing: bytes[cursor..<(cursor + available)])
     }
 }
+
+extension FuzzInput {
+    /// Four bytes, little-endian (zeros past the end).
+    public mutating func uint32() -> UInt32 {
+        var value: UInt32 = 0
+        for shift in stride(from: 0, to: 32, by: 8) {
+            value |= UInt32(byte()) << UInt32(shift)
+        }
+        return value
+    }
+
+    /// Eight bytes, little-endian (zeros past the end).
+    public mutating func uint64() -> UInt64 {
+        UInt64(uint32()) | UInt64(uint32()) << 32
+    }
+}
