@@ -37,7 +37,7 @@ for target in "${targets[@]}"; do
 		grep -E "^#[0-9]+ *DONE|stat::number_of_executed_units|ERROR|SUMMARY|Test unit written"; then
 		:
 	fi
-	if ls "$artifacts"/crash-* "$artifacts"/leak-* "$artifacts"/timeout-* >/dev/null 2>&1; then
+	if [ -n "$(find "$artifacts" -maxdepth 1 \( -name 'crash-*' -o -name 'leak-*' -o -name 'timeout-*' -o -name 'oom-*' \) -print -quit)" ]; then
 		echo "fuzz-$target: FOUND problems, inputs in $artifacts"
 		status=1
 	else

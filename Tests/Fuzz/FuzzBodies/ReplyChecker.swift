@@ -4,12 +4,16 @@ import VhostSystem
 /// 1 with the REPLY flag, a request code the front end sent, a payload within the limit.
 struct ReplyChecker {
     private var pending: [UInt8] = []
-    private let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 8192, alignment: 8)
+    private var buffer = [UInt8](repeating: 0, count: 8192)
 
     mutating func drain(_ socket: UnixSocket, sentRequests: Set<UInt32>) {
-        while let received = try? socket.receive(into: buffer, dontWait: true), received.byteCount > 0 {
-            // Descriptors that came with a reply (GET_INFLIGHT_FD) close when `received` goes.
-            pending.append(contentsOf: UnsafeRawBufferPointer(rebasing: buffer[0..<received.byteCount]))
+        while true {
+            let count = buffer.withUnsafeMutableBytes { raw in
+                // Descriptors that came with a reply (GET_INFLIGHT_FD) close when the result goes.
+                (try? socket.receive(into: raw, dontWait: true))?.byteCount ?? 0
+            }
+            guard count > 0 else { break }
+            pending.append(contentsOf: buffer[0..<count])
         }
         while pending.count >= 12 {
             let request = Self.word(pending, at: 0)
