@@ -2,6 +2,10 @@
 #include "CVhostBridge.h"
 
 #include <fcntl.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <sched.h>
 #include <linux/falloc.h>
 #include <linux/fs.h>
 #include <stdatomic.h>
@@ -176,3 +180,84 @@ void cvb_store_release_u16(void *address, uint16_t value) {
 uint16_t cvb_load_relaxed_u16(const void *address) {
     return atomic_load_explicit((const _Atomic uint16_t *)address, memory_order_relaxed);
 }
+
+_Static_assert(sizeof(struct cvb_bpf_instruction) == sizeof(struct sock_filter), "sock_filter layout");
+_Static_assert(offsetof(struct cvb_bpf_instruction, value) == offsetof(struct sock_filter, k), "sock_filter layout");
+
+int cvb_set_no_new_privs(void) {
+    return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+}
+
+int cvb_seccomp_set_filter(const struct cvb_bpf_instruction *program, unsigned short count, unsigned int flags) {
+    struct sock_fprog fprog = { .len = count, .filter = (struct sock_filter *)program };
+    return (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, flags, &fprog);
+}
+
+int cvb_unshare(int flags) {
+    return unshare(flags);
+}
+
+int cvb_pivot_root(const char *new_root, const char *put_old) {
+    return (int)syscall(SYS_pivot_root, new_root, put_old);
+}
+
+#define CVB_SYSCALL(name) { #name, SYS_##name }
+static const struct { const char *name; long number; } cvb_syscalls[] = {
+    CVB_SYSCALL(read), CVB_SYSCALL(write), CVB_SYSCALL(readv), CVB_SYSCALL(writev),
+    CVB_SYSCALL(pread64), CVB_SYSCALL(pwrite64), CVB_SYSCALL(preadv), CVB_SYSCALL(pwritev),
+    CVB_SYSCALL(preadv2), CVB_SYSCALL(pwritev2), CVB_SYSCALL(close), CVB_SYSCALL(fstat),
+    CVB_SYSCALL(newfstatat), CVB_SYSCALL(statx), CVB_SYSCALL(lseek), CVB_SYSCALL(fsync),
+    CVB_SYSCALL(fdatasync), CVB_SYSCALL(fallocate), CVB_SYSCALL(ftruncate), CVB_SYSCALL(fcntl),
+    CVB_SYSCALL(ioctl), CVB_SYSCALL(dup), CVB_SYSCALL(dup3), CVB_SYSCALL(mmap), CVB_SYSCALL(munmap),
+    CVB_SYSCALL(mremap), CVB_SYSCALL(mprotect), CVB_SYSCALL(madvise), CVB_SYSCALL(brk),
+    CVB_SYSCALL(memfd_create), CVB_SYSCALL(eventfd2), CVB_SYSCALL(epoll_create1), CVB_SYSCALL(epoll_ctl),
+    CVB_SYSCALL(epoll_pwait), CVB_SYSCALL(epoll_pwait2), CVB_SYSCALL(ppoll), CVB_SYSCALL(pipe2),
+    CVB_SYSCALL(recvmsg), CVB_SYSCALL(sendmsg), CVB_SYSCALL(recvfrom), CVB_SYSCALL(sendto),
+    CVB_SYSCALL(accept4), CVB_SYSCALL(shutdown), CVB_SYSCALL(setsockopt), CVB_SYSCALL(getsockopt),
+    CVB_SYSCALL(getsockname), CVB_SYSCALL(getpeername), CVB_SYSCALL(socket), CVB_SYSCALL(connect),
+    CVB_SYSCALL(bind), CVB_SYSCALL(listen), CVB_SYSCALL(unlinkat),
+    CVB_SYSCALL(openat), CVB_SYSCALL(readlink),
+    CVB_SYSCALL(getdents64), CVB_SYSCALL(futex), CVB_SYSCALL(clone), CVB_SYSCALL(clone3),
+    CVB_SYSCALL(set_robust_list), CVB_SYSCALL(rseq), CVB_SYSCALL(exit), CVB_SYSCALL(exit_group),
+    CVB_SYSCALL(gettid), CVB_SYSCALL(getpid), CVB_SYSCALL(getppid), CVB_SYSCALL(tgkill), CVB_SYSCALL(prctl),
+    CVB_SYSCALL(rt_sigaction), CVB_SYSCALL(rt_sigprocmask), CVB_SYSCALL(rt_sigreturn),
+    CVB_SYSCALL(sigaltstack), CVB_SYSCALL(clock_gettime), CVB_SYSCALL(clock_nanosleep),
+    CVB_SYSCALL(nanosleep), CVB_SYSCALL(gettimeofday), CVB_SYSCALL(sched_yield),
+    CVB_SYSCALL(sched_getaffinity), CVB_SYSCALL(getrandom), CVB_SYSCALL(getrusage),
+    CVB_SYSCALL(uname), CVB_SYSCALL(restart_syscall), CVB_SYSCALL(membarrier),
+    CVB_SYSCALL(io_uring_setup), CVB_SYSCALL(io_uring_enter), CVB_SYSCALL(io_uring_register),
+    CVB_SYSCALL(execve), CVB_SYSCALL(ptrace), CVB_SYSCALL(mount), CVB_SYSCALL(kill),
+#ifdef SYS_open
+    // x86-64's older calls (arm64 has only the *at forms).
+    CVB_SYSCALL(epoll_wait), CVB_SYSCALL(open), CVB_SYSCALL(access), CVB_SYSCALL(readlink), CVB_SYSCALL(poll), CVB_SYSCALL(unlink),
+#endif
+};
+
+long cvb_syscall_number(const char *name) {
+    for (size_t i = 0; i < sizeof cvb_syscalls / sizeof cvb_syscalls[0]; i++) {
+        if (strcmp(cvb_syscalls[i].name, name) == 0) return cvb_syscalls[i].number;
+    }
+    return -1;
+}
+
+const unsigned int CVB_SECCOMP_FILTER_FLAG_TSYNC = SECCOMP_FILTER_FLAG_TSYNC;
+const uint32_t CVB_SECCOMP_RET_ALLOW = SECCOMP_RET_ALLOW;
+const uint32_t CVB_SECCOMP_RET_KILL_PROCESS = SECCOMP_RET_KILL_PROCESS;
+#if defined(__x86_64__)
+const uint32_t CVB_AUDIT_ARCH_NATIVE = AUDIT_ARCH_X86_64;
+const uint32_t CVB_X32_SYSCALL_BIT = __X32_SYSCALL_BIT;
+#elif defined(__aarch64__)
+const uint32_t CVB_AUDIT_ARCH_NATIVE = AUDIT_ARCH_AARCH64;
+const uint32_t CVB_X32_SYSCALL_BIT = 0;
+#else
+const uint32_t CVB_AUDIT_ARCH_NATIVE = 0;
+const uint32_t CVB_X32_SYSCALL_BIT = 0;
+#endif
+const uint32_t CVB_SECCOMP_DATA_NR_OFFSET = offsetof(struct seccomp_data, nr);
+const uint32_t CVB_SECCOMP_DATA_ARCH_OFFSET = offsetof(struct seccomp_data, arch);
+const uint32_t CVB_SECCOMP_DATA_ARGS_OFFSET = offsetof(struct seccomp_data, args);
+const uint16_t CVB_BPF_LD_W_ABS = BPF_LD | BPF_W | BPF_ABS;
+const uint16_t CVB_BPF_JEQ_K = BPF_JMP | BPF_JEQ | BPF_K;
+const uint16_t CVB_BPF_JGE_K = BPF_JMP | BPF_JGE | BPF_K;
+const uint16_t CVB_BPF_RET_K = BPF_RET | BPF_K;
+const int CVB_CLONE_NEWNS = CLONE_NEWNS;

@@ -11,6 +11,9 @@ import VhostSystem
 public final class ControlPlane {
     private let listener: UnixSocket
     private let socketPath: String?
+    /// The socket file's directory, opened at start: the file is removed relative to it on exit,
+    /// which works inside the sandbox (where no path reaches the file system any more).
+    private let socketDirectory: OwnedFileDescriptor?
     private let device: any VhostUserDevice
     private let logger: Logger
     private let loop: OpaquePointer
@@ -31,6 +34,9 @@ public final class ControlPlane {
         self.listener = listener
         self.polling = polling
         self.socketPath = socketPath
+        socketDirectory = socketPath.flatMap { path in
+            try? OwnedFileDescriptor.open(Self.directory(of: path), flags: O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        }
         self.device = device
         self.logger = logger
         loop = g_main_loop_new(nil, 0)
@@ -38,6 +44,18 @@ public final class ControlPlane {
 
     deinit {
         g_main_loop_unref(loop)
+    }
+
+    /// The descriptor the socket file is removed through (`unlinkat`), for the sandbox's rules.
+    public var socketDirectoryDescriptor: Int32? { socketDirectory?.rawValue }
+
+    private static func directory(of path: String) -> String {
+        guard let slash = path.lastIndex(of: "/") else { return "." }
+        return slash == path.startIndex ? "/" : String(path[..<slash])
+    }
+
+    private static func fileName(of path: String) -> String {
+        path.lastIndex(of: "/").map { String(path[path.index(after: $0)...]) } ?? path
     }
 
     /// Runs until SIGINT or SIGTERM, then closes the connection (stopping its workers) and
@@ -61,7 +79,13 @@ public final class ControlPlane {
         closeConnection(reason: "daemon stopping")
         if listenerSource != 0 { g_source_remove(listenerSource) }
         listenerSource = 0
-        if let socketPath { unlink(socketPath) }
+        if let socketPath {
+            if let socketDirectory {
+                unlinkat(socketDirectory.rawValue, Self.fileName(of: socketPath), 0)
+            } else {
+                unlink(socketPath)
+            }
+        }
     }
 
     /// Stops the loop from another thread (tests).

@@ -19,6 +19,7 @@ struct DaemonOptions: Equatable {
     var pollMicroseconds = 50
     var ioDelayMicroseconds: UInt32 = 0
     var serial: String?
+    var sandbox = false
     var logLevel = Logger.Level.notice
 
     static let usage = """
@@ -43,6 +44,9 @@ struct DaemonOptions: Equatable {
           --io-delay-us=N         fault injection for tests: every read and write waits N
                                   microseconds first, as slow storage would (default 0)
           --serial=TEXT           serial number returned by GET_ID (at most 20 bytes)
+          --sandbox               after set-up, allow only the system calls serving needs
+                                  (seccomp; others kill the daemon) and, as root, leave the
+                                  file system for an empty private mount namespace
           --log-level=LEVEL       trace, debug, info, notice, warning, error or critical
           -h, --help              show this help
 
@@ -96,6 +100,7 @@ struct DaemonOptions: Equatable {
             case "--poll-us": options.pollMicroseconds = try number(Int.self)
             case "--io-delay-us": options.ioDelayMicroseconds = try number(UInt32.self)
             case "--serial": options.serial = try value()
+            case "--sandbox": try flag(); options.sandbox = true
             case "--log-level":
                 let text = try value()
                 guard let level = Logger.Level(rawValue: text) else {

@@ -70,7 +70,21 @@ struct VhostUserBlkDaemon {
             return 1
         }
 
-        // Everything privileged is done: the socket is bound and the image is open.
+        let controlPlane = ControlPlane(
+            listener: listener, socketPath: options.socketPath, device: device,
+            polling: QueuePolling(maximumNanoseconds: UInt64(options.pollMicroseconds) * 1_000), logger: logger)
+
+        // Everything privileged is done: the socket is bound, the image open, the loop made.
+        var sandbox: Logger.Metadata = [:]
+        if options.sandbox {
+            DaemonSandbox.loadTimeZone()
+            do {
+                sandbox["mount-namespace"] = "\(try DaemonSandbox.isolateFileSystem())"
+            } catch {
+                logger.critical("cannot enter the sandbox's mount namespace: \(error)")
+                return 1
+            }
+        }
         do {
             let holding = try Privileges.dropAll()
             logger.info("capabilities dropped", metadata: ["holding": "\(holding)"])
@@ -78,14 +92,20 @@ struct VhostUserBlkDaemon {
             logger.critical("\(error)")
             return 1
         }
+        if options.sandbox {
+            do {
+                sandbox["seccomp"] = "\(try DaemonSandbox.restrictSystemCalls(controlPlane: controlPlane).count) calls allowed"
+            } catch {
+                logger.critical("cannot install the sandbox's seccomp filter: \(error)")
+                return 1
+            }
+            logger.notice("sandboxed", metadata: sandbox)
+        }
 
         logger.notice("serving", metadata: [
             "image": "\(image.path)", "bytes": "\(image.size)", "read-only": "\(options.readOnly)",
             "queues": "\(queues)", "queue-size": "\(options.queueSize)", "poll-us": "\(options.pollMicroseconds)",
         ])
-        let controlPlane = ControlPlane(
-            listener: listener, socketPath: options.socketPath, device: device,
-            polling: QueuePolling(maximumNanoseconds: UInt64(options.pollMicroseconds) * 1_000), logger: logger)
         controlPlane.run()
         logger.notice("stopped")
         return 0

@@ -59,7 +59,7 @@ extension GuestDiskTests {
         func log(_ instance: Int) -> String { scratch.path("daemon-\(instance).log") }
         // Slow storage (100 ms per read or write) keeps requests in flight most of the time, so
         // the kills land while the daemon holds fetched, unfinished requests.
-        let daemonArguments = ["--log-level=info", "--io-delay-us=100000"]
+        let daemonArguments = ["--log-level=info", "--io-delay-us=100000", "--sandbox"]
         var daemon = try H.startDaemon(socket: socket, image: image, extra: daemonArguments, log: log(0))
         try Self.crashWorkload.write(toFile: scratch.path("workload.sh"), atomically: true, encoding: .utf8)
 

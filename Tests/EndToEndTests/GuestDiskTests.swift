@@ -51,8 +51,9 @@ struct GuestDiskTests {
             """
         try workload.write(toFile: scratch.path("workload.sh"), atomically: true, encoding: .utf8)
         let daemonLog = scratch.path("daemon.log")
+        // Sandboxed (--sandbox): the allow-list covers everything four queues under QEMU need.
         let result = try H.run(["--image", image, "--daemon", H.daemon, "--num-queues", "4", "--smp", "2",
-                                "--daemon-arg", "--log-level=info", "--daemon-log", daemonLog,
+                                "--daemon-arg", "--log-level=info", "--daemon-arg", "--sandbox", "--daemon-log", daemonLog,
                                 "--workload", scratch.path("workload.sh"),
                                 "--add-file", "\(scratch.url.path):/data"])
         #expect(result.exitCode == 0, "\(result.output)")
@@ -65,6 +66,8 @@ struct GuestDiskTests {
             #expect(writes >= 6, "queue \(queue) served \(writes) writes: \(log)")
         }
         #expect(result.notes.contains("concurrent writes verified"))
+        #expect(log.contains("mount-namespace=empty read-only root") || getuid() != 0, "\(log)")
+        #expect(log.contains("calls allowed"), "\(log)")
         for writer in 0..<4 {
             for round in 1...3 {
                 let onDisk = try H.read(image, offset: (writer * 8 + round) << 20, count: 512 << 10)
@@ -119,6 +122,7 @@ struct GuestDiskTests {
         try [UInt8](repeating: 0, count: 524288).withUnsafeBytes { try Data($0).write(to: URL(fileURLWithPath: scratch.path("zeroes"))) }
         try workload.write(toFile: scratch.path("workload.sh"), atomically: true, encoding: .utf8)
         let result = try H.run(["--image", image, "--daemon", H.daemon, "--daemon-arg", "--log-level=info",
+                                "--daemon-arg", "--sandbox",
                                 "--daemon-log", daemonLog, "--workload", scratch.path("workload.sh"),
                                 "--add-file", "\(scratch.url.path):/data"])
         #expect(result.exitCode == 0, "\(result.output)")
@@ -158,7 +162,7 @@ struct GuestDiskTests {
             reboot -f
             """
         try workload.write(toFile: scratch.path("workload.sh"), atomically: true, encoding: .utf8)
-        let result = try H.run(["--image", image, "--daemon", H.daemon, "--allow-reboot",
+        let result = try H.run(["--image", image, "--daemon", H.daemon, "--allow-reboot", "--daemon-arg", "--sandbox",
                                 "--workload", scratch.path("workload.sh"),
                                 "--add-file", "\(scratch.url.path):/data"])
         #expect(result.exitCode == 0, "\(result.output)")

@@ -46,7 +46,7 @@ extension GuestDiskTests {
         let result = try H.run(["--image", check.image, "--daemon", H.daemon, "--workload", scratch.path("workload.sh"),
                                 "--add-file", "\(scratch.url.path):/data", "--iommu", iommu.mode,
                                 "--num-queues", "\(iommu.queues)", "--smp", "\(iommu.queues)",
-                                "--daemon-arg=--log-level=info", "--daemon-log", daemonLog])
+                                "--daemon-arg=--log-level=info", "--daemon-arg=--sandbox", "--daemon-log", daemonLog])
         try check.verify(result)
         #expect(result.notes.contains { $0.hasPrefix("iommu-class dmar") }, "\(result.notes)")
         #expect(result.notes.contains(iommu.mode == "strict" ? "domain DMA" : "domain DMA-FQ"), "\(result.notes)")

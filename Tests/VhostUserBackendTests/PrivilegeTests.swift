@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Foundation
 import Testing
 import VhostUserFrontEnd
 
@@ -30,6 +31,34 @@ extension BackEndIntegration {
             }
             #expect(daemon.logEntry(containing: "holding=none", after: 0, waitingUpTo: 1_000) != nil,
                     "\(daemon.transcript(after: 0))")
+        }
+
+        @Test("--sandbox: seccomp filter and no_new_privs in force, an empty root as root, still serving, clean exit")
+        func sandboxedDaemonServesAndExitsCleanly() throws {
+            let daemon = try ChildDaemon(extraArguments: ["--sandbox"])
+            defer { daemon.stop() }
+            let started = try StartedFrontEnd.start(daemon)
+            let data = pattern(count: 4096, seed: 21)
+            #expect(try started.guest.write(sector: 16, data) == BlockGuest.statusOK)
+            let read = try started.guest.read(sector: 16, count: 4096)
+            #expect(read.status == BlockGuest.statusOK && read.data == data)
+            #expect(daemon.status("Seccomp") == "2")
+            #expect(daemon.status("NoNewPrivs") == "1")
+            #expect(daemon.status("CapEff") == "0000000000000000")
+            if geteuid() == 0 {
+                // Its root is an empty tmpfs; ours is the host's.
+                let root = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(daemon.pid)/root")
+                #expect(root.isEmpty, "the sandboxed daemon sees \(root)")
+                #expect(daemon.logEntry(containing: "mount-namespace=empty read-only root", after: 0, waitingUpTo: 1_000) != nil)
+            }
+            #expect(daemon.logEntry(containing: "calls allowed", after: 0, waitingUpTo: 1_000) != nil,
+                    "\(daemon.transcript(after: 0))")
+            started.session.socket.shutdown()
+            // SIGTERM: a clean exit, the socket file removed through the directory opened before.
+            #expect(daemon.stop())
+            #expect(daemon.process.terminationReason == .exit && daemon.process.terminationStatus == 0,
+                    "\(daemon.process.terminationReason) \(daemon.process.terminationStatus): \(daemon.transcript(after: 0))")
+            #expect(!FileManager.default.fileExists(atPath: daemon.socketPath))
         }
     }
 }

@@ -78,4 +78,43 @@ uint16_t cvb_load_relaxed_u16(const void *address);
 // A spin-wait hint (x86 PAUSE, arm64 YIELD): lets the sibling hyperthread run while polling.
 void cvb_cpu_relax(void);
 
+// The sandbox (docs/security.md). Swift builds the seccomp program and chooses what it allows.
+
+/// One classic-BPF instruction, laid out as the kernel's struct sock_filter.
+struct cvb_bpf_instruction {
+    uint16_t code;
+    uint8_t jump_if_true;
+    uint8_t jump_if_false;
+    uint32_t value;
+};
+/// prctl(PR_SET_NO_NEW_PRIVS, 1): required before an unprivileged process installs a filter.
+int cvb_set_no_new_privs(void);
+/// seccomp(SECCOMP_SET_MODE_FILTER, flags, {count, program}).
+int cvb_seccomp_set_filter(const struct cvb_bpf_instruction *program, unsigned short count, unsigned int flags);
+/// The number of the system call `name` on this architecture, or -1 when the bridge's table
+/// (the calls a back end could plausibly need) does not list it.
+long cvb_syscall_number(const char *name);
+/// unshare(2) (needs _GNU_SOURCE, which Swift's Glibc module is not built with).
+int cvb_unshare(int flags);
+/// pivot_root(2), which glibc does not wrap.
+int cvb_pivot_root(const char *new_root, const char *put_old);
+extern const unsigned int CVB_SECCOMP_FILTER_FLAG_TSYNC;
+extern const uint32_t CVB_SECCOMP_RET_ALLOW;
+extern const uint32_t CVB_SECCOMP_RET_KILL_PROCESS;
+/// AUDIT_ARCH_* of the architecture this is built for; 0 where the bridge does not know it.
+extern const uint32_t CVB_AUDIT_ARCH_NATIVE;
+/// x86-64's x32 ABI marker bit in system call numbers (0 elsewhere).
+extern const uint32_t CVB_X32_SYSCALL_BIT;
+/// Byte offsets in struct seccomp_data.
+extern const uint32_t CVB_SECCOMP_DATA_NR_OFFSET;
+extern const uint32_t CVB_SECCOMP_DATA_ARCH_OFFSET;
+extern const uint32_t CVB_SECCOMP_DATA_ARGS_OFFSET;
+/// Classic-BPF opcodes: load a 32-bit word of seccomp_data; jump if equal / greater or equal to
+/// a constant; return a constant.
+extern const uint16_t CVB_BPF_LD_W_ABS;
+extern const uint16_t CVB_BPF_JEQ_K;
+extern const uint16_t CVB_BPF_JGE_K;
+extern const uint16_t CVB_BPF_RET_K;
+extern const int CVB_CLONE_NEWNS;
+
 #endif
