@@ -24,6 +24,8 @@ public enum BackendError: Error, CustomStringConvertible, Sendable {
     case workerStartFailed(SystemError)
     /// libcap-ng could not drop the process's capabilities.
     case privilegeDropFailed
+    /// The request would take `resource` past the connection's limit (`ConnectionLimits`).
+    case limitExceeded(request: VhostUserRequest, resource: String, limit: UInt64, requested: UInt64)
 
     public enum Consequence: Sendable {
         /// Answer with a failure ack when the front end asked for one, and keep serving.
@@ -36,7 +38,7 @@ public enum BackendError: Error, CustomStringConvertible, Sendable {
         switch self {
         case .unsupportedRequest, .invalidValue:
             .refuseRequest
-        case .malformedMessage, .connection, .descriptorsTruncated, .memoryTable, .invalidState,
+        case .malformedMessage, .connection, .descriptorsTruncated, .memoryTable, .invalidState, .limitExceeded,
              .workerUnresponsive, .workerStartFailed, .privilegeDropFailed:
             .closeConnection
         }
@@ -54,6 +56,8 @@ public enum BackendError: Error, CustomStringConvertible, Sendable {
         case .workerUnresponsive(let queue): "queue \(queue) worker did not answer in time"
         case .workerStartFailed(let error): "cannot start a queue worker: \(error)"
         case .privilegeDropFailed: "libcap-ng could not drop capabilities"
+        case .limitExceeded(let request, let resource, let limit, let requested):
+            "\(request) refused: \(requested == .max ? "more than 2^64" : "\(requested)") \(resource) exceed the limit of \(limit)"
         }
     }
 }

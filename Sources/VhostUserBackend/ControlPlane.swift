@@ -22,6 +22,7 @@ public final class ControlPlane {
     private var signalSources: [guint] = []
     private var connection: VhostUserConnection?
     private let polling: QueuePolling
+    private let limits: ConnectionLimits
     /// Connections served so far (for logs and tests).
     public private(set) var connectionsServed = 0
 
@@ -29,9 +30,11 @@ public final class ControlPlane {
     ///   - listener: a bound, listening socket (from --socket-path or inherited with --fd).
     ///   - socketPath: the file to remove on exit, if we created it.
     ///   - polling: how long queue workers poll their rings after a batch (`QueuePolling`).
+    ///   - limits: what each front end may make the back end hold (`ConnectionLimits`).
     public init(listener: UnixSocket, socketPath: String?, device: any VhostUserDevice, polling: QueuePolling = .off,
-                logger: Logger) {
+                limits: ConnectionLimits = ConnectionLimits(), logger: Logger) {
         self.listener = listener
+        self.limits = limits
         self.polling = polling
         self.socketPath = socketPath
         socketDirectory = socketPath.flatMap { path in
@@ -126,7 +129,8 @@ public final class ControlPlane {
         connectionLogger[metadataKey: "connection"] = "\(connectionsServed)"
         connectionLogger.notice("front end connected")
         device.reset()
-        connection = VhostUserConnection(socket: accepted, device: device, polling: polling, logger: connectionLogger)
+        connection = VhostUserConnection(socket: accepted, device: device, polling: polling, limits: limits,
+                                         logger: connectionLogger)
         let context = Unmanaged.passUnretained(self).toOpaque()
         let condition = GIOCondition(G_IO_IN.rawValue | G_IO_HUP.rawValue | G_IO_ERR.rawValue)
         connectionSource = g_unix_fd_add(accepted.rawValue, condition, { _, _, data in

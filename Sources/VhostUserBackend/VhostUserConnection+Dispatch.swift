@@ -13,7 +13,7 @@ extension VhostUserConnection {
         case .getProtocolFeatures: return Reply.protocolFeatures(Self.offeredProtocolFeatures).encoded().bytes
         case .setProtocolFeatures(let features): try setProtocolFeatures(features); return nil
         case .getQueueNum: return Reply.queueCount(UInt64(vrings.count)).encoded().bytes
-        case .getMaxMemSlots: return Reply.maximumMemorySlots(UInt64(Self.maximumMemorySlots)).encoded().bytes
+        case .getMaxMemSlots: return Reply.maximumMemorySlots(UInt64(maximumMemorySlots)).encoded().bytes
         case .setMemTable(let table): try setMemoryTable(table, descriptors: descriptors); return nil
         case .addMemReg(let region): try addMemoryRegion(region, descriptors: descriptors); return nil
         case .remMemReg(let region): try removeMemoryRegion(region); return nil

@@ -5,13 +5,14 @@ import VirtioCore
 extension VhostUserConnection {
     /// SET_MEM_TABLE: maps every region from its descriptor and replaces the whole table.
     func setMemoryTable(_ table: MemoryTableDescription, descriptors: [OwnedFileDescriptor]) throws(BackendError) {
+        try checkMappedBytes(table.regions.map(\.size), request: .setMemTable)
         var regions: [GuestMemoryRegion] = []
         for (description, descriptor) in zip(table.regions, descriptors) {
             regions.append(try map(description, descriptor: descriptor))
         }
         let replacement: GuestMemory
         do {
-            replacement = try GuestMemory(regions: regions, maximumRegions: Int(Self.maximumMemorySlots))
+            replacement = try GuestMemory(regions: regions, maximumRegions: limits.memoryRegions)
         } catch {
             throw .memoryTable(error)
         }
@@ -23,6 +24,7 @@ extension VhostUserConnection {
         guard let descriptor = descriptors.first else {
             throw .invalidState(request: .addMemReg, reason: "no file descriptor attached")
         }
+        try checkMappedBytes(memory.regions.map(\.size) + [single.region.size], request: .addMemReg)
         let region = try map(single.region, descriptor: descriptor)
         do {
             try install(try memory.adding(region))
@@ -49,6 +51,20 @@ extension VhostUserConnection {
             throw .memoryTable(error)
         }
         try install(replacement)
+    }
+
+    /// Regions of these sizes together stay within `limits.mappedBytes` (checked before
+    /// anything is mapped).
+    private func checkMappedBytes(_ sizes: [UInt64], request: VhostUserRequest) throws(BackendError) {
+        var total: UInt64 = 0
+        for size in sizes {
+            let (sum, overflow) = total.addingReportingOverflow(size)
+            guard !overflow else { throw .limitExceeded(request: request, resource: "mapped bytes", limit: limits.mappedBytes, requested: .max) }
+            total = sum
+        }
+        if total > limits.mappedBytes {
+            throw .limitExceeded(request: request, resource: "mapped bytes", limit: limits.mappedBytes, requested: total)
+        }
     }
 
     private func map(_ description: MemoryRegionDescription, descriptor: OwnedFileDescriptor) throws(BackendError) -> GuestMemoryRegion {

@@ -13,8 +13,6 @@ final class VhostUserConnection {
         case closed(reason: String)
     }
 
-    /// Slots offered with CONFIGURE_MEM_SLOTS: QEMU 7.2's own limit (VHOST_USER_MAX_RAM_SLOTS).
-    static let maximumMemorySlots: UInt32 = 509
     /// How long the rest of a message may take to arrive once its first bytes came.
     static let messageDeadlineMilliseconds = 5_000
     /// How long the control plane waits for a worker to stop or swap memory tables.
@@ -27,16 +25,14 @@ final class VhostUserConnection {
         .multiQueue, .replyAck, .backendReq, .config, .configureMemSlots, .resetDevice, .inflightShmfd,
     ]
 
-    /// The most IOTLB entries a front end can make the back end keep (the kernel vhost's
-    /// default `max_iotlb_entries`).
-    static let iotlbEntryLimit = 2048
-
     let socket: UnixSocket
     let device: any VhostUserDevice
     /// Passed to every queue worker.
     let polling: QueuePolling
     let logger: Logger
     let offeredFeatures: VirtioFeatures
+    /// Regions, IOTLB entries and mapped bytes this front end may make us hold.
+    let limits: ConnectionLimits
 
     var ownerSet = false
     var negotiatedFeatures: VirtioFeatures = []
@@ -49,7 +45,7 @@ final class VhostUserConnection {
     /// back-end channel (SET_BACKEND_REQ_FD), and the counts logged at the end.
     /// The IOTLB with its I/O page-table mirror: workers translate through the page table (the
     /// faster structure, docs/iommu.md "Measurements"), falling back to the IOTLB.
-    var iotlb = IOPageTableMirror(iotlbEntryLimit: VhostUserConnection.iotlbEntryLimit, preallocatedTables: 4)
+    var iotlb: IOPageTableMirror
     var backendChannel: BackendChannel?
     // INFLIGHT_SHMFD: this connection's export file (a sealed sparse memfd) and the cookie
     // table that places areas in it; the area in use; the descriptor the next reply carries.
@@ -63,13 +59,16 @@ final class VhostUserConnection {
 
     private let payloadBuffer: UnsafeMutableRawBufferPointer
 
-    init(socket: UnixSocket, device: any VhostUserDevice, polling: QueuePolling = .off, logger: Logger) {
+    init(socket: UnixSocket, device: any VhostUserDevice, polling: QueuePolling = .off,
+         limits: ConnectionLimits = ConnectionLimits(), logger: Logger) {
         self.socket = socket
+        self.limits = limits
+        iotlb = IOPageTableMirror(iotlbEntryLimit: limits.iotlbEntries, preallocatedTables: 4)
         self.polling = polling
         self.device = device
         self.logger = logger
         offeredFeatures = device.features.union([.protocolFeatures, .accessPlatform])
-        memory = GuestMemory(maximumRegions: Int(Self.maximumMemorySlots))
+        memory = GuestMemory(maximumRegions: limits.memoryRegions)
         vrings = Array(repeating: VringSetup(), count: device.numberOfQueues)
         workers = Array(repeating: nil, count: device.numberOfQueues)
         payloadBuffer = .allocate(byteCount: Int(MessageHeader.maximumPayloadSize), alignment: 8)
@@ -79,10 +78,13 @@ final class VhostUserConnection {
         payloadBuffer.deallocate()
     }
 
+    /// The GET_MAX_MEM_SLOTS answer.
+    var maximumMemorySlots: UInt32 { UInt32(clamping: limits.memoryRegions) }
+
     var decodingContext: DecodingContext {
         DecodingContext(
             queueCount: UInt32(vrings.count),
-            maximumMemorySlots: Self.maximumMemorySlots,
+            maximumMemorySlots: maximumMemorySlots,
             offeredFeatures: offeredFeatures,
             negotiatedProtocolFeatures: negotiatedProtocolFeatures,
             protocolFeaturesEnabled: true,
@@ -206,7 +208,7 @@ final class VhostUserConnection {
         }
         workers = Array(repeating: nil, count: workers.count)
         vrings = Array(repeating: VringSetup(), count: vrings.count)
-        memory = GuestMemory(maximumRegions: Int(Self.maximumMemorySlots))
+        memory = GuestMemory(maximumRegions: limits.memoryRegions)
         socket.shutdown()
     }
 }

@@ -1,5 +1,6 @@
 import Logging
 import VhostSystem
+import VhostUserBackend
 import VirtioBlk
 
 /// The daemon's command line, following the "back-end program conventions" of QEMU's
@@ -20,6 +21,7 @@ struct DaemonOptions: Equatable {
     var ioDelayMicroseconds: UInt32 = 0
     var serial: String?
     var sandbox = false
+    var limits = ConnectionLimits()
     var logLevel = Logger.Level.notice
 
     static let usage = """
@@ -47,6 +49,9 @@ struct DaemonOptions: Equatable {
           --sandbox               after set-up, allow only the system calls serving needs
                                   (seccomp; others kill the daemon) and, as root, leave the
                                   file system for an empty private mount namespace
+          --max-mem-regions=N     memory regions a front end may map (1-509, default 509)
+          --max-iotlb-entries=N   IOTLB entries a front end may install (default 2048)
+          --max-guest-memory=SIZE bytes of front-end memory mapped at once (default 1t)
           --log-level=LEVEL       trace, debug, info, notice, warning, error or critical
           -h, --help              show this help
 
@@ -101,6 +106,14 @@ struct DaemonOptions: Equatable {
             case "--io-delay-us": options.ioDelayMicroseconds = try number(UInt32.self)
             case "--serial": options.serial = try value()
             case "--sandbox": try flag(); options.sandbox = true
+            case "--max-mem-regions": options.limits.memoryRegions = try number(Int.self)
+            case "--max-iotlb-entries": options.limits.iotlbEntries = try number(Int.self)
+            case "--max-guest-memory":
+                let text = try value()
+                guard let bytes = ByteSize.parse(text) else {
+                    throw UsageError("--max-guest-memory '\(text)' is not a size (bytes, or with k, m, g, t)")
+                }
+                options.limits.mappedBytes = bytes
             case "--log-level":
                 let text = try value()
                 guard let level = Logger.Level(rawValue: text) else {
@@ -133,6 +146,15 @@ struct DaemonOptions: Equatable {
         }
         if ioDelayMicroseconds > 1_000_000 {
             throw UsageError("--io-delay-us must be at most 1000000")
+        }
+        if !(1...ConnectionLimits.maximumMemoryRegions).contains(limits.memoryRegions) {
+            throw UsageError("--max-mem-regions must be between 1 and \(ConnectionLimits.maximumMemoryRegions)")
+        }
+        if !(1...1_000_000).contains(limits.iotlbEntries) {
+            throw UsageError("--max-iotlb-entries must be between 1 and 1000000")
+        }
+        if limits.mappedBytes == 0 {
+            throw UsageError("--max-guest-memory must be more than 0")
         }
         if let serial, serial.utf8.count > 20 {
             throw UsageError("--serial is at most 20 bytes")

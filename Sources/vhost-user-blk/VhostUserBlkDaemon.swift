@@ -72,7 +72,8 @@ struct VhostUserBlkDaemon {
 
         let controlPlane = ControlPlane(
             listener: listener, socketPath: options.socketPath, device: device,
-            polling: QueuePolling(maximumNanoseconds: UInt64(options.pollMicroseconds) * 1_000), logger: logger)
+            polling: QueuePolling(maximumNanoseconds: UInt64(options.pollMicroseconds) * 1_000),
+            limits: options.limits, logger: logger)
 
         // Everything privileged is done: the socket is bound, the image open, the loop made.
         var sandbox: Logger.Metadata = [:]

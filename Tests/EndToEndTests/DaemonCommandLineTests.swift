@@ -36,7 +36,8 @@ struct DaemonCommandLineTests {
         let finished = try Self.runDaemon(["--help"])
         #expect(finished.status == 0)
         for option in ["--socket-path", "--fd", "--print-capabilities", "--blk-file", "--null-size", "--read-only",
-                       "--num-queues", "--queue-size", "--poll-us", "--io-delay-us", "--serial", "--log-level"] {
+                       "--num-queues", "--queue-size", "--poll-us", "--io-delay-us", "--serial", "--log-level",
+                       "--sandbox", "--max-mem-regions", "--max-iotlb-entries", "--max-guest-memory"] {
             #expect(finished.output.contains(option), "\(option)")
         }
     }
@@ -75,6 +76,12 @@ struct DaemonCommandLineTests {
         (["--socket-path=/tmp/a.sock", "--blk-file=/tmp/x.img", "--read-only=yes"], "--read-only takes no value"),
         (["--socket-path=/tmp/a.sock", "--blk-file=/tmp/x.img", "--poll-us=-1"], "--poll-us must be between 0 and 10000"),
         (["--socket-path=/tmp/a.sock", "--blk-file=/tmp/x.img", "--io-delay-us=2000000"], "--io-delay-us must be at most 1000000"),
+        (["--socket-path=/tmp/a.sock", "--blk-file=/tmp/x.img", "--sandbox=yes"], "--sandbox takes no value"),
+        (["--socket-path=/tmp/a.sock", "--blk-file=/tmp/x.img", "--max-mem-regions=510"], "--max-mem-regions must be between 1 and 509"),
+        (["--socket-path=/tmp/a.sock", "--blk-file=/tmp/x.img", "--max-mem-regions=0"], "--max-mem-regions must be between 1 and 509"),
+        (["--socket-path=/tmp/a.sock", "--blk-file=/tmp/x.img", "--max-iotlb-entries=0"], "--max-iotlb-entries must be between"),
+        (["--socket-path=/tmp/a.sock", "--blk-file=/tmp/x.img", "--max-guest-memory=0"], "--max-guest-memory must be more than 0"),
+        (["--socket-path=/tmp/a.sock", "--blk-file=/tmp/x.img", "--max-guest-memory=big"], "--max-guest-memory 'big' is not a size"),
     ])
     func badCommandLinesAreRefusedWithAReason(arguments: [String], reason: String) throws {
         let finished = try Self.runDaemon(arguments)
