@@ -57,6 +57,18 @@ import VirtioCore
 // | 26  | IN with a device-readable status after writable data    | readableAfterWritable                         | readableStatusAfterWritableDataBreaksTheQueue |
 // | 27  | a broken chain between good ones                        | the one before completes; none after is served | chainsBeforeABrokenOneCompleteAndNoneAfterIsServed |
 //
+// Behind a vIOMMU (ACCESS_PLATFORM: every address is an IOVA; VhostUserBackendTests/IOMMUTests,
+// real daemon code over a socketpair with an in-process front end answering MISSes):
+//
+// | row | guest does                                              | device does                                   | test |
+// |-----|---------------------------------------------------------|-----------------------------------------------|------|
+// | 28  | data buffer at an IOVA never mapped (MISS unanswered)   | IOERR after the miss bound, memory untouched, | "a MISS never answered fails that request |
+// |     |                                                         | the queue works on                            | with IOERR after the bound; ..." |
+// | 29  | IN into a read-only mapping / OUT from a write-only one | IOERR, memory untouched, "IOMMU permission    | "permission faults both ways fail the |
+// |     | (permission faults)                                     | fault" logged, the queue works on             | request without touching memory" |
+// | 30  | rings at IOVAs not mapped / invalidated while running   | the queue waits (MISS after a kick), resumes  | "rings not mapped at start wait ...", |
+// |     |                                                         | in place once mapped                          | "an INVALIDATE covering a ring ..." |
+//
 // Rows 18–26 (not 19b) are also played against the real daemon binary (DaemonErrorEventTests,
 // workerSignalsTheErrorEventFD): its QueueWorker signals the queue's error eventfd, serves
 // nothing and leaves the image unchanged.
