@@ -9,7 +9,7 @@ APT_PACKAGES := pkg-config libglib2.0-dev libcap-ng-dev qemu-system-x86 qemu-uti
 SWIFT_TEST_FLAGS ?=
 MALLOC_DEBUG_LIBRARY := /usr/lib/x86_64-linux-gnu/libc_malloc_debug.so.0
 
-.PHONY: setup guest build release demo test unit-test bench clean
+.PHONY: setup guest build release demo test unit-test sanitize bench clean
 
 setup:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -48,6 +48,24 @@ test: build guest
 	done
 	@# The launcher's own checks (exit statuses, timeout, reboot, read-only) against our daemon.
 	./vm-images/selftest.sh --daemon "$$(swift build --show-bin-path)/vhost-user-blk"
+	$(MAKE) --no-print-directory sanitize
+
+# The suite again under AddressSanitizer (+ LeakSanitizer) and ThreadSanitizer, each in its own
+# build directory; the sanitized daemon binary serves the QEMU guests. Any report fails the run.
+# (The malloc-tracer suites are left out: the sanitizers replace malloc.)
+SANITIZERS ?= address thread
+SANITIZER_SKIPS := --skip DataPathAllocationTests --skip BlockRequestAllocationTests \
+	--skip TranslationAllocationTests --skip IOMMUBenchmark
+sanitize: build guest
+	for sanitizer in $(SANITIZERS); do \
+	  flags="--sanitize=$$sanitizer --scratch-path .build-$$sanitizer"; \
+	  echo "== swift test --sanitize=$$sanitizer"; \
+	  swift build --build-tests $$flags; \
+	  VHOST_USER_BLK_BIN="$$(swift build $$flags --show-bin-path)/vhost-user-blk" \
+	  LSAN_OPTIONS="suppressions=$(CURDIR)/.ci/lsan-suppressions.txt" \
+	  TSAN_OPTIONS="suppressions=$(CURDIR)/.ci/tsan-suppressions.txt halt_on_error=1" \
+	    swift test --skip-build $$flags $(SANITIZER_SKIPS) $(SWIFT_TEST_FLAGS); \
+	done
 
 # Release builds of the daemon and the front end; issue 5's cases on both back ends, alternating,
 # BENCH_REPETITIONS runs of BENCH_SECONDS each; medians and ratios into docs/benchmarks.md + SVG.

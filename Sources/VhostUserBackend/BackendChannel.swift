@@ -3,7 +3,6 @@ import Glibc
 #endif
 import IOMMUModel
 import Logging
-import Synchronization
 import VhostSystem
 import VhostUserProtocol
 
@@ -21,7 +20,7 @@ final class BackendChannel: Sendable {
     // `socket` is used only with `state` locked.
     private let socket: UnixSocket
     private let logger: Logger
-    private let state = Mutex<State>(State())
+    private let state = Locked<State>(State())
 
     struct State {
         var pending: [UInt8] = []

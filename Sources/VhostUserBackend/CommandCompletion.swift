@@ -1,10 +1,10 @@
 import Dispatch
-import Synchronization
+import VhostSystem
 
 /// A one-shot answer from a worker to the control plane, waited for with a bound.
 final class CommandCompletion: Sendable {
     private let semaphore = DispatchSemaphore(value: 0)
-    private let result = Mutex<UInt32>(0)
+    private let result = Locked<UInt32>(0)
 
     func complete(_ value: UInt32 = 0) {
         result.withLock { $0 = value }

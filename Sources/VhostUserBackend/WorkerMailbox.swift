@@ -4,7 +4,7 @@ import VhostSystem
 /// Commands queued for one worker plus the eventfd that wakes it.
 final class WorkerMailbox: Sendable {
     let wakeup: EventFD
-    private let pending = Mutex<[WorkerCommand]>([])
+    private let pending = Locked<[WorkerCommand]>([])
     /// Set by `post`, cleared by `takeAll`: lets a polling worker notice a command with one
     /// atomic load instead of a system call.
     private let posted = Atomic<Bool>(false)

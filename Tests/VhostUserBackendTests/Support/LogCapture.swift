@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Logging
 import Synchronization
+import VhostSystem
 
 /// Every log record a back end under test emitted, so tests can assert the specific error.
 final class LogStore: Sendable {
@@ -17,7 +18,7 @@ final class LogStore: Sendable {
         }
     }
 
-    private let entries = Mutex<[Entry]>([])
+    private let entries = Locked<[Entry]>([])
 
     func append(_ entry: Entry) {
         entries.withLock { $0.append(entry) }
