@@ -193,6 +193,13 @@ int cvb_seccomp_set_filter(const struct cvb_bpf_instruction *program, unsigned s
     return (int)syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, flags, &fprog);
 }
 
+extern void __asan_init(void) __attribute__((weak));
+extern void __tsan_init(void) __attribute__((weak));
+
+int cvb_sanitizer_runtime_linked(void) {
+    return __asan_init != NULL || __tsan_init != NULL;
+}
+
 int cvb_unshare(int flags) {
     return unshare(flags);
 }

@@ -48,6 +48,10 @@ public struct SeccompFilter: Sendable {
         program = try Self.assemble(numbered)
     }
 
+    /// Whether a sanitizer runtime (ASan, TSan) is linked in: its leak check and reports need
+    /// calls (ptrace, clone, exec) no allow-list of ours should contain.
+    public static var sanitizerRuntimeLinked: Bool { cvb_sanitizer_runtime_linked() != 0 }
+
     /// Whether the bridge's table has a system call of this name on this architecture.
     public static func knows(_ name: String) -> Bool {
         cvb_syscall_number(name) >= 0

@@ -95,7 +95,11 @@ struct VhostUserBlkDaemon {
         }
         if options.sandbox {
             do {
-                sandbox["seccomp"] = "\(try DaemonSandbox.restrictSystemCalls(controlPlane: controlPlane).count) calls allowed"
+                if let rules = try DaemonSandbox.restrictSystemCalls(controlPlane: controlPlane) {
+                    sandbox["seccomp"] = "\(rules.count) calls allowed"
+                } else {
+                    sandbox["seccomp"] = "not installed: sanitizer build"
+                }
             } catch {
                 logger.critical("cannot install the sandbox's seccomp filter: \(error)")
                 return 1

@@ -42,16 +42,20 @@ extension BackEndIntegration {
             #expect(try started.guest.write(sector: 16, data) == BlockGuest.statusOK)
             let read = try started.guest.read(sector: 16, count: 4096)
             #expect(read.status == BlockGuest.statusOK && read.data == data)
-            #expect(daemon.status("Seccomp") == "2")
-            #expect(daemon.status("NoNewPrivs") == "1")
+            // A sanitizer build of the daemon (make sanitize) installs no filter: its runtime
+            // needs ptrace and exec; it says so.
+            let sanitized = daemon.logEntry(containing: "seccomp=not installed: sanitizer build", after: 0,
+                                            waitingUpTo: 500) != nil
+            #expect(daemon.status("Seccomp") == (sanitized ? "0" : "2"))
+            #expect(daemon.status("NoNewPrivs") == (sanitized ? "0" : "1"))
             #expect(daemon.status("CapEff") == "0000000000000000")
-            if geteuid() == 0 {
+            if geteuid() == 0 && !sanitized {
                 // Its root is an empty tmpfs; ours is the host's.
                 let root = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(daemon.pid)/root")
                 #expect(root.isEmpty, "the sandboxed daemon sees \(root)")
                 #expect(daemon.logEntry(containing: "mount-namespace=empty read-only root", after: 0, waitingUpTo: 1_000) != nil)
             }
-            #expect(daemon.logEntry(containing: "calls allowed", after: 0, waitingUpTo: 1_000) != nil,
+            #expect(sanitized || daemon.logEntry(containing: "calls allowed", after: 0, waitingUpTo: 1_000) != nil,
                     "\(daemon.transcript(after: 0))")
             started.session.socket.shutdown()
             // SIGTERM: a clean exit, the socket file removed through the directory opened before.

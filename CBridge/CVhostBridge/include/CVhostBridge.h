@@ -96,6 +96,9 @@ int cvb_seccomp_set_filter(const struct cvb_bpf_instruction *program, unsigned s
 long cvb_syscall_number(const char *name);
 /// unshare(2) (needs _GNU_SOURCE, which Swift's Glibc module is not built with).
 int cvb_unshare(int flags);
+/// 1 if an AddressSanitizer or ThreadSanitizer runtime is linked into this process (their
+/// leak checks and reports need ptrace, clone and exec, which a seccomp filter forbids).
+int cvb_sanitizer_runtime_linked(void);
 /// pivot_root(2), which glibc does not wrap.
 int cvb_pivot_root(const char *new_root, const char *put_old);
 extern const unsigned int CVB_SECCOMP_FILTER_FLAG_TSYNC;
