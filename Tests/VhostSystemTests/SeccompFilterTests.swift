@@ -105,7 +105,10 @@ struct SeccompFilterTests {
         }
     }
 
-    @Test func theKernelRunsACallOnTheList() async {
+    // A sanitizer runtime's exit handling makes calls this two-call list cannot foresee; the
+    // plain run of the suite covers it.
+    @Test(.disabled(if: SeccompFilter.sanitizerRuntimeLinked, "sanitizer runtimes make their own calls at exit"))
+    func theKernelRunsACallOnTheList() async {
         await #expect(processExitsWith: .exitCode(0)) {
             let filter = try SeccompFilter(allowing: [.allow("exit_group"), .allow("getppid")])
             try filter.install()
