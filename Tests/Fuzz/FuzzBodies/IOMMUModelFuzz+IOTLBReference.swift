@@ -19,11 +19,16 @@ extension IOMMUModelFuzz.RangeReference where Value == IOTLBEntry {
         return (nil, stored)
     }
 
-    /// The bytes an INVALIDATE of `size` bytes at `iova` removes: all of them for size 0, and
-    /// a range running past the top is cut there.
-    static func invalidatedRange(iova: UInt64, size: UInt64) -> ClosedRange<UInt64> {
+    /// The bytes an INVALIDATE of `size` bytes at `iova` unmaps: all of them for size 0, a
+    /// range running past the top cut there; and when cutting the middle out of an entry would
+    /// leave more entries than `entryLimit`, the rest of that entry above the range too.
+    func invalidatedRange(iova: UInt64, size: UInt64, entryLimit: Int) -> ClosedRange<UInt64> {
         guard size != 0 else { return 0...UInt64.max }
-        return iova...UInt64(min(UInt128(iova) + UInt128(size) - 1, UInt128(UInt64.max)))
+        let range = iova...UInt64(min(UInt128(iova) + UInt128(size) - 1, UInt128(UInt64.max)))
+        var erased = self
+        erased.erase(range)
+        guard erased.count > entryLimit, let split = lookup(range.lowerBound) else { return range }
+        return range.lowerBound...split.range.upperBound
     }
 
     /// The answer a translation must give: the buffer walked byte range by byte range in

@@ -79,7 +79,7 @@ extension IOMMUModelFuzz {
             probe(around: iova, size: size, scratch: scratch)
         }
 
-        /// An INVALIDATE (directly or as a message); returns the bytes it invalidated.
+        /// An INVALIDATE (directly or as a message); returns the bytes it unmapped.
         mutating func invalidate(_ operands: inout Operands, scratch: UnsafeMutableBufferPointer<IOTLBSegment>) -> ClosedRange<UInt64> {
             let iova = operands.address()
             let size = operands.size(from: iova)
@@ -90,7 +90,7 @@ extension IOMMUModelFuzz {
             } else {
                 mirror.invalidate(iova: iova, size: size)
             }
-            let range = RangeReference<IOTLBEntry>.invalidatedRange(iova: iova, size: size)
+            let range = reference.invalidatedRange(iova: iova, size: size, entryLimit: entryLimit)
             reference.erase(range)
             require(mirror.iotlb.generation != generation, "\(what()): no new generation")
             checkState(what())
