@@ -1,7 +1,7 @@
 @testable import IOMMUModel
 
-/// How the body reports a disagreement: a `fatalError` saying what differed, which libFuzzer
-/// reports as a crash with the input that led to it.
+/// The checks the harnesses share, and how a disagreement is reported: a `fatalError` saying
+/// what differed, which libFuzzer reports as a crash with the input that led to it.
 extension IOMMUModelFuzz {
     static func fail(_ message: String) -> Never {
         fatalError("IOMMUModelFuzz: \(message)")
@@ -60,13 +60,9 @@ extension IOMMUModelFuzz {
             && zip(actual, expected).allSatisfy { $0.range == $1.range && $0.value == $1.value }
         require(same, "\(what()): mappings \(actual.prefix(8)) differ from the reference \(expected.prefix(8))")
     }
-}
 
-extension IOMMUModelFuzz {
     /// An address or size as the messages print it.
     static func hex(_ value: UInt64) -> String { "0x" + String(value, radix: 16) }
-}
 
-extension IOMMUModelFuzz {
     static func describe(_ range: ClosedRange<UInt64>) -> String { "\(hex(range.lowerBound))...\(hex(range.upperBound))" }
 }
