@@ -58,16 +58,29 @@ public struct IOTLB: Sendable {
     /// which is 0 when a device-IOTLB flush covers all 2^64 bytes (the kernel's vhost refuses
     /// size 0 with -EINVAL, DPDK ignores it; dropping everything is the answer that can never
     /// leave a stale translation). A range running past `UInt64.max` is cut there.
-    public mutating func invalidate(iova: UInt64, size: UInt64) {
-        let range: ClosedRange<UInt64>
+    ///
+    /// Cutting the middle out of an entry leaves two: at ``entryLimit`` the part of that entry
+    /// above the range is dropped too, so that INVALIDATEs cannot take the IOTLB past its limit
+    /// (the kernel's vhost drops every entry an INVALIDATE touches, whole). Dropping more is
+    /// safe: the device misses there and the front end sends the UPDATE again.
+    ///
+    /// - Returns: the IOVAs unmapped (the range asked for, or more).
+    @discardableResult
+    public mutating func invalidate(iova: UInt64, size: UInt64) -> ClosedRange<UInt64> {
+        var range: ClosedRange<UInt64>
         if size == 0 {
             range = 0...UInt64.max
         } else {
             let (last, wraps) = iova.addingReportingOverflow(size - 1)
             range = iova...(wraps ? UInt64.max : last)
         }
+        if entries.count >= entryLimit, let (entry, _) = entries.lookup(range.lowerBound),
+           entry.lowerBound < range.lowerBound, entry.upperBound > range.upperBound {
+            range = range.lowerBound...entry.upperBound
+        }
         entries.erase(range)
         generation = UniqueNumber.next()
+        return range
     }
 
     /// Translates `length` bytes at `iova` for `access` into front-end segments, written to
