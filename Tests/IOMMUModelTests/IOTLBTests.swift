@@ -107,6 +107,24 @@ struct IOTLBTests {
         #expect(throws: IOTLBError.entryLimitReached(limit: 0)) { try closed.update(iova: 0, size: 1, userAddress: 0, permission: .read) }
     }
 
+    /// Found by the iommu-model fuzzer: INVALIDATEs punching holes used to grow the IOTLB past
+    /// its limit (one UPDATE, then N holes: N + 1 entries). At the limit the entry's part above
+    /// the hole goes too; below the limit the split is kept.
+    @Test func invalidationsCannotGrowTheIOTLBPastItsLimit() throws {
+        var iotlb = IOTLB(entryLimit: 3)
+        try iotlb.update(iova: 0, size: 0x10000, userAddress: 0xA0000, permission: .read)
+        iotlb.invalidate(iova: 0x2000, size: 0x1000)  // below the limit: split in two
+        #expect(iotlb.entries.count == 2)
+        iotlb.invalidate(iova: 0x6000, size: 0x1000)  // 3 entries now: the limit
+        #expect(iotlb.entries.count == 3)
+        let unmapped = iotlb.invalidate(iova: 0x8000, size: 0x1000)
+        #expect(unmapped == 0x8000...0xFFFF, "at the limit the rest of the entry goes too")
+        #expect(iotlb.entries.count == 3)
+        // What stays still translates; what went misses.
+        #expect(iotlb.translated(iova: 0x7000, length: 0x1000, access: .read, capacity: 1).0 == .translated(segmentCount: 1))
+        #expect(iotlb.translated(iova: 0x9000, length: 0x1000, access: .read, capacity: 1).0 != .translated(segmentCount: 1))
+    }
+
     @Test func tooFewSegmentsAreReportedAsSuch() throws {
         var iotlb = IOTLB()
         try iotlb.update(iova: 0x1000, size: 0x1000, userAddress: 0xA000, permission: .read)
