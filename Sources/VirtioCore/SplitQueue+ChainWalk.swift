@@ -120,8 +120,10 @@ extension SplitQueue {
         }
         if let pointer = translator.pointer(address, length: length) { return pointer }
         // Not in one region: find out whether it is mapped at all, to report the right error.
-        // Only the error path gets here; the scratch space is on the stack.
-        let answer = withUnsafeTemporaryAllocation(of: BufferSegment.self, capacity: 2) { scratch in
+        // Only the error path gets here. Room for a piece per region: with less, a table through
+        // three adjacent regions into a gap would stop at "needs more segments" before the gap.
+        let pieces = max(translator.memory.regions.count, 2)
+        let answer = withUnsafeTemporaryAllocation(of: BufferSegment.self, capacity: pieces) { scratch in
             translator.segments(address, length: length, deviceWrites: false, into: scratch)
         }
         let spansRegions: Bool
