@@ -12,10 +12,10 @@ struct CorpusReplayTests {
     /// Each fuzz target's directory, its body, and how many seeds it must at least have.
     static let targets: [(name: String, minimumSeeds: Int, body: @Sendable (UnsafeRawBufferPointer) -> Void)] = [
         ("message-decoder", 7, MessageDecoderFuzz.run),
-        ("dispatch", 1, DispatchFuzz.run),
-        ("descriptor-chain", 1, DescriptorChainFuzz.run),
-        ("block-request", 1, BlockRequestFuzz.run),
-        ("iommu-model", 1, IOMMUModelFuzz.run),
+        ("dispatch", 9, DispatchFuzz.run),
+        ("descriptor-chain", 11, DescriptorChainFuzz.run),
+        ("block-request", 5, BlockRequestFuzz.run),
+        ("iommu-model", 9, IOMMUModelFuzz.run),
     ]
 
     static func inputs(_ target: String) -> [String] {
