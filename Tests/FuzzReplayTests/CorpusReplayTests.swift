@@ -12,7 +12,6 @@ struct CorpusReplayTests {
     /// Each fuzz target's directory, its body, and how many seeds it must at least have.
     static let targets: [(name: String, minimumSeeds: Int, body: @Sendable (UnsafeRawBufferPointer) -> Void)] = [
         ("message-decoder", 7, MessageDecoderFuzz.run),
-        ("dispatch", 9, DispatchFuzz.run),
         ("descriptor-chain", 11, DescriptorChainFuzz.run),
         ("block-request", 5, BlockRequestFuzz.run),
         ("iommu-model", 9, IOMMUModelFuzz.run),
@@ -33,5 +32,26 @@ struct CorpusReplayTests {
             let bytes = try #require(FuzzReplay.read(path), "\(path)")
             bytes.withUnsafeBytes(target.body)
         }
+    }
+
+    /// The dispatch body checks that the whole process holds no more descriptors, mappings and
+    /// threads afterwards, which other suites running alongside would disturb: its corpus is
+    /// replayed by the `fuzz-dispatch` executable (built next to this test binary) on its own.
+    @Test func dispatchCorpusReplaysInItsOwnProcess() throws {
+        let inputs = Self.inputs("dispatch")
+        #expect(inputs.count >= 9, "dispatch: seed corpus missing")
+        let testBinary = URL(fileURLWithPath: CommandLine.arguments[0])
+        let replay = testBinary.deletingLastPathComponent().appendingPathComponent("fuzz-dispatch")
+        let process = Process()
+        process.executableURL = replay
+        process.arguments = inputs
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = output
+        try process.run()
+        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0, "\(replay.path): \(text)")
+        #expect(text.components(separatedBy: "\n").filter { $0.hasPrefix("ran ") }.count == inputs.count, "\(text)")
     }
 }
