@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the fuzz targets with libFuzzer and AddressSanitizer and runs each for SECONDS
-# (default 60) on a copy of its committed corpus; crashes are written to .build-fuzz/artifacts.
+# (default 60) on a copy of its committed corpus; crashes are written to .build-fuzz/findings.
 # A crash input, once fixed, goes into Tests/Fuzz/Corpus/<target>/ so the normal test suite
 # (FuzzReplayTests) replays it forever.
 #
@@ -29,19 +29,25 @@ for target in "${targets[@]}"; do
 	fi
 	binary="$(swift build "${flags[@]}" --show-bin-path)/fuzz-$target"
 	work="$scratch/corpus/$target"
-	artifacts="$scratch/artifacts/$target"
+	# Not "$scratch/artifacts": SwiftPM owns that directory and empties it on every build.
+	artifacts="$scratch/findings/$target"
 	mkdir -p "$work" "$artifacts"
 	cp -n Tests/Fuzz/Corpus/"$target"/* "$work"/ 2>/dev/null || true
 	echo "fuzz-$target: ${seconds}s"
 	# Swift's crash backtracer trips AddressSanitizer and its helper keeps the pipe open: off.
-	if ! SWIFT_BACKTRACE=enable=no "$binary" "$work" -max_total_time="$seconds" -artifact_prefix="$artifacts/" -print_final_stats=1 2>&1 |
-		grep -E "^#[0-9]+ *DONE|stat::number_of_executed_units|ERROR|SUMMARY|Test unit written"; then
-		:
+	set +e
+	SWIFT_BACKTRACE=enable=no "$binary" "$work" -max_total_time="$seconds" -artifact_prefix="$artifacts/" -print_final_stats=1 2>&1 |
+		grep -E "^#[0-9]+ *DONE|stat::number_of_executed_units|ERROR|SUMMARY|Test unit written"
+	fuzzer_status=${PIPESTATUS[0]}
+	set -e
+	if [ "$fuzzer_status" -ne 0 ]; then
+		echo "fuzz-$target: the fuzzer exited with status $fuzzer_status"
+		status=1
 	fi
 	if [ -n "$(find "$artifacts" -maxdepth 1 \( -name 'crash-*' -o -name 'leak-*' -o -name 'timeout-*' -o -name 'oom-*' \) -print -quit)" ]; then
 		echo "fuzz-$target: FOUND problems, inputs in $artifacts"
 		status=1
-	else
+	elif [ "$fuzzer_status" -eq 0 ]; then
 		echo "fuzz-$target: clean"
 	fi
 done
