@@ -3,25 +3,34 @@ import Glibc
 #endif
 import CVhostBridge
 
-/// A seccomp allow-list (classic BPF, SECCOMP_SET_MODE_FILTER): a system call on the list runs,
-/// any other kills the whole process (SECCOMP_RET_KILL_PROCESS), as do calls made through another
+/// A seccomp allow-list (classic BPF, SECCOMP_SET_MODE_FILTER): a system call on the list runs
+/// (or fails with its errno, for the calls listed as failing), any other kills the whole process
+/// (SECCOMP_RET_KILL_PROCESS), as do calls made through another
 /// architecture's ABI (x86-64's x32 or i386 entry points), which would otherwise bypass the list.
 ///
 /// Once installed it cannot be removed, and it applies to every thread of the process (TSYNC)
 /// and every thread created afterwards.
 public struct SeccompFilter: Sendable {
-    /// One allowed system call, optionally only when its first argument has one value (e.g.
-    /// `unlinkat` only relative to one directory descriptor).
+    /// One system call the filter lets through — optionally only when its first argument has
+    /// one value (e.g. `unlinkat` only relative to one directory descriptor) — or makes fail
+    /// with an errno instead of killing (for calls libraries make on rare paths and cope with
+    /// failing, such as glibc's malloc reading /sys and /proc).
     public struct Rule: Sendable, Equatable {
         public let name: String
         public let requiredFirstArgument: UInt64?
+        /// When set, the call does not run and fails with this errno.
+        public let failure: UInt16?
 
         public static func allow(_ name: String) -> Rule {
-            Rule(name: name, requiredFirstArgument: nil)
+            Rule(name: name, requiredFirstArgument: nil, failure: nil)
         }
 
         public static func allow(_ name: String, whenFirstArgumentIs value: UInt64) -> Rule {
-            Rule(name: name, requiredFirstArgument: value)
+            Rule(name: name, requiredFirstArgument: value, failure: nil)
+        }
+
+        public static func fail(_ name: String, errno: UInt16) -> Rule {
+            Rule(name: name, requiredFirstArgument: nil, failure: errno)
         }
     }
 
@@ -74,15 +83,18 @@ public struct SeccompFilter: Sendable {
     }
 
     /// Layout (BPF jumps only forward): check the architecture, load the call number, refuse
-    /// x32 numbers, one comparison per rule (plain rules jump to ALLOW, argument rules to their
-    /// argument check), KILL, the argument checks, KILL, ALLOW.
+    /// x32 numbers, one comparison per rule (plain rules jump to ALLOW, failing rules to their
+    /// ERRNO return, argument rules to their argument check), KILL, the ERRNO returns, the
+    /// argument checks, KILL, ALLOW.
     private static func assemble(_ rules: [(number: UInt32, rule: Rule)]) throws(SystemError) -> [cvb_bpf_instruction] {
-        let plain = rules.filter { $0.rule.requiredFirstArgument == nil }
-        let checked = rules.filter { $0.rule.requiredFirstArgument != nil }
+        let plain = rules.filter { $0.rule.requiredFirstArgument == nil && $0.rule.failure == nil }
+        let failing = rules.filter { $0.rule.failure != nil }
+        let checked = rules.filter { $0.rule.requiredFirstArgument != nil && $0.rule.failure == nil }
         let checkLength = 4
         let header = CVB_X32_SYSCALL_BIT != 0 ? 4 : 3
-        let comparisons = plain.count + checked.count
-        let firstCheck = header + comparisons + 1
+        let comparisons = plain.count + failing.count + checked.count
+        let firstFailure = header + comparisons + 1
+        let firstCheck = firstFailure + failing.count
         let kill = firstCheck + checked.count * checkLength
         let allow = kill + 1
         var program: [cvb_bpf_instruction] = []
@@ -113,10 +125,16 @@ public struct SeccompFilter: Sendable {
         for entry in plain {
             try compare(entry.number, ifEqual: allow, otherwise: program.count + 1)
         }
+        for (index, entry) in failing.enumerated() {
+            try compare(entry.number, ifEqual: firstFailure + index, otherwise: program.count + 1)
+        }
         for (index, entry) in checked.enumerated() {
             try compare(entry.number, ifEqual: firstCheck + index * checkLength, otherwise: program.count + 1)
         }
         ret(CVB_SECCOMP_RET_KILL_PROCESS)
+        for entry in failing {
+            ret(CVB_SECCOMP_RET_ERRNO | UInt32(entry.rule.failure ?? UInt16(EPERM)))
+        }
         // Arguments are 64-bit, stored little-endian: the low word first, then the high word.
         for entry in checked {
             let value = entry.rule.requiredFirstArgument ?? 0

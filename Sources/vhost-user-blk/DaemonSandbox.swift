@@ -12,8 +12,8 @@ import VhostUserBackend
 ///    tmpfs: no path reaches a file any more.
 /// 2. (Always, with or without `--sandbox`: every capability dropped, `Privileges`.)
 /// 3. A seccomp allow-list of the calls the control plane and the queue workers make after
-///    set-up; anything else kills the process. Not on it: open/openat, exec, socket creation,
-///    connect/bind/listen, ptrace, mount, kill, and everything else never needed.
+///    set-up; open/openat fail with EACCES; anything else kills the process. Not on it: exec,
+///    socket creation, connect/bind/listen, ptrace, mount, kill, and everything else never needed.
 enum DaemonSandbox {
     /// The calls made after set-up: found by tracing the daemon (strace -f) through the guest,
     /// inflight, IOMMU, shutdown and benchmark tests; each group says who makes them.
@@ -60,6 +60,11 @@ enum DaemonSandbox {
         if SeccompFilter.sanitizerRuntimeLinked { return nil }
         var rules = allowedCalls.map(SeccompFilter.Rule.allow)
         rules += legacyCalls.filter(SeccompFilter.knows).map(SeccompFilter.Rule.allow)
+        // Opening a file fails (EACCES) rather than kills: glibc's malloc opens
+        // /sys/devices/system/cpu/online once a process has more than eight arenas (a new
+        // queue worker's first allocation, after enough rings came and went) and
+        // /proc/sys/vm/overcommit_memory before shrinking a heap, and copes with failure.
+        rules += ["openat", "open"].filter(SeccompFilter.knows).map { .fail($0, errno: UInt16(EACCES)) }
         if let directory = controlPlane.socketDirectoryDescriptor, let value = UInt64(exactly: directory) {
             // Removing the socket file on exit, relative to its directory, and nothing else.
             rules.append(.allow("unlinkat", whenFirstArgumentIs: value))

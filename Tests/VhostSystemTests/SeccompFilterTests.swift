@@ -83,6 +83,17 @@ struct SeccompFilterTests {
         #expect(Self.evaluate(filter.program, number: Self.number("read")) == Self.allow)
     }
 
+    @Test func failingRuleReturnsItsErrnoAndOthersStillWork() throws {
+        let filter = try SeccompFilter(allowing: [
+            .allow("read"), .fail("openat", errno: UInt16(EACCES)), .allow("unlinkat", whenFirstArgumentIs: 3),
+        ])
+        #expect(Self.evaluate(filter.program, number: Self.number("openat")) == CVB_SECCOMP_RET_ERRNO | UInt32(EACCES))
+        #expect(Self.evaluate(filter.program, number: Self.number("read")) == Self.allow)
+        #expect(Self.evaluate(filter.program, number: Self.number("unlinkat"), firstArgument: 3) == Self.allow)
+        #expect(Self.evaluate(filter.program, number: Self.number("unlinkat"), firstArgument: 4) == Self.kill)
+        #expect(Self.evaluate(filter.program, number: Self.number("execve")) == Self.kill)
+    }
+
     @Test func unknownNameIsAClearError() {
         #expect(throws: SystemError(call: "seccomp: no system call named frobnicate", errno: ENOSYS)) {
             try SeccompFilter(allowing: [.allow("frobnicate")])
@@ -93,6 +104,16 @@ struct SeccompFilterTests {
         // 300 rules need jumps longer than BPF's 8 bits.
         #expect(throws: SystemError.self) {
             try SeccompFilter(allowing: Array(repeating: .allow("read"), count: 300))
+        }
+    }
+
+    @Test(.disabled(if: SeccompFilter.sanitizerRuntimeLinked, "sanitizer runtimes make their own calls at exit"))
+    func theKernelFailsACallListedAsFailing() async {
+        await #expect(processExitsWith: .exitCode(0)) {
+            let filter = try SeccompFilter(allowing: [.allow("exit_group"), .fail("openat", errno: UInt16(EACCES))])
+            try filter.install()
+            let fd = open("/", O_RDONLY)
+            _exit(fd == -1 && errno == EACCES ? 0 : 1)
         }
     }
 

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Foundation
 import Testing
+import VirtioCore
 import VhostUserFrontEnd
 
 extension BackEndIntegration {
@@ -63,6 +64,35 @@ extension BackEndIntegration {
             #expect(daemon.process.terminationReason == .exit && daemon.process.terminationStatus == 0,
                     "\(daemon.process.terminationReason) \(daemon.process.terminationStatus): \(daemon.transcript(after: 0))")
             #expect(!FileManager.default.fileExists(atPath: daemon.socketPath))
+        }
+
+        /// Sixteen queue workers started together, three times over: glibc's malloc opens
+        /// /sys/devices/system/cpu/online once a process has more than eight arenas (and
+        /// /proc/sys/vm/overcommit_memory before shrinking a thread's heap). Under the sandbox
+        /// the open must fail, not kill the daemon (it did, once, in CI after a guest reboot).
+        @Test("--sandbox: many queue workers coming and going do not trip the filter")
+        func sandboxedDaemonSurvivesManyWorkers() throws {
+            let queues = 16
+            let daemon = try ChildDaemon(extraArguments: ["--sandbox", "--num-queues=\(queues)"])
+            defer { daemon.stop() }
+            for round in 0..<3 {
+                let session = try daemon.connect()
+                let negotiated = try QEMUSequence.connect(session, queueCount: queues)
+                let guest = try BlockGuest(regions: [GuestRAM.RegionSpec(guestPhysicalStart: GuestPhysicalAddress(0), size: 4 << 20)],
+                                           queueCount: queues, eventIndex: negotiated.features.contains(.eventIndex))
+                try QEMUSequence.start(session, guest: guest, features: negotiated.features)
+                for queue in 0..<queues {
+                    let data = pattern(count: 4096, seed: UInt64(round * queues + queue))
+                    #expect(try guest.write(queue: queue, sector: UInt64(queue * 8), data) == BlockGuest.statusOK)
+                }
+                for queue in 0..<queues {
+                    _ = try session.stopRing(index: UInt32(queue))
+                }
+                session.socket.shutdown()
+                #expect(daemon.process.isRunning, "round \(round): \(daemon.transcript(after: 0))")
+            }
+            expectServesNewFrontEnd(daemon)
+            #expect(daemon.process.isRunning)
         }
     }
 }

@@ -104,6 +104,8 @@ int cvb_pivot_root(const char *new_root, const char *put_old);
 extern const unsigned int CVB_SECCOMP_FILTER_FLAG_TSYNC;
 extern const uint32_t CVB_SECCOMP_RET_ALLOW;
 extern const uint32_t CVB_SECCOMP_RET_KILL_PROCESS;
+/// SECCOMP_RET_ERRNO: the call fails with the errno in the low 16 bits of the action.
+extern const uint32_t CVB_SECCOMP_RET_ERRNO;
 /// AUDIT_ARCH_* of the architecture this is built for; 0 where the bridge does not know it.
 extern const uint32_t CVB_AUDIT_ARCH_NATIVE;
 /// x86-64's x32 ABI marker bit in system call numbers (0 elsewhere).
