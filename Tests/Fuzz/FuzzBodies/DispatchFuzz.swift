@@ -31,8 +31,18 @@ public enum DispatchFuzz {
         return VirtioBlkDevice(image: image, numberOfQueues: 2, queueSize: 64, serial: "fuzz", logger: logger)
     }()
 
+    /// A sanitizer runtime may start a helper thread of its own at the first pthread_create
+    /// (ThreadSanitizer does): one thread made and joined up front, so that the census counts
+    /// it before the first input as well as after.
+    static let threadRuntimeStarted: Bool = {
+        var thread = pthread_t()
+        guard pthread_create(&thread, nil, { _ in nil }, nil) == 0 else { return false }
+        pthread_join(thread, nil)
+        return true
+    }()
+
     public static func run(_ data: UnsafeRawBufferPointer) {
-        guard let device else { fatalError("cannot create the fuzzed device") }
+        guard let device, threadRuntimeStarted else { fatalError("cannot set up the fuzzed device") }
         let before = ProcessCensus.take()
         do {
             let files = try DispatchFuzzFiles()
