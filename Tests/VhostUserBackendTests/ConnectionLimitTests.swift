@@ -16,13 +16,18 @@ extension BackEndIntegration {
             })
         }
 
+        /// The daemon's footprint once its control plane is fully up (it served one front end),
+        /// to compare with after a refusal.
+        static func idleFootprint(_ daemon: ChildDaemon) throws -> ChildDaemon.Footprint {
+            expectServesNewFrontEnd(daemon)
+            return try #require(daemon.waitIdle())
+        }
+
         @Test("GET_MAX_MEM_SLOTS reports --max-mem-regions; an ADD_MEM_REG past it closes the connection, unmapping all")
         func regionLimit() throws {
             let daemon = try ChildDaemon(extraArguments: ["--max-mem-regions=2"])
             defer { daemon.stop() }
-            // The footprint once the control plane is up (it was served once), to compare with later.
-            expectServesNewFrontEnd(daemon)
-            let idle = try #require(daemon.waitIdle())
+            let idle = try Self.idleFootprint(daemon)
             let session = try daemon.connect()
             _ = try QEMUSequence.connect(session)
             #expect(session.maximumMemorySlots == 2)
@@ -44,9 +49,7 @@ extension BackEndIntegration {
         func mappedBytesLimit() throws {
             let daemon = try ChildDaemon(extraArguments: ["--max-guest-memory=5m"])
             defer { daemon.stop() }
-            // The footprint once the control plane is up (it was served once), to compare with later.
-            expectServesNewFrontEnd(daemon)
-            let idle = try #require(daemon.waitIdle())
+            let idle = try Self.idleFootprint(daemon)
             let session = try daemon.connect()
             let negotiated = try QEMUSequence.connect(session)
             try session.setFeatures(negotiated.features)
