@@ -38,7 +38,8 @@ Guest:
   --command TEXT         shell text to run in the guest instead of a file
   --add-file HOST:GUEST  put HOST (file or directory) at absolute GUEST path in
                          the initramfs; repeatable; not under /tmp (a tmpfs)
-  --num-queues N         virtqueues of the device (default 1)
+  --num-queues N         virtqueues of the device (QEMU's default when omitted: one per
+                         vCPU); also the daemon's --num-queues (its default otherwise)
   --queue-size N         virtqueue size (QEMU's default when omitted)
   --read-only            export read-only (daemon --read-only, qsd writable=off)
   --smp N                guest CPUs (default 1)
@@ -48,7 +49,9 @@ Guest:
   --append TEXT          extra kernel command-line arguments
   --allow-reboot         let the guest reboot (drops -no-reboot)
   --device-opt K=V       extra vhost-user-blk-pci property; repeatable
-  --chardev-opt K=V      extra property of the socket chardev (e.g. reconnect=1)
+  --chardev-opt K=V      extra property of the socket chardev
+  --reconnect SECONDS    QEMU reconnects to a back end that went away: the chardev's
+                         reconnect-ms= (QEMU 9.2 and later) or reconnect= (before)
   --qemu-arg ARG         extra QEMU argument, placed before the device; repeatable,
                          one word each: --qemu-arg -device --qemu-arg intel-iommu
   --iommu MODE           put the disk behind an emulated Intel vIOMMU: MODE lazy or
@@ -68,6 +71,12 @@ Run:
   --serial-log FILE      copy of the serial console (default: temporary, kept on failure)
   --quiet                do not copy the serial console to stdout
   -h, --help             this text
+
+QEMU:
+  --qemu NAME            the QEMU build to run: debian12 (7.2), debian13 (10.0) or
+                         debian13-backports (the newest Debian packages), installed by
+                         install-qemu.sh on first use; qemu-storage-daemon comes from
+                         the same build (default: the host's qemu-system-x86_64)
 
 Environment: QEMU overrides the emulator binary (default qemu-system-x86_64).
 
@@ -89,8 +98,8 @@ usage_error() {
 	exit "$EXIT_USAGE"
 }
 
-image="" daemon="" backend="" no_daemon=0
-num_queues=1 queue_size="" read_only=0 smp=1 memory=512M machine=q35 accel=tcg
+image="" daemon="" backend="" no_daemon=0 qemu_build="" reconnect=""
+num_queues="" queue_size="" read_only=0 smp=1 memory=512M machine=q35 accel=tcg
 workload="" command="" append="" allow_reboot=0 iommu=""
 socket="" daemon_log="" daemon_wait=30 timeout=120 serial_log="" quiet=0
 add_files=() device_opts=() chardev_opts=() qemu_args=() daemon_args=()
@@ -136,6 +145,8 @@ while [ $# -gt 0 ]; do
 	--chardev-opt) chardev_opts+=("$value") ;;
 	--qemu-arg) qemu_args+=("$value") ;;
 	--iommu) iommu=$value ;;
+	--qemu) qemu_build=$value ;;
+	--reconnect) reconnect=$value ;;
 	--socket) socket=$value ;;
 	--daemon-arg) daemon_args+=("$value") ;;
 	--daemon-log) daemon_log=$value ;;
@@ -171,7 +182,8 @@ fi
 [ -n "$workload" ] || [ -n "$command" ] || usage_error "give --workload FILE or --command TEXT"
 [ -z "$workload" ] || [ -z "$command" ] || usage_error "give only one of --workload and --command"
 [ -z "$workload" ] || [ -f "$workload" ] || usage_error "no workload file '$workload'"
-is_count "$num_queues" || usage_error "--num-queues must be a positive integer"
+[ -z "$num_queues" ] || is_count "$num_queues" || usage_error "--num-queues must be a positive integer"
+[ -z "$reconnect" ] || is_count "$reconnect" || usage_error "--reconnect must be a positive number of seconds"
 is_count "$smp" || usage_error "--smp must be a positive integer"
 is_count "$timeout" || usage_error "--timeout must be a positive number of seconds"
 is_count "$daemon_wait" || usage_error "--daemon-wait must be a positive number of seconds"
@@ -188,12 +200,21 @@ for spec in "${add_files[@]}"; do
 done
 
 # Tools: QEMU (unless overridden), qemu-storage-daemon for --backend qsd, cpio.
-if [ "$QEMU" = qemu-system-x86_64 ]; then
+qsd=qemu-storage-daemon
+if [ -n "$qemu_build" ]; then
+	case "$qemu_build" in
+	debian12 | debian13 | debian13-backports) ;;
+	*) usage_error "--qemu takes debian12, debian13 or debian13-backports, not '$qemu_build'" ;;
+	esac
+	[ -x "$out/qemu/$qemu_build/bin/qemu-system-x86_64" ] || "$here/install-qemu.sh" "$qemu_build"
+	QEMU=$out/qemu/$qemu_build/bin/qemu-system-x86_64
+	qsd=$out/qemu/$qemu_build/bin/qemu-storage-daemon
+elif [ "$QEMU" = qemu-system-x86_64 ]; then
 	want_package qemu-system-x86 qemu-system-x86_64
 else
 	command -v "$QEMU" >/dev/null || die "QEMU=$QEMU is not an executable"
 fi
-[ "$backend" = qsd ] && want_package qemu-system-common qemu-storage-daemon
+[ "$backend" = qsd ] && [ -z "$qemu_build" ] && want_package qemu-system-common qemu-storage-daemon
 want_package cpio cpio
 install_wanted_packages
 if [ ! -f "$out/vmlinuz" ] || [ ! -f "$out/base.cpio" ]; then
@@ -286,13 +307,14 @@ start_daemon() {
 	if [ -n "$daemon" ]; then
 		command_line=("$daemon" "--socket-path=$socket" "--blk-file=$image")
 		[ "$read_only" = 1 ] && command_line+=(--read-only)
-		command_line+=("--num-queues=$num_queues")
+		[ -z "$num_queues" ] || command_line+=("--num-queues=$num_queues")
 	else
 		local writable=on
 		[ "$read_only" = 1 ] && writable=off
-		command_line=(qemu-storage-daemon
+		# qemu-storage-daemon exports one queue unless told; QEMU asks for one per vCPU.
+		command_line=("$qsd"
 			--blockdev "driver=file,node-name=d,filename=$(qemu_escape "$image")"
-			--export "type=vhost-user-blk,id=e,node-name=d,addr.type=unix,addr.path=$(qemu_escape "$socket"),writable=$writable,num-queues=$num_queues")
+			--export "type=vhost-user-blk,id=e,node-name=d,addr.type=unix,addr.path=$(qemu_escape "$socket"),writable=$writable,num-queues=${num_queues:-$smp}")
 	fi
 	command_line+=("${daemon_args[@]}")
 	if [ -e "$socket" ]; then
@@ -352,8 +374,20 @@ esac
 build_initrd
 [ "$no_daemon" = 1 ] || start_daemon
 
-device="vhost-user-blk-pci,chardev=c0,num-queues=$num_queues"
+# QEMU's own defaults unless asked: num-queues is one per vCPU, queue-size depends on the version.
+device="vhost-user-blk-pci,chardev=c0"
+[ -z "$num_queues" ] || device+=",num-queues=$num_queues"
 [ -z "$queue_size" ] || device+=",queue-size=$queue_size"
+if [ -n "$reconnect" ]; then
+	# reconnect= is deprecated from QEMU 9.2 in favour of reconnect-ms=.
+	qemu_version=$("$QEMU" --version | sed -n 's/^QEMU emulator version \([0-9]*\)\.\([0-9]*\).*/\1 \2/p')
+	read -r major minor <<<"${qemu_version:-0 0}"
+	if [ "$major" -gt 9 ] || { [ "$major" = 9 ] && [ "$minor" -ge 2 ]; }; then
+		chardev_opts+=("reconnect-ms=$((reconnect * 1000))")
+	else
+		chardev_opts+=("reconnect=$reconnect")
+	fi
+fi
 device+=$(join_opts "${device_opts[@]}")
 qemu_command=("$QEMU" -accel "$accel" -machine "$machine" -m "$memory" -smp "$smp" -nographic)
 [ "$allow_reboot" = 1 ] || qemu_command+=(-no-reboot)

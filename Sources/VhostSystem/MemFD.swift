@@ -32,4 +32,12 @@ public enum MemFD {
             cvb_memfd_add_seals(descriptor.rawValue, CVB_F_SEAL_SHRINK | CVB_F_SEAL_GROW | CVB_F_SEAL_SEAL)
         }
     }
+
+    /// Frees the pages of `length` bytes at `offset` (a hole: they read as zeroes again), keeping
+    /// the file's size, which its seals may fix.
+    public static func discard(_ descriptor: OwnedFileDescriptor, offset: UInt64, length: UInt64) throws(SystemError) {
+        _ = try retryingInterrupts("fallocate(PUNCH_HOLE)") {
+            cvb_fallocate(descriptor.rawValue, CVB_FALLOC_FL_PUNCH_HOLE | CVB_FALLOC_FL_KEEP_SIZE, offset, length)
+        }
+    }
 }

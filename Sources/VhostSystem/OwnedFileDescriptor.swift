@@ -43,6 +43,16 @@ public final class OwnedFileDescriptor: @unchecked Sendable {
         return (info.st_mode & S_IFMT) == S_IFREG
     }
 
+    /// Whether both descriptors refer to the same file (fstat's device and inode), however each
+    /// was obtained: a memfd that went to a peer and came back is the same file.
+    public func refersToSameFile(as other: OwnedFileDescriptor) throws(SystemError) -> Bool {
+        var mine = stat()
+        var theirs = stat()
+        _ = try retryingInterrupts("fstat") { fstat(rawValue, &mine) }
+        _ = try retryingInterrupts("fstat") { fstat(other.rawValue, &theirs) }
+        return mine.st_dev == theirs.st_dev && mine.st_ino == theirs.st_ino
+    }
+
     /// Sets or clears O_NONBLOCK.
     public func setNonBlocking(_ nonBlocking: Bool) throws(SystemError) {
         let flags = try retryingInterrupts("fcntl(F_GETFL)") { fcntl(rawValue, F_GETFL) }

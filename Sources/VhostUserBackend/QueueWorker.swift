@@ -30,6 +30,8 @@ final class QueueWorker: @unchecked Sendable {
     private var errorNotifier: EventFD?
     private var enabled = false
     private var broken = false
+    /// The device refuses this ring: every request fails (`RingStartConfiguration.refusal`).
+    private var refused = false
     private var workPending = false
     private var running = true
 
@@ -160,7 +162,7 @@ final class QueueWorker: @unchecked Sendable {
             // A command (stop, exit on SIGTERM, a new memory table or IOTLB) ends the batch
             // between requests: what was taken is finished, nothing more is taken before it.
             while served < Self.batchLimit, !mailbox.hasCommands, let chain = try queue.popAvailable(memory: memory) {
-                let written = handler.handle(chain)
+                let written = refused ? handler.fail(chain) : handler.handle(chain)
                 queue.pushUsed(head: chain.headIndex, writtenLength: written)
                 served += 1
             }
@@ -283,6 +285,11 @@ final class QueueWorker: @unchecked Sendable {
         errorNotifier = configuration.error
         enabled = configuration.enabled
         broken = false
+        refused = configuration.refusal != nil
+        if let refusal = configuration.refusal {
+            logger.error("ring refused: every request on it fails until the front end sets a smaller ring",
+                         metadata: ["reason": "\(refusal)"])
+        }
         pendingMiss = nil
         if let iotlb = configuration.iotlb {
             translator = IOVATranslator(iotlb: iotlb, memory: memory)
@@ -293,7 +300,8 @@ final class QueueWorker: @unchecked Sendable {
             resolveIOVARing()
             if broken { return }
             if handler == nil {
-                handler = device.makeRequestHandler(queueIndex: queueIndex, negotiatedFeatures: configuration.features)
+                handler = device.makeRequestHandler(queueIndex: queueIndex, queueSize: configuration.size,
+                                                    negotiatedFeatures: configuration.features)
             }
             watchKick(configuration)
             // Ring addresses not mapped yet wait for an UPDATE; a MISS for them is sent only once
@@ -309,16 +317,16 @@ final class QueueWorker: @unchecked Sendable {
             ring = SplitQueue(layout: layout,
                               features: SplitQueue.Features(negotiatedFeatures: configuration.features.rawValue),
                               nextAvailableIndex: configuration.nextAvailableIndex,
-                              maximumChainLength: device.maximumQueueSize)
+                              maximumChainLength: device.maximumChainLength)
         } catch {
             ring = nil
             markBroken(error)
             return
         }
         attachInflight(configuration)
-        if broken { return }
         if handler == nil {
-            handler = device.makeRequestHandler(queueIndex: queueIndex, negotiatedFeatures: configuration.features)
+            handler = device.makeRequestHandler(queueIndex: queueIndex, queueSize: configuration.size,
+                                                    negotiatedFeatures: configuration.features)
         }
         watchKick(configuration)
         // The driver may have queued requests (and kicked) before the ring started.
@@ -327,21 +335,14 @@ final class QueueWorker: @unchecked Sendable {
 
     /// With an inflight area, the ring logs into its region: recovery first (what a previous
     /// instance left in flight is served before new requests), then every fetch and completion.
-    /// A region that breaks the layout's rules stops the queue, as a broken ring does.
+    /// A region the ring cannot use (the area covers fewer queues, the region is too small for
+    /// the ring or breaks the layout's rules) is left alone and the queue is served without
+    /// crash recovery: the guest's I/O goes on, and the log says why the queue is not logged.
     private func attachInflight(_ configuration: RingStartConfiguration) {
         guard let area = configuration.inflight, var queue = ring else { return }
-        guard let (region, bytes) = area.region(queue: queueIndex) else {
-            broken = true
-            logger.error("the inflight area covers fewer queues than this one; queue stopped",
+        guard let (region, bytes) = area.region(queue: queueIndex, queueSize: queue.queueSize) else {
+            logger.error("the inflight area covers fewer queues than this one; the queue runs without crash recovery",
                          metadata: ["area-queues": "\(area.queueCount)"])
-            try? errorNotifier?.signal()
-            return
-        }
-        guard region.queueSize == queue.queueSize else {
-            broken = true
-            logger.error("the inflight area's queue size differs from the ring's; queue stopped",
-                         metadata: ["area": "\(region.queueSize)", "ring": "\(queue.queueSize)"])
-            try? errorNotifier?.signal()
             return
         }
         do throws(InflightError) {
@@ -352,9 +353,8 @@ final class QueueWorker: @unchecked Sendable {
                               metadata: ["count": "\(recovery.resubmit.count)", "next-available": "\(recovery.nextAvailableIndex)"])
             }
         } catch {
-            broken = true
-            logger.error("the inflight area is malformed; queue stopped", metadata: ["error": "\(error)"])
-            try? errorNotifier?.signal()
+            logger.error("the inflight area's region is unusable; the queue runs without crash recovery",
+                         metadata: ["error": "\(error)", "ring": "\(queue.queueSize)", "region-bytes": "\(bytes)"])
         }
     }
 
@@ -506,7 +506,7 @@ final class QueueWorker: @unchecked Sendable {
                 continue
             }
             pendingMiss = nil
-            let written = handler.handle(chain)
+            let written = refused ? handler.fail(chain) : handler.handle(chain)
             queue.pushUsed(head: chain.headIndex, writtenLength: written)
             served += 1
         }

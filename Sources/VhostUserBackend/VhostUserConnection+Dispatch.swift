@@ -30,11 +30,13 @@ extension VhostUserConnection {
         case .resetDevice: try resetDevice(); return nil
         case .setBackendReqFd: try setBackendChannel(descriptors: descriptors); return nil
         case .iotlbMsg(let iotlbMessage): return try answerIOTLBMessage(iotlbMessage)
+        case .setStatus(let status): setStatus(status); return nil
+        case .getStatus: return Reply.status(deviceStatus).encoded().bytes
         case .getInflightFd(let request): return try getInflightFD(request)
         case .setInflightFd(let request): try setInflightFD(request, descriptors: descriptors); return nil
         case .setLogBase, .setLogFd, .sendRarp, .netSetMtu, .setVringEndian,
              .createCryptoSession, .closeCryptoSession, .postcopyAdvise, .postcopyListen, .postcopyEnd,
-             .gpuSetSocket, .vringKick, .setStatus, .getStatus,
+             .gpuSetSocket, .vringKick,
              .getSharedObject, .setDeviceStateFd, .checkDeviceState, .getShmemConfig:
             // None of these is offered; the decoder's feature gates normally refuse them first.
             throw .unsupportedRequest(message.request)

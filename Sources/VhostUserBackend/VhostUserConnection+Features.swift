@@ -34,8 +34,10 @@ extension VhostUserConnection {
     }
 
     /// RESET_DEVICE (and the deprecated RESET_OWNER): every ring stopped and disabled, features
-    /// forgotten, device state back to power-on. The memory table and protocol features stay, as
-    /// the front end does not send them again.
+    /// forgotten, the inflight area dropped, device state back to power-on. QEMU sends it on
+    /// every reset of the device (since 8.2: guest reboot, driver unbound) and frees its copy of
+    /// the inflight area, which it asks for again before the rings restart. The memory table and
+    /// protocol features stay, as the front end does not send them again.
     func resetDevice() throws(BackendError) {
         for index in vrings.indices {
             if vrings[index].started { _ = try stopRing(index) }
@@ -43,6 +45,18 @@ extension VhostUserConnection {
         vrings = Array(repeating: VringSetup(), count: vrings.count)
         negotiatedFeatures = []
         featuresNegotiated = false
+        deviceStatus = 0
+        releaseInflightArea()
         device.reset()
+    }
+
+    /// SET_STATUS: the driver's status byte, recorded for GET_STATUS. It resets nothing: QEMU 7.2
+    /// writes 0 before it stops the rings with GET_VRING_BASE (later versions after), and
+    /// resets the device with RESET_DEVICE.
+    func setStatus(_ status: UInt8) {
+        if status != deviceStatus {
+            logger.debug("device status", metadata: ["from": "\(deviceStatus)", "to": "\(status)"])
+        }
+        deviceStatus = status
     }
 }

@@ -10,20 +10,27 @@ extension VhostUserConnection {
     /// Offsets the export file offers (a sparse memfd: pages cost nothing until touched).
     static let exportWindowBytes: UInt64 = 1 << 30
 
-    /// GET_INFLIGHT_FD: allocates the area for `numQueues` queues of `queueSize` entries in
-    /// this connection's export file, at an offset from the IOMMU model's cookie table, and
-    /// answers with that cookie as mmap_offset and the file's descriptor. The area starts
-    /// zeroed (version 0): each queue formats its region when its ring first starts.
+    /// GET_INFLIGHT_FD: allocates the area for `numQueues` queues in this connection's export
+    /// file, at an offset from the IOMMU model's cookie table, and answers with that cookie as
+    /// mmap_offset and the file's descriptor. Each region holds the largest ring the device
+    /// accepts (or `queueSize`, if the front end asks for more): the front end's `queueSize` is
+    /// its queue-size property, and the driver may set another ring size (`InflightArea`). The
+    /// area starts zeroed (version 0): each queue formats its region when its ring first
+    /// starts, touching only the states its ring uses. The previous area, which the front end
+    /// asks again only after it dropped it (QEMU: on a device reset), is freed.
     func getInflightFD(_ request: InflightDescription) throws(BackendError) -> [UInt8] {
         let queues = Int(request.numQueues)
-        let size = Int(request.queueSize)
+        let asked = Int(request.queueSize)
         guard queues >= 1, queues <= vrings.count else {
             throw .invalidValue(request: .getInflightFd, reason: "num_queues \(queues) is not 1 to \(vrings.count)")
         }
-        guard size >= 1, size <= device.maximumQueueSize else {
-            throw .invalidValue(request: .getInflightFd, reason: "queue_size \(size) is not 1 to \(device.maximumQueueSize)")
+        guard asked >= 1, asked <= SplitRing.maximumQueueSize else {
+            throw .invalidValue(request: .getInflightFd, reason: "queue_size \(asked) is not 1 to \(SplitRing.maximumQueueSize)")
         }
-        let bytes = UInt64(InflightArea.byteCount(queueCount: queues, queueSize: size))
+        releaseInflightArea()
+        let entries = max(asked, device.maximumQueueSize)
+        let regionBytes = SplitInflightRegion.byteCount(queueSize: entries)
+        let bytes = UInt64(queues * regionBytes)
         let file = try exportFileCreatingIfNeeded()
         exportCount += 1
         let cookie: MmapCookie
@@ -45,10 +52,12 @@ extension VhostUserConnection {
         } catch {
             throw .invalidValue(request: .getInflightFd, reason: "\(error)")
         }
-        inflightArea = InflightArea(mapping: mapping, mmapOffset: cookie.offset, queueCount: queues, queueSize: size)
+        inflightArea = InflightArea(mapping: mapping, mmapOffset: cookie.offset, queueCount: queues,
+                                    regionBytes: regionBytes, exportCookie: cookie)
         pendingReplyDescriptor = file.rawValue
         logger.info("inflight area exported", metadata: [
-            "bytes": "\(bytes)", "mmap_offset": "\(cookie.offset)", "queues": "\(queues)", "queue_size": "\(size)"])
+            "bytes": "\(bytes)", "mmap_offset": "\(cookie.offset)", "queues": "\(queues)", "queue_size": "\(asked)",
+            "region_entries": "\(entries)"])
         return Reply.inflight(InflightDescription(mmapSize: bytes, mmapOffset: cookie.offset, numQueues: request.numQueues,
                                                   queueSize: request.queueSize)).encoded().bytes
     }
@@ -68,21 +77,21 @@ extension VhostUserConnection {
     }
 
     /// SET_INFLIGHT_FD: maps the area the front end hands (back) to us, after checking it:
-    /// the size covers every queue's region, the offset is page-aligned and inside the file,
-    /// and the file is a memfd sealed against shrinking (so the mapping cannot lose pages).
-    /// The regions' contents are checked when each ring starts (`SplitInflightRegion.recover`).
+    /// the offset is page-aligned, the area lies inside the file, and the file is a memfd
+    /// sealed against shrinking (so the mapping cannot lose pages). The regions are the
+    /// area's equal shares, as GET_INFLIGHT_FD laid them out (the front end repeats its own
+    /// `queueSize`, not the regions' size); their contents are checked when each ring starts
+    /// (`SplitInflightRegion.recover`).
     func setInflightFD(_ request: InflightDescription, descriptors: [OwnedFileDescriptor]) throws(BackendError) {
         guard let descriptor = descriptors.first else {
             throw .invalidValue(request: .setInflightFd, reason: "no file descriptor attached")
         }
         let queues = Int(request.numQueues)
-        let size = Int(request.queueSize)
-        guard queues >= 1, queues <= vrings.count, size >= 1, size <= device.maximumQueueSize else {
-            throw .invalidValue(request: .setInflightFd, reason: "num_queues \(queues) / queue_size \(size) out of range")
+        guard queues >= 1, queues <= vrings.count else {
+            throw .invalidValue(request: .setInflightFd, reason: "num_queues \(queues) is not 1 to \(vrings.count)")
         }
-        let needed = UInt64(InflightArea.byteCount(queueCount: queues, queueSize: size))
-        guard request.mmapSize >= needed else {
-            throw .invalidValue(request: .setInflightFd, reason: "mmap_size \(request.mmapSize) < \(needed) needed")
+        guard let regionBytes = InflightArea.regionBytes(areaBytes: request.mmapSize, queueCount: queues) else {
+            throw .invalidValue(request: .setInflightFd, reason: "mmap_size \(request.mmapSize) has no room for \(queues) queue regions")
         }
         guard request.mmapOffset % UInt64(MemoryMapping.pageSize) == 0 else {
             throw .invalidValue(request: .setInflightFd, reason: "mmap_offset \(request.mmapOffset) is not page-aligned")
@@ -96,12 +105,40 @@ extension VhostUserConnection {
             guard !overflow, end <= fileSize else {
                 throw SystemError(call: "area \(request.mmapOffset)+\(request.mmapSize) past the file's \(fileSize) bytes", errno: EINVAL)
             }
-            let mapping = try MemoryMapping(descriptor: descriptor, offset: request.mmapOffset, length: needed)
-            inflightArea = InflightArea(mapping: mapping, mmapOffset: request.mmapOffset,
-                                        queueCount: queues, queueSize: size)
-            logger.info("inflight area received", metadata: ["bytes": "\(request.mmapSize)", "mmap_offset": "\(request.mmapOffset)"])
+            let mapping = try MemoryMapping(descriptor: descriptor, offset: request.mmapOffset,
+                                            length: UInt64(queues * regionBytes))
+            // Our own area coming back (QEMU sends GET, then SET with what it got) stays ours
+            // to free; any other area replaces ours, which is then freed.
+            var cookie: MmapCookie?
+            if let current = inflightArea?.exportCookie, current.offset == request.mmapOffset, let exportFile,
+               try descriptor.refersToSameFile(as: exportFile) {
+                cookie = current
+            } else {
+                releaseInflightArea()
+            }
+            inflightArea = InflightArea(mapping: mapping, mmapOffset: request.mmapOffset, queueCount: queues,
+                                        regionBytes: regionBytes, exportCookie: cookie)
+            logger.info("inflight area received", metadata: [
+                "bytes": "\(request.mmapSize)", "mmap_offset": "\(request.mmapOffset)", "queues": "\(queues)",
+                "region_bytes": "\(regionBytes)"])
         } catch {
             throw .invalidValue(request: .setInflightFd, reason: "\(error)")
         }
+    }
+
+    /// Forgets the inflight area (a device reset, or a new area replacing it). When it lives in
+    /// our export file its pages are freed and its cookie revoked; its offsets are reused only
+    /// once no ring runs, since a running ring may still hold the old mapping.
+    func releaseInflightArea() {
+        defer { inflightArea = nil }
+        guard let cookie = inflightArea?.exportCookie, let exportFile, var table = exportCookies else { return }
+        do throws(MmapCookieError) {
+            try table.revoke(cookie)
+            try? MemFD.discard(exportFile, offset: cookie.offset, length: cookie.length)
+            if !vrings.contains(where: \.started) { try table.endQuarantine(cookie) }
+        } catch {
+            logger.warning("inflight area export not found", metadata: ["error": "\(error)", "cookie": "\(cookie)"])
+        }
+        exportCookies = table
     }
 }

@@ -6,13 +6,11 @@ extension VhostUserConnection {
     func setVringNumber(_ state: VringState) throws(BackendError) {
         let index = Int(state.index)
         let size = Int(state.num)
-        guard size > 0, size & (size - 1) == 0 else {
+        guard SplitRing.isValidQueueSize(size) else {
             throw .invalidState(request: .setVringNum, reason: "queue size \(size) is not a power of two")
         }
-        guard size <= device.maximumQueueSize else {
-            throw .invalidState(request: .setVringNum, reason:
-                "queue size \(size) is larger than the device's maximum \(device.maximumQueueSize) (the daemon's --queue-size)")
-        }
+        // A ring larger than the device accepts is recorded all the same: SET_VRING_NUM has no
+        // reply to refuse it with, so the ring starts and fails its requests (`startRing`).
         guard !vrings[index].started else {
             throw .invalidState(request: .setVringNum, reason: "ring \(index) is running")
         }
@@ -121,7 +119,9 @@ extension VhostUserConnection {
             size: size, descriptorTable: descriptorTable, availableRing: availableRing, usedRing: usedRing,
             nextAvailableIndex: setup.nextAvailableIndex, features: negotiatedFeatures, kick: kick,
             call: setup.call, error: setup.error, enabled: setup.enabled, memory: memory,
-            iotlb: usesIOVAs ? iotlb : nil, backendChannel: usesIOVAs ? backendChannel : nil, inflight: inflightArea)))
+            iotlb: usesIOVAs ? iotlb : nil, backendChannel: usesIOVAs ? backendChannel : nil, inflight: inflightArea,
+            refusal: size > device.maximumQueueSize
+                ? "a ring of \(size) entries is larger than the device accepts (\(device.maximumQueueSize), --queue-size)" : nil)))
         vrings[index].started = true
     }
 

@@ -18,11 +18,11 @@ final class VhostUserConnection {
     /// How long the control plane waits for a worker to stop or swap memory tables.
     static let workerTimeoutMilliseconds = 30_000
 
-    /// Protocol features this back end offers. Not STATUS (QEMU 7.2 sends SET_STATUS 0 before
-    /// GET_VRING_BASE) nor INBAND_NOTIFICATIONS (QEMU implements none): see docs/protocol.md.
-    /// BACKEND_REQ and REPLY_ACK go with ACCESS_PLATFORM (QEMU 7.2 refuses bit 33 without them).
+    /// Protocol features this back end offers. Not INBAND_NOTIFICATIONS (QEMU implements none):
+    /// see docs/protocol.md. BACKEND_REQ and REPLY_ACK go with ACCESS_PLATFORM (QEMU 7.2 refuses
+    /// bit 33 without them). STATUS is recorded only (`setStatus`).
     static let offeredProtocolFeatures: ProtocolFeatures = [
-        .multiQueue, .replyAck, .backendReq, .config, .configureMemSlots, .resetDevice, .inflightShmfd,
+        .multiQueue, .replyAck, .backendReq, .config, .configureMemSlots, .resetDevice, .inflightShmfd, .status,
     ]
 
     let socket: UnixSocket
@@ -38,6 +38,8 @@ final class VhostUserConnection {
     var negotiatedFeatures: VirtioFeatures = []
     var featuresNegotiated = false
     var negotiatedProtocolFeatures: ProtocolFeatures = []
+    /// The device status byte the front end last set (SET_STATUS), answered by GET_STATUS.
+    var deviceStatus: UInt8 = 0
     var memory: GuestMemory
     var vrings: [VringSetup]
     var workers: [QueueWorker?]

@@ -23,6 +23,9 @@ struct RingStartConfiguration: Sendable {
     var backendChannel: BackendChannel?
     /// INFLIGHT_SHMFD: the area whose region for this queue the ring logs into.
     var inflight: InflightArea?
+    /// Why the device refuses this ring (larger than it accepts), if it does: every request on
+    /// it then fails with the device's error status, so the guest sees errors, not a hang.
+    var refusal: String?
 }
 
 /// A message from the control plane to a queue worker. Commands are rare (ring set-up and

@@ -25,12 +25,21 @@ public struct BlockDeviceConfiguration: Equatable, Sendable {
     /// Offset of the `writeback` byte, the one field a driver may write (with CONFIG_WCE).
     public static let writebackOffset = 32
 
-    public init(capacitySectors: UInt64, queueSize: Int, numberOfQueues: Int, blockSize: UInt32 = 512) {
+    /// The ring size seg_max is made for: the smallest ring a front end sets by default (QEMU
+    /// 7.2's and 11.1's vhost-user-blk `queue-size` of 128; libblkio and SeaBIOS use 256, QEMU
+    /// 10.0.13 up to 1024). The driver reads seg_max before it knows the ring it will get, and
+    /// a request must fit one ring (header + seg_max data descriptors + status,
+    /// VIRTIO 1.2 §2.7.5.3.1), so it must fit the smallest.
+    public static let segmentMaxRingSize = 128
+
+    /// - Parameter maximumQueueSize: the largest ring the device accepts; seg_max stays within
+    ///   it when it is below `segmentMaxRingSize`.
+    public init(capacitySectors: UInt64, maximumQueueSize: Int, numberOfQueues: Int, blockSize: UInt32 = 512) {
         self.capacitySectors = capacitySectors
-        // One segment may be as large as 1 MiB; a request uses at most queueSize - 2 data
+        // One segment may be as large as 1 MiB; a request uses at most ring size - 2 data
         // descriptors (the header and the status byte take the other two).
         sizeMax = 1 << 20
-        segmentMax = UInt32(clamping: max(queueSize - 2, 1))
+        segmentMax = UInt32(clamping: max(min(maximumQueueSize, Self.segmentMaxRingSize) - 2, 1))
         self.blockSize = blockSize
         physicalBlockExponent = 0
         alignmentOffset = 0

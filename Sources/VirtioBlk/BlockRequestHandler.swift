@@ -102,6 +102,15 @@ final class BlockRequestHandler: VirtqueueRequestHandler {
         return finish(chain, status: status, statusOffset: statusOffset, dataWritten: dataWritten)
     }
 
+    /// IOERR in the status byte, no data moved.
+    func fail(_ chain: DescriptorChain) -> UInt32 {
+        guard chain.writableByteCount >= 1 else {
+            statistics.malformed += 1
+            return 0
+        }
+        return finish(chain, status: .ioError, statusOffset: chain.writableByteCount - 1, dataWritten: 0)
+    }
+
     private func finish(_ chain: DescriptorChain, status: BlockRequestStatus, statusOffset: Int, dataWritten: Int) -> UInt32 {
         if status == .ioError { statistics.errors += 1 }
         var byte = status.rawValue

@@ -7,9 +7,8 @@ import VirtioCore
 /// The virtio-blk device: feature set, configuration space and per-queue request handlers over a
 /// `BlockImage`.
 public final class VirtioBlkDevice: VhostUserDevice {
-    /// QEMU's vhost-user-blk accepts at most 1024-entry rings (VIRTQUEUE_MAX_SIZE).
-    public static let maximumQueueSize = 1024
-    /// VIRTIO_QUEUE_MAX in QEMU 7.2.
+    /// The most queues a virtio-pci front end asks for (VIRTIO_QUEUE_MAX in QEMU 7.2 to 11.1);
+    /// QEMU's default is one per vCPU, so this is also the default offer.
     public static let maximumQueues = 1024
 
     public let image: BlockImage
@@ -23,10 +22,13 @@ public final class VirtioBlkDevice: VhostUserDevice {
     /// (every write is followed by fdatasync). Read per write request by the workers.
     let writeback = Atomic<UInt8>(1)
 
-    public init(image: BlockImage, numberOfQueues: Int, queueSize: Int, serial: String, logger: Logger) {
+    /// - Parameter maximumQueueSize: the largest ring accepted (a power of two); by default the
+    ///   largest a split ring can be.
+    public init(image: BlockImage, numberOfQueues: Int, maximumQueueSize: Int = SplitRing.maximumQueueSize,
+                serial: String, logger: Logger) {
         self.image = image
         self.numberOfQueues = numberOfQueues
-        self.maximumQueueSize = queueSize
+        self.maximumQueueSize = maximumQueueSize
         self.serial = Array(serial.utf8.prefix(BlockRequestLimits.identifierByteCount))
         self.logger = logger
         var features: VirtioFeatures = [
@@ -44,10 +46,14 @@ public final class VirtioBlkDevice: VhostUserDevice {
 
     public var configuration: BlockDeviceConfiguration {
         var configuration = BlockDeviceConfiguration(
-            capacitySectors: image.sectorCount, queueSize: maximumQueueSize, numberOfQueues: numberOfQueues)
+            capacitySectors: image.sectorCount, maximumQueueSize: maximumQueueSize, numberOfQueues: numberOfQueues)
         configuration.writeback = writeback.load(ordering: .relaxed)
         return configuration
     }
+
+    /// A request is a header, seg_max data descriptors and a status byte; Linux puts one that
+    /// does not fit a small ring in a single indirect table.
+    public var maximumChainLength: Int { Int(configuration.segmentMax) + 2 }
 
     public func readConfiguration() -> [UInt8] {
         configuration.encoded()
@@ -67,7 +73,9 @@ public final class VirtioBlkDevice: VhostUserDevice {
         writeback.store(1, ordering: .relaxed)
     }
 
-    public func makeRequestHandler(queueIndex: Int, negotiatedFeatures: VirtioFeatures) -> any VirtqueueRequestHandler {
-        BlockRequestHandler(device: self, queueIndex: queueIndex, maximumSegments: maximumQueueSize)
+    /// The handler takes chains as long as its ring accepts (`SplitQueue`'s limit): a driver
+    /// that exceeds seg_max within that limit is still served.
+    public func makeRequestHandler(queueIndex: Int, queueSize: Int, negotiatedFeatures: VirtioFeatures) -> any VirtqueueRequestHandler {
+        BlockRequestHandler(device: self, queueIndex: queueIndex, maximumSegments: max(queueSize, maximumChainLength))
     }
 }

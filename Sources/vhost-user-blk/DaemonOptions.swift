@@ -2,6 +2,7 @@ import Logging
 import VhostSystem
 import VhostUserBackend
 import VirtioBlk
+import VirtioCore
 
 /// The daemon's command line, following the "back-end program conventions" of QEMU's
 /// docs/interop/vhost-user.rst (--socket-path, --fd, --print-capabilities, --blk-file,
@@ -16,7 +17,7 @@ struct DaemonOptions: Equatable {
     var nullSize: UInt64?
     var readOnly = false
     var numberOfQueues: Int?
-    var queueSize = 128
+    var queueSize = SplitRing.maximumQueueSize
     var pollMicroseconds = 50
     var ioDelayMicroseconds: UInt32 = 0
     var serial: String?
@@ -38,9 +39,10 @@ struct DaemonOptions: Equatable {
           --null-size=SIZE        instead of --blk-file: a null disk of SIZE bytes (4096, 64k, 1g)
                                   that stores nothing, for benchmarks
           --read-only             offer a read-only disk (VIRTIO_BLK_F_RO); writes fail
-          --num-queues=N          maximum number of request queues (default: online CPUs)
-          --queue-size=N          largest ring size accepted; seg_max is derived from it.
-                                  Match QEMU's queue-size (default 128)
+          --num-queues=N          most request queues a front end may use (default 1024, the
+                                  most a virtio-pci device has; QEMU asks for one per vCPU)
+          --queue-size=N          largest ring size accepted, a power of two (default 32768,
+                                  any split ring); a larger ring fails its requests
           --poll-us=N             microseconds a queue keeps polling its ring after a batch
                                   before sleeping (adaptive; 0: off; default 50)
           --io-delay-us=N         fault injection for tests: every read and write waits N
@@ -56,10 +58,10 @@ struct DaemonOptions: Equatable {
           -h, --help              show this help
 
         example:
-          vhost-user-blk --socket-path=/tmp/vhost-blk.sock --blk-file=disk.img --num-queues=4
+          vhost-user-blk --socket-path=/tmp/vhost-blk.sock --blk-file=disk.img
           qemu-system-x86_64 ... -object memory-backend-memfd,id=mem,size=512M,share=on \\
             -numa node,memdev=mem -chardev socket,id=c0,path=/tmp/vhost-blk.sock \\
-            -device vhost-user-blk-pci,chardev=c0,num-queues=4
+            -device vhost-user-blk-pci,chardev=c0
         """
 
     /// Parses `arguments` (without the program name): `--name=value` or `--name value`.
@@ -138,8 +140,8 @@ struct DaemonOptions: Equatable {
         if let numberOfQueues, !(1...VirtioBlkDevice.maximumQueues).contains(numberOfQueues) {
             throw UsageError("--num-queues must be between 1 and \(VirtioBlkDevice.maximumQueues)")
         }
-        if !(2...VirtioBlkDevice.maximumQueueSize).contains(queueSize) || queueSize & (queueSize - 1) != 0 {
-            throw UsageError("--queue-size must be a power of two between 2 and \(VirtioBlkDevice.maximumQueueSize)")
+        if queueSize < 2 || !SplitRing.isValidQueueSize(queueSize) {
+            throw UsageError("--queue-size must be a power of two between 2 and \(SplitRing.maximumQueueSize)")
         }
         if !(0...10_000).contains(pollMicroseconds) {
             throw UsageError("--poll-us must be between 0 and 10000")

@@ -49,8 +49,8 @@ struct VhostUserBlkDaemon {
             logger.critical("\(error)")
             return 1
         }
-        let queues = options.numberOfQueues ?? max(1, min(Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))), VirtioBlkDevice.maximumQueues))
-        let device = VirtioBlkDevice(image: image, numberOfQueues: queues, queueSize: options.queueSize,
+        let queues = options.numberOfQueues ?? VirtioBlkDevice.maximumQueues
+        let device = VirtioBlkDevice(image: image, numberOfQueues: queues, maximumQueueSize: options.queueSize,
                                      serial: options.serial ?? Self.defaultSerial(for: image.path), logger: logger)
 
         let listener: UnixSocket

@@ -104,7 +104,7 @@ extension BackEndIntegration {
             #expect(region.usedIndex == 4 && !region.isInflight(a.head) && !region.isInflight(b.head))
         }
 
-        @Test("an area not sealed against shrinking, too small, or misaligned is refused; the connection stays")
+        @Test("an area not sealed against shrinking, without room for its queues' regions, or misaligned is refused; the connection stays")
         func hostileAreas() throws {
             let backEnd = try InProcessBackEnd()
             defer { backEnd.stop() }
@@ -116,7 +116,7 @@ extension BackEndIntegration {
             try MemFD.sealSize(sealed)
             let cases: [(OwnedFileDescriptor, InflightDescription)] = [
                 (unsealed, InflightDescription(mmapSize: size, mmapOffset: 0, numQueues: 2, queueSize: UInt16(Self.queueSize))),
-                (sealed, InflightDescription(mmapSize: size - 1, mmapOffset: 0, numQueues: 2, queueSize: UInt16(Self.queueSize))),
+                (sealed, InflightDescription(mmapSize: 2 * 64 - 1, mmapOffset: 0, numQueues: 2, queueSize: UInt16(Self.queueSize))),
                 (sealed, InflightDescription(mmapSize: size, mmapOffset: 100, numQueues: 2, queueSize: UInt16(Self.queueSize))),
                 (sealed, InflightDescription(mmapSize: size, mmapOffset: 1 << 20, numQueues: 2, queueSize: UInt16(Self.queueSize))),
                 (sealed, InflightDescription(mmapSize: size, mmapOffset: 0, numQueues: 3, queueSize: UInt16(Self.queueSize))),

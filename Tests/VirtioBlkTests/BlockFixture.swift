@@ -74,9 +74,9 @@ final class BlockFixture {
             unlink(imagePath)
             throw error
         }
-        device = VirtioBlkDevice(image: image, numberOfQueues: 1, queueSize: deviceQueueSize ?? queueSize,
+        device = VirtioBlkDevice(image: image, numberOfQueues: 1, maximumQueueSize: deviceQueueSize ?? queueSize,
                                  serial: serial, logger: Logger(label: "virtio-blk-tests") { _ in SwiftLogNoOpLogHandler() })
-        handler = try #require(device.makeRequestHandler(queueIndex: 0, negotiatedFeatures: device.features)
+        handler = try #require(device.makeRequestHandler(queueIndex: 0, queueSize: queueSize, negotiatedFeatures: device.features)
             as? BlockRequestHandler)
         ram = try GuestRAM(regions: regions)
         memory = try ram.deviceView()
@@ -86,7 +86,7 @@ final class BlockFixture {
                                                      availableRing: addresses.availableRing, usedRing: addresses.usedRing,
                                                      memory: memory)
         // As QueueWorker starts it: chains may be as long as the device's largest queue.
-        queue = SplitQueue(layout: layout, features: features, maximumChainLength: device.maximumQueueSize)
+        queue = SplitQueue(layout: layout, features: features, maximumChainLength: device.maximumChainLength)
     }
 
     deinit {

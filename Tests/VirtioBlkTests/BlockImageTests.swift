@@ -75,13 +75,14 @@ struct BlockImageTests {
 @Suite("BlockDeviceConfiguration")
 struct BlockDeviceConfigurationTests {
     @Test func encodesFieldsAtTheSpecOffsets() {
-        var configuration = BlockDeviceConfiguration(capacitySectors: 0x0102_0304_0506_0708, queueSize: 128, numberOfQueues: 4)
+        var configuration = BlockDeviceConfiguration(capacitySectors: 0x0102_0304_0506_0708, maximumQueueSize: 32768,
+                                                     numberOfQueues: 4)
         configuration.writeback = 0
         let bytes = configuration.encoded()
         #expect(bytes.count == 60)
         #expect(Array(bytes[0..<8]) == [0x08, 0x07, 0x06, 0x05, 0x04, 0x03, 0x02, 0x01])
         #expect(Array(bytes[8..<12]) == [0x00, 0x00, 0x10, 0x00])   // size_max 1 MiB
-        #expect(Array(bytes[12..<16]) == [126, 0, 0, 0])            // seg_max = queue size - 2
+        #expect(Array(bytes[12..<16]) == [126, 0, 0, 0])            // seg_max: fits a 128-entry ring
         #expect(Array(bytes[20..<24]) == [0x00, 0x02, 0, 0])        // blk_size 512
         #expect(bytes[32] == 0)                                     // writeback
         #expect(Array(bytes[34..<36]) == [4, 0])                    // num_queues

@@ -51,9 +51,9 @@ extension BlockRequestFuzz {
                 let path = "/proc/self/fd/\(file.rawValue)"
                 let logger = Logger(label: "fuzz-block-request") { _ in SwiftLogNoOpLogHandler() }
                 writableDevice = VirtioBlkDevice(image: try BlockImage(path: path, readOnly: false), numberOfQueues: 1,
-                                                 queueSize: Self.deviceQueueSize, serial: Self.serial, logger: logger)
+                                                 maximumQueueSize: Self.deviceQueueSize, serial: Self.serial, logger: logger)
                 readOnlyDevice = VirtioBlkDevice(image: try BlockImage(path: path, readOnly: true), numberOfQueues: 1,
-                                                 queueSize: Self.deviceQueueSize, serial: Self.serial, logger: logger)
+                                                 maximumQueueSize: Self.deviceQueueSize, serial: Self.serial, logger: logger)
                 layout = try SplitQueue.Layout.translate(
                     queueSize: Self.queueSize, descriptorTable: GuestPhysicalAddress(Self.descriptorTable),
                     availableRing: GuestPhysicalAddress(Self.availableRing), usedRing: GuestPhysicalAddress(Self.usedRing),
@@ -61,8 +61,8 @@ extension BlockRequestFuzz {
             } catch {
                 fatalError("cannot set up the fuzzed block device: \(error)")
             }
-            writableHandler = writableDevice.makeRequestHandler(queueIndex: 0, negotiatedFeatures: writableDevice.features)
-            readOnlyHandler = readOnlyDevice.makeRequestHandler(queueIndex: 0, negotiatedFeatures: readOnlyDevice.features)
+            writableHandler = writableDevice.makeRequestHandler(queueIndex: 0, queueSize: Self.queueSize, negotiatedFeatures: writableDevice.features)
+            readOnlyHandler = readOnlyDevice.makeRequestHandler(queueIndex: 0, queueSize: Self.queueSize, negotiatedFeatures: readOnlyDevice.features)
             image = imageMapping.bytes
             shadow = .allocate(byteCount: Self.imageByteCount, alignment: 16)
             initialImage = .allocate(byteCount: Self.imageByteCount, alignment: 16)

@@ -28,7 +28,7 @@ public enum DispatchFuzz {
     static let device: VirtioBlkDevice? = {
         let logger = Logger(label: "fuzz-dispatch", factory: { _ in DiscardingLogHandler() })
         guard let image = try? BlockImage(nullSize: 1 << 20, readOnly: false) else { return nil }
-        return VirtioBlkDevice(image: image, numberOfQueues: 2, queueSize: 64, serial: "fuzz", logger: logger)
+        return VirtioBlkDevice(image: image, numberOfQueues: 2, maximumQueueSize: 64, serial: "fuzz", logger: logger)
     }()
 
     /// A sanitizer runtime may start a helper thread of its own at the first pthread_create

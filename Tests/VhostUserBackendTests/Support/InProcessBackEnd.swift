@@ -53,7 +53,7 @@ final class InProcessBackEnd {
         image = try BlockImage(path: imagePath, readOnly: readOnly)
         let store = logs
         let logger = Logger(label: "vhost-user-blk-test") { _ in CapturingLogHandler(store: store) }
-        device = VirtioBlkDevice(image: image, numberOfQueues: queueCount, queueSize: queueSize,
+        device = VirtioBlkDevice(image: image, numberOfQueues: queueCount, maximumQueueSize: queueSize,
                                  serial: Self.serial, logger: logger)
         let listener = try UnixSocket.listen(path: socketPath)
         controlPlane = ControlPlane(listener: listener, socketPath: socketPath, device: device, polling: polling,
