@@ -5,11 +5,11 @@
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 
-APT_PACKAGES := pkg-config libglib2.0-dev libcap-ng-dev qemu-system-x86 qemu-utils cpio busybox-static gcc libc6-dev
+APT_PACKAGES := pkg-config libglib2.0-dev libcap-ng-dev qemu-system-x86 qemu-utils cpio busybox-static gcc libc6-dev debootstrap
 SWIFT_TEST_FLAGS ?=
 MALLOC_DEBUG_LIBRARY := /usr/lib/x86_64-linux-gnu/libc_malloc_debug.so.0
 
-.PHONY: setup guest build release demo test unit-test sanitize bench clean
+.PHONY: setup guest qemu build release demo test unit-test guest-test sanitize bench clean
 
 setup:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -21,6 +21,11 @@ setup:
 
 guest: setup
 	./vm-images/build-guest.sh
+
+# The QEMU builds the guest tests run against: 7.2 (Debian 12), 10.0 (Debian 13) and the newest
+# Debian packages (Debian 13 backports), side by side (vm-images/install-qemu.sh).
+qemu: setup
+	./vm-images/install-qemu.sh
 
 build: setup
 	swift build
@@ -35,36 +40,49 @@ release: setup
 demo: release guest
 	./vm-images/demo.sh
 
-# Unit and integration tests first, then the QEMU guest tests (they need the daemon binary).
-test: build guest
+# Unit and integration tests first, then the QEMU guests and the libblkio front end on their
+# own (they need the daemon binary, and run side by side, one per core, against every QEMU build).
+GUEST_SUITES := EndToEndTests\.(GuestDiskTests|LibblkioTests)
+TRACED_SUITES := DataPathAllocationTests BlockRequestAllocationTests TranslationAllocationTests
+UNTRACED := $(foreach suite,$(TRACED_SUITES),--skip $(suite)) --skip IOMMUBenchmark
+test: build guest qemu
 	swift build --build-tests
 	VHOST_USER_BLK_BIN="$$(swift build --show-bin-path)/vhost-user-blk" \
-	  swift test --skip-build --skip DataPathAllocationTests --skip BlockRequestAllocationTests \
-	    --skip TranslationAllocationTests --skip IOMMUBenchmark $(SWIFT_TEST_FLAGS)
+	  swift test --skip-build $(UNTRACED) --skip '$(GUEST_SUITES)' $(SWIFT_TEST_FLAGS)
 	@# The data path allocates nothing per request: glibc's malloc tracer watches it, one suite per run.
-	for suite in DataPathAllocationTests BlockRequestAllocationTests TranslationAllocationTests; do \
+	for suite in $(TRACED_SUITES); do \
 	  trace="$$(mktemp)"; MALLOC_TRACE="$$trace" LD_PRELOAD=$(MALLOC_DEBUG_LIBRARY) \
 	    swift test --skip-build --filter $$suite; rm -f "$$trace"; \
 	done
+	$(MAKE) --no-print-directory guest-test
 	@# The launcher's own checks (exit statuses, timeout, reboot, read-only) against our daemon.
 	./vm-images/selftest.sh --daemon "$$(swift build --show-bin-path)/vhost-user-blk"
 	$(MAKE) --no-print-directory sanitize
 
+# The guests alone: every QEMU build (or those VHOST_USER_QEMU_BUILDS names, comma-separated).
+guest-test: build guest qemu
+	swift build --build-tests
+	VHOST_USER_BLK_BIN="$$(swift build --show-bin-path)/vhost-user-blk" \
+	  swift test --skip-build --filter '$(GUEST_SUITES)' $(SWIFT_TEST_FLAGS)
+
 # The suite again under AddressSanitizer (+ LeakSanitizer) and ThreadSanitizer, each in its own
-# build directory; the sanitized daemon binary serves the QEMU guests. Any report fails the run.
-# (The malloc-tracer suites are left out: the sanitizers replace malloc.)
+# build directory; the sanitized daemon binary serves the QEMU guests (the newest QEMU build: the
+# matrix is the plain run's). Any report fails the run. (The malloc-tracer suites are left out:
+# the sanitizers replace malloc.)
 SANITIZERS ?= address thread
-SANITIZER_SKIPS := --skip DataPathAllocationTests --skip BlockRequestAllocationTests \
-	--skip TranslationAllocationTests --skip IOMMUBenchmark
-sanitize: build guest
+SANITIZED_QEMU_BUILDS ?= debian13-backports
+sanitize: build guest qemu
 	for sanitizer in $(SANITIZERS); do \
 	  flags="--sanitize=$$sanitizer --scratch-path .build-$$sanitizer"; \
 	  echo "== swift test --sanitize=$$sanitizer"; \
 	  swift build --build-tests $$flags; \
-	  VHOST_USER_BLK_BIN="$$(swift build $$flags --show-bin-path)/vhost-user-blk" \
-	  LSAN_OPTIONS="suppressions=$(CURDIR)/.ci/lsan-suppressions.txt" \
-	  TSAN_OPTIONS="suppressions=$(CURDIR)/.ci/tsan-suppressions.txt halt_on_error=1" \
-	    swift test --skip-build $$flags $(SANITIZER_SKIPS) $(SWIFT_TEST_FLAGS); \
+	  for part in "--skip $(GUEST_SUITES)" "--filter $(GUEST_SUITES)"; do \
+	    VHOST_USER_BLK_BIN="$$(swift build $$flags --show-bin-path)/vhost-user-blk" \
+	    VHOST_USER_QEMU_BUILDS=$(SANITIZED_QEMU_BUILDS) \
+	    LSAN_OPTIONS="suppressions=$(CURDIR)/.ci/lsan-suppressions.txt" \
+	    TSAN_OPTIONS="suppressions=$(CURDIR)/.ci/tsan-suppressions.txt halt_on_error=1" \
+	      swift test --skip-build $$flags $(UNTRACED) $$part $(SWIFT_TEST_FLAGS); \
+	  done; \
 	done
 
 # Release builds of the daemon and the front end; issue 5's cases on both back ends, alternating,

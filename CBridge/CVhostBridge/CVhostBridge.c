@@ -151,6 +151,10 @@ int cvb_block_device_zeroout(int fd, uint64_t offset, uint64_t length) {
     return ioctl(fd, BLKZEROOUT, &range);
 }
 
+void *cvb_mremap_alias(void *source, size_t length, void *target) {
+    return mremap(source, 0, length, MREMAP_MAYMOVE | MREMAP_FIXED, target);
+}
+
 void cvb_set_thread_name(const char *name) { (void)prctl(PR_SET_NAME, name, 0, 0, 0); }
 
 int cvb_fallocate(int fd, int mode, uint64_t offset, uint64_t length) {

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CVhostBridge
 
 /// One mmap of a file, unmapped when the last owner lets go.
 ///
@@ -38,6 +39,56 @@ public final class MemoryMapping: @unchecked Sendable {
             throw SystemError(call: "mmap", errno: errno)
         }
         base = address
+        self.length = length
+        writable = true
+    }
+
+    /// One page-aligned range of a shared mapping, to appear at `offset` in an aliasing view.
+    public struct AliasedPiece {
+        public let source: UnsafeRawPointer
+        public let offset: Int
+        public let length: Int
+
+        public init(source: UnsafeRawPointer, offset: Int, length: Int) {
+            self.source = source
+            self.offset = offset
+            self.length = length
+        }
+    }
+
+    /// A contiguous view of shared pages that lie apart elsewhere in this process: `length`
+    /// bytes are reserved, then each piece's pages are mapped a second time at its offset
+    /// (mremap with an old size of 0 duplicates a shared mapping). The view maps the pages
+    /// itself, so it stays valid after the mappings it was made from are gone.
+    ///
+    /// Every source, offset and length must be page-aligned and the pieces must cover the
+    /// view; otherwise, or when the kernel refuses, it throws and nothing stays mapped.
+    public init(aliasing pieces: [AliasedPiece], length: Int) throws(SystemError) {
+        let page = Self.pageSize
+        guard length > 0, length % page == 0 else { throw SystemError(call: "mremap(alias)", errno: EINVAL) }
+        var covered = 0
+        for piece in pieces {
+            guard piece.offset == covered, piece.length > 0, piece.length % page == 0,
+                  UInt(bitPattern: piece.source) % UInt(page) == 0 else {
+                throw SystemError(call: "mremap(alias)", errno: EINVAL)
+            }
+            covered += piece.length
+        }
+        guard covered == length else { throw SystemError(call: "mremap(alias)", errno: EINVAL) }
+        let reserved = mmap(nil, length, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0)
+        guard let reserved, reserved != MAP_FAILED else { throw SystemError(call: "mmap(reserve)", errno: errno) }
+        for piece in pieces {
+            // SAFETY: the target lies inside the reservation (offsets are checked to tile it);
+            // MREMAP_FIXED replaces the reserved pages there and nothing else.
+            let placed = cvb_mremap_alias(UnsafeMutableRawPointer(mutating: piece.source), piece.length,
+                                          reserved + piece.offset)
+            guard let placed, placed != MAP_FAILED else {
+                let error = errno
+                _ = munmap(reserved, length)
+                throw SystemError(call: "mremap(alias)", errno: error)
+            }
+        }
+        base = reserved
         self.length = length
         writable = true
     }

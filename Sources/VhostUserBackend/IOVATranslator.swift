@@ -1,4 +1,5 @@
 import IOMMUModel
+import VhostSystem
 import VirtioCore
 
 /// Descriptor addresses as IOVAs (VIRTIO_F_ACCESS_PLATFORM): IOVA → front-end virtual address
@@ -51,11 +52,13 @@ final class IOVATranslator: DescriptorAddressTranslator {
         case mapped(FrontEndVirtualAddress)
         /// This IOVA (the first unmapped byte, or one whose mapping lacks `access`) needs an UPDATE.
         case missing(iova: UInt64)
-        /// Mapped, but not contiguously in the front end's space.
-        case scattered
+        /// Mapped, but not contiguously in the front end's space: the pieces of the whole pages
+        /// the range spans, in IOVA order, for a contiguous view (`MemoryMapping(aliasing:)`).
+        case scattered([IOTLBSegment])
     }
 
-    /// Translates a ring part: it must be contiguous in the front end's space.
+    /// Translates a ring part. One piece in the common case; otherwise the whole pages it spans
+    /// are translated (ring set-up only: this allocates), which also finds a later miss.
     func ringAddress(_ iova: UInt64, length: Int, access: IOMMUAccess) -> RingTranslation {
         switch cache.translate(iotlb, iova: iova, length: UInt64(length), access: access,
                                into: UnsafeMutableBufferPointer(rebasing: scratch[0..<1])) {
@@ -64,7 +67,22 @@ final class IOVATranslator: DescriptorAddressTranslator {
         case .miss(let missing), .permissionFault(let missing, _):
             return .missing(iova: missing)
         case .translated, .needsMoreSegments:
-            return .scattered
+            break
+        }
+        let page = UInt64(MemoryMapping.pageSize)
+        let first = iova & ~(page - 1)
+        let end = iova &+ UInt64(length)
+        guard end > iova, end <= UInt64.max - page else { return .scattered([]) }
+        let span = ((end + page - 1) & ~(page - 1)) - first
+        let pages = UnsafeMutableBufferPointer<IOTLBSegment>.allocate(capacity: Int(span / page))
+        defer { pages.deallocate() }
+        switch cache.translate(iotlb, iova: first, length: span, access: access, into: pages) {
+        case .translated(let count):
+            return .scattered(Array(pages[0..<count]))
+        case .miss(let missing), .permissionFault(let missing, _):
+            return .missing(iova: missing)
+        case .needsMoreSegments:
+            return .scattered([])
         }
     }
 

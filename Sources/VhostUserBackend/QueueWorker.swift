@@ -44,6 +44,9 @@ final class QueueWorker: @unchecked Sendable {
     private var kicked = false
     private var pendingMiss: PendingMiss?
     private var missingRingIOVA: (UInt64, IOMMUAccess)?
+    /// Contiguous views of scattered ring parts, by part, with the pages they show: an IOTLB
+    /// change that leaves a part's pages alone keeps its view.
+    private var ringViews: [VirtqueueError.Ring: (pages: [IOTLBSegment], view: MemoryMapping)] = [:]
     private var failedRequests = 0
 
     // Adaptive polling (QueuePolling): the current window, and when the worker last went to
@@ -233,6 +236,7 @@ final class QueueWorker: @unchecked Sendable {
             broken = false
             translator = nil
             ringMapped = false
+            ringViews = [:]
             kicked = false
             pendingMiss = nil
             completion.complete(UInt32(index))
@@ -248,6 +252,7 @@ final class QueueWorker: @unchecked Sendable {
             memory = newMemory
             if let translator {
                 translator.replace(memory: newMemory)
+                ringViews = [:]  // their pages may belong to a region that went
                 resolveIOVARing()
             } else if let configuration, let current = ring {
                 relocate(configuration, keeping: current)
@@ -279,6 +284,7 @@ final class QueueWorker: @unchecked Sendable {
     private func start(_ configuration: RingStartConfiguration) {
         if let kick { try? epoll.remove(kick.rawValue) }
         self.configuration = configuration
+        ringViews = [:]
         memory = configuration.memory
         kick = configuration.kick
         call = configuration.call
@@ -382,7 +388,10 @@ final class QueueWorker: @unchecked Sendable {
 
     /// Translates the ring addresses (IOVAs) through the IOTLB snapshot. Mapped: the ring is
     /// (re)built at the new host addresses, keeping its indices. Not (yet) mapped: the ring
-    /// waits (`ringMapped` false, `missingRingIOVA` set) until an UPDATE maps it.
+    /// waits (`ringMapped` false, `missingRingIOVA` set) until an UPDATE maps it. A part
+    /// contiguous in IOVA space but not in the front end's (the guest's IOMMU maps the pages
+    /// of a ring larger than a page wherever it likes: Linux does for QEMU 10.0's 1024-entry
+    /// rings) is seen through a contiguous view of its pages.
     private func resolveIOVARing() {
         guard let translator, let configuration, !broken else { return }
         missingRingIOVA = nil
@@ -393,6 +402,7 @@ final class QueueWorker: @unchecked Sendable {
             (.usedRing, configuration.usedRing.rawValue, SplitRing.usedRingByteCount(queueSize: size), .write),
         ]
         var pointers: [UnsafeMutableRawPointer] = []
+        var views: [MemoryMapping] = []
         for (part, iova, length, access) in parts {
             switch translator.ringAddress(iova, length: length, access: access) {
             case .mapped(let user):
@@ -407,16 +417,21 @@ final class QueueWorker: @unchecked Sendable {
                 ringMapped = false
                 missingRingIOVA = (missing, access)
                 return
-            case .scattered:
-                ring = nil
-                ringMapped = false
-                markBroken(.ringNotInGuestMemory(part, address: iova, length: length))
-                return
+            case .scattered(let pages):
+                guard let view = ringViews[part].flatMap({ $0.pages == pages ? $0.view : nil }) ?? scatteredRingView(pages) else {
+                    ring = nil
+                    ringMapped = false
+                    markBroken(.ringNotInGuestMemory(part, address: iova, length: length))
+                    return
+                }
+                views.append(view)
+                ringViews[part] = (pages, view)
+                pointers.append(view.base + Int(iova % UInt64(MemoryMapping.pageSize)))
             }
         }
         do {
             let layout = try SplitQueue.Layout(queueSize: size, descriptorTable: pointers[0], availableRing: pointers[1],
-                                               usedRing: pointers[2], memory: memory)
+                                               usedRing: pointers[2], memory: memory, views: views)
             if var current = ring {
                 try current.relocate(to: layout)
                 ring = current
@@ -424,15 +439,36 @@ final class QueueWorker: @unchecked Sendable {
                 ring = SplitQueue(layout: layout,
                                   features: SplitQueue.Features(negotiatedFeatures: configuration.features.rawValue),
                                   nextAvailableIndex: configuration.nextAvailableIndex,
-                                  maximumChainLength: device.maximumQueueSize)
+                                  maximumChainLength: device.maximumChainLength)
                 attachInflight(configuration)
-                if broken { return }
             }
             ringMapped = true
         } catch {
             ring = nil
             ringMapped = false
             markBroken(error)
+        }
+    }
+
+    /// A contiguous view of the pages a scattered ring part lies on, each page where the
+    /// IOTLB and the memory table put it; nil when a page is outside guest memory or not
+    /// page-aligned there (the front end's mapping is then unusable as a ring).
+    private func scatteredRingView(_ pages: [IOTLBSegment]) -> MemoryMapping? {
+        guard !pages.isEmpty else { return nil }
+        var pieces: [MemoryMapping.AliasedPiece] = []
+        var offset = 0
+        for page in pages {
+            guard let pieceLength = Int(exactly: page.length),
+                  let host = memory.pointer(FrontEndVirtualAddress(rawValue: page.userAddress), length: pieceLength)
+            else { return nil }
+            pieces.append(MemoryMapping.AliasedPiece(source: host, offset: offset, length: pieceLength))
+            offset += pieceLength
+        }
+        do {
+            return try MemoryMapping(aliasing: pieces, length: offset)
+        } catch {
+            logger.error("cannot map a contiguous view of a scattered ring", metadata: ["error": "\(error)"])
+            return nil
         }
     }
 

@@ -1,3 +1,5 @@
+import VhostSystem
+
 extension SplitQueue {
     /// The three parts of a split queue as host pointers, validated once: the size is a power of
     /// two, each part is aligned (16/2/4), and each lies entirely inside one memory region.
@@ -10,6 +12,9 @@ extension SplitQueue {
         public let availableRing: UnsafeMutableRawPointer
         public let usedRing: UnsafeMutableRawPointer
         public let memory: GuestMemory
+        /// Contiguous views made for parts scattered in the front end's space (behind an IOMMU,
+        /// a ring contiguous in IOVA space may lie on pages that are not); kept mapped here.
+        public let views: [MemoryMapping]
 
         /// Validates and translates ring addresses given in the front end's virtual address space
         /// (SET_VRING_ADDR without an IOMMU).
@@ -63,13 +68,13 @@ extension SplitQueue {
         /// A layout from host pointers translated elsewhere (for example through an IOTLB).
         ///
         /// The caller guarantees that each pointer starts a range of at least the part's size
-        /// (`SplitRing.descriptorTableByteCount` and so on) inside `memory`'s mappings. This
+        /// (`SplitRing.descriptorTableByteCount` and so on) inside `memory`'s mappings or `views`. This
         /// checks the size and the host alignment, which the ring's atomic index accesses need
         /// (a region whose front-end address and mmap offset disagree modulo 4 could otherwise
         /// turn an aligned ring address into a misaligned host address).
         /// - Throws: `VirtqueueError.invalidQueueSize`, `.ringMisaligned`.
         public init(queueSize: Int, descriptorTable: UnsafeMutableRawPointer, availableRing: UnsafeMutableRawPointer,
-                    usedRing: UnsafeMutableRawPointer, memory: GuestMemory) throws(VirtqueueError) {
+                    usedRing: UnsafeMutableRawPointer, memory: GuestMemory, views: [MemoryMapping] = []) throws(VirtqueueError) {
             guard SplitRing.isValidQueueSize(queueSize) else { throw .invalidQueueSize(queueSize) }
             let parts: [(VirtqueueError.Ring, UnsafeMutableRawPointer, Int)] = [
                 (.descriptorTable, descriptorTable, SplitRing.descriptorTableAlignment),
@@ -84,6 +89,7 @@ extension SplitQueue {
             self.availableRing = availableRing
             self.usedRing = usedRing
             self.memory = memory
+            self.views = views
         }
     }
 }

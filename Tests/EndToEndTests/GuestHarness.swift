@@ -4,8 +4,59 @@ import Glibc
 import Foundation
 import Testing
 
+/// A QEMU build the guest tests run against: Debian 12's 7.2 (the host's), Debian 13's 10.0
+/// and the newest Debian packages (Debian 13 backports), installed side by side by
+/// vm-images/install-qemu.sh, which `make test` runs first.
+struct QEMUBuild: Sendable, CustomTestStringConvertible {
+    let name: String
+
+    static let all = ["debian12", "debian13", "debian13-backports"].map(QEMUBuild.init(name:))
+
+    /// The builds to test: every one, or those $VHOST_USER_QEMU_BUILDS names (comma-separated;
+    /// the sanitizer runs take the newest only). An unknown name is a build that is never
+    /// installed, so its tests fail rather than vanish.
+    static var matrix: [QEMUBuild] {
+        guard let names = ProcessInfo.processInfo.environment["VHOST_USER_QEMU_BUILDS"], !names.isEmpty else { return all }
+        return names.split(separator: ",").map { QEMUBuild(name: String($0)) }
+    }
+
+    /// The Debian 13 builds carry QEMU's libblkio block driver (virtio-blk-vhost-user).
+    static var libblkioMatrix: [QEMUBuild] { matrix.filter { $0.name != "debian12" } }
+
+    var directory: URL { GuestHarness.repositoryRoot.appendingPathComponent("vm-images/out/qemu/\(name)") }
+
+    /// The version the emulator reports ("10.0.13"), nil when the build is not installed.
+    var version: String? {
+        (try? String(contentsOf: directory.appendingPathComponent("version"), encoding: .utf8))?
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// Major and minor version, for behaviour that changed between releases.
+    var release: (major: Int, minor: Int) {
+        let parts = (version ?? "").split(separator: ".").compactMap { Int($0) }
+        return (parts.first ?? 0, parts.count > 1 ? parts[1] : 0)
+    }
+
+    /// QEMU 8.2 and later send RESET_DEVICE on every reset of the device.
+    var sendsResetDevice: Bool { release >= (8, 2) }
+
+    var testDescription: String { "QEMU \(version ?? "not installed") (\(name))" }
+
+    /// The path of one of the build's programs (qemu-img, qemu-io, qemu-storage-daemon...).
+    func tool(_ program: String) -> String { directory.appendingPathComponent("bin/\(program)").path }
+
+    /// Fails the test when the build is missing: `make test` installs every build, and a test
+    /// that silently ran against fewer would prove less than it says.
+    func requireInstalled() throws {
+        guard version != nil, FileManager.default.isExecutableFile(atPath: tool("qemu-system-x86_64")) else {
+            throw GuestHarness.HarnessError.qemuNotInstalled(name)
+        }
+    }
+}
+
 /// Runs real QEMU guests attached to the real daemon through vm-images/run-guest.sh, the same
-/// launcher a user runs. Nothing here is mocked: QEMU 7.2 (TCG), a Debian kernel, busybox.
+/// launcher a user runs. Nothing here is mocked: QEMU 7.2, 10.0 and 11.1 (TCG), a Debian
+/// kernel, busybox.
 enum GuestHarness {
     static let repositoryRoot: URL = URL(fileURLWithPath: #filePath)
         .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
@@ -41,11 +92,12 @@ enum GuestHarness {
         func path(_ name: String) -> String { url.appendingPathComponent(name).path }
     }
 
-    /// Runs `run-guest.sh` with `arguments` and waits for it.
-    static func run(_ arguments: [String], timeout: Int = 240) throws -> Result {
+    /// Runs `run-guest.sh --qemu qemu.name` with `arguments` and waits for it.
+    static func run(_ qemu: QEMUBuild, _ arguments: [String], timeout: Int = 240) throws -> Result {
+        try qemu.requireInstalled()
         let process = Process()
         process.executableURL = URL(fileURLWithPath: launcher)
-        process.arguments = arguments + ["--timeout", "\(timeout)"]
+        process.arguments = ["--qemu", qemu.name] + arguments + ["--timeout", "\(timeout)"]
         let output = Pipe()
         process.standardOutput = output
         process.standardError = output
@@ -137,7 +189,29 @@ enum GuestHarness {
         return process
     }
 
-    enum HarnessError: Error {
+    /// Runs `program` with `arguments` to its end: exit status and everything it printed.
+    static func runProgram(_ program: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: program)
+        process.arguments = arguments
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = output
+        try process.run()
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+
+    enum HarnessError: Error, CustomStringConvertible {
         case daemonDidNotStart(log: String)
+        case qemuNotInstalled(String)
+
+        var description: String {
+            switch self {
+            case .daemonDidNotStart(let log): "the daemon did not start: \(log)"
+            case .qemuNotInstalled(let name): "QEMU build \(name) is not installed: run vm-images/install-qemu.sh \(name)"
+            }
+        }
     }
 }

@@ -7,8 +7,7 @@ import Testing
 /// The same byte-exact checks as `scatteredWritesReachTheImageByteExact`, with the disk behind
 /// QEMU's emulated Intel IOMMU (`run-guest.sh --iommu`): every ring and buffer address the daemon
 /// sees is an IOVA, translated through the IOTLB that QEMU fills with UPDATEs answering the
-/// daemon's MISSes and cuts with INVALIDATEs. In the extension of the serialized suite, so one
-/// QEMU runs at a time.
+/// daemon's MISSes and cuts with INVALIDATEs. On every QEMU build of the matrix.
 extension GuestDiskTests {
     struct IOMMUCase: CustomTestStringConvertible, Sendable {
         var mode: String
@@ -21,12 +20,8 @@ extension GuestDiskTests {
     static let cases = [IOMMUCase(mode: "strict", queues: 1), IOMMUCase(mode: "strict", queues: 2),
                         IOMMUCase(mode: "lazy", queues: 1), IOMMUCase(mode: "lazy", queues: 2)]
 
-    @Test(arguments: cases)
-    func scatteredWritesThroughTheVIOMMUReachTheImageByteExact(_ iommu: IOMMUCase) throws {
-        try runScatteredWrites(iommu)
-    }
-
-    private func runScatteredWrites(_ iommu: IOMMUCase) throws {
+    @Test(arguments: QEMUBuild.matrix, cases)
+    func scatteredWritesThroughTheVIOMMUReachTheImageByteExact(_ qemu: QEMUBuild, _ iommu: IOMMUCase) throws {
         let scratch = try H.Scratch()
         let daemonLog = scratch.path("daemon.log")
         let (check, lines) = try ScatteredWrites.prepare(in: scratch, cpus: iommu.queues)
@@ -43,9 +38,9 @@ extension GuestDiskTests {
         workload += lines
         try workload.write(toFile: scratch.path("workload.sh"), atomically: true, encoding: .utf8)
 
-        let result = try H.run(["--image", check.image, "--daemon", H.daemon, "--workload", scratch.path("workload.sh"),
+        let result = try H.run(qemu, ["--image", check.image, "--daemon", H.daemon, "--workload", scratch.path("workload.sh"),
                                 "--add-file", "\(scratch.url.path):/data", "--iommu", iommu.mode,
-                                "--num-queues", "\(iommu.queues)", "--smp", "\(iommu.queues)",
+                                "--smp", "\(iommu.queues)",
                                 "--daemon-arg=--log-level=info", "--daemon-arg=--sandbox", "--daemon-log", daemonLog])
         try check.verify(result)
         #expect(result.notes.contains { $0.hasPrefix("iommu-class dmar") }, "\(result.notes)")

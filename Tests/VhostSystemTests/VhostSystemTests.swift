@@ -119,4 +119,41 @@ struct VhostSystemTests {
         try MemFD.sealSize(memfd)
         #expect(ftruncate(memfd.rawValue, 8192) != 0)
     }
+
+    /// Pages of a shared mapping shown contiguously in another order: each page of the view is
+    /// the source page it names (writes go both ways), and the view outlives the source mapping.
+    @Test func aliasingViewShowsScatteredPagesContiguously() throws {
+        let page = MemoryMapping.pageSize
+        let memfd = try MemFD.create(name: "alias", size: UInt64(4 * page))
+        var source: MemoryMapping? = try MemoryMapping(descriptor: memfd, offset: 0, length: UInt64(4 * page))
+        let base = try #require(source).base
+        for index in 0..<4 { (base + index * page).initializeMemory(as: UInt8.self, repeating: UInt8(index + 1), count: page) }
+        let order = [3, 0, 2]
+        let view = try MemoryMapping(aliasing: order.enumerated().map { slot, index in
+            MemoryMapping.AliasedPiece(source: base + index * page, offset: slot * page, length: page)
+        }, length: 3 * page)
+        for (slot, index) in order.enumerated() {
+            #expect((view.base + slot * page).load(fromByteOffset: page - 1, as: UInt8.self) == UInt8(index + 1))
+        }
+        view.base.storeBytes(of: 0xEE, toByteOffset: 5, as: UInt8.self)
+        #expect(base.load(fromByteOffset: 3 * page + 5, as: UInt8.self) == 0xEE)
+        source = nil
+        #expect((view.base + page).load(as: UInt8.self) == 1)
+    }
+
+    @Test func aliasingViewRefusesPiecesThatDoNotTileIt() throws {
+        let page = MemoryMapping.pageSize
+        let memfd = try MemFD.create(name: "alias", size: UInt64(2 * page))
+        let source = try MemoryMapping(descriptor: memfd, offset: 0, length: UInt64(2 * page))
+        let whole = MemoryMapping.AliasedPiece(source: source.base, offset: 0, length: page)
+        let cases: [([MemoryMapping.AliasedPiece], Int)] = [
+            ([whole], 2 * page),                                                               // a gap at the end
+            ([MemoryMapping.AliasedPiece(source: source.base + 16, offset: 0, length: page)], page), // unaligned source
+            ([MemoryMapping.AliasedPiece(source: source.base, offset: 0, length: 100)], 100),    // not whole pages
+            ([whole, whole], page),                                                            // overlapping
+        ]
+        for (pieces, length) in cases {
+            #expect(throws: SystemError.self) { _ = try MemoryMapping(aliasing: pieces, length: length) }
+        }
+    }
 }

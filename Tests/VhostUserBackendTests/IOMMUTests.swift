@@ -23,10 +23,18 @@ final class IOMMUScene {
     var mapper: TwoStepMapper
     private(set) var missesSeen: [IOTLBMessage] = []
 
+    /// Where `scatteredDescriptorTable` puts the second front-end view of region 0: the same
+    /// memfd pages at another guest-physical and front-end address.
+    static let aliasGuestPhysical: UInt64 = 64 << 20
+    static let aliasUserDistance: UInt64 = 1 << 40
+
     /// Starts both rings with IOVA ring addresses. With `mapEverything` all guest RAM is mapped
     /// read-write first; otherwise only the rings' pages are (as QEMU's used-ring UPDATE plus
-    /// the guest's own mappings), and buffers miss.
-    init(mapEverything: Bool, mapRings: Bool = true) throws {
+    /// the guest's own mappings), and buffers miss. With `scatteredDescriptorTable` (and
+    /// `mapEverything`), queue 0's descriptor table straddles a page boundary and its second
+    /// page is mapped through a second front-end view of the same memory: contiguous in IOVA
+    /// space, not in the front end's, as a guest IOMMU maps a ring's pages wherever they are.
+    init(mapEverything: Bool, mapRings: Bool = true, scatteredDescriptorTable: Bool = false) throws {
         backEnd = try InProcessBackEnd()
         session = try backEnd.connect()
         let negotiated = try session.negotiate(
@@ -42,13 +50,32 @@ final class IOMMUScene {
         let reservation = try mapper.reserve(size: 16 << 20)
         precondition(reservation.range.lowerBound == Self.offset)
         try session.setFeatures(features)
-        try session.setMemoryTable(guest.memoryRegions)
+        var regions = try guest.memoryRegions
+        if scatteredDescriptorTable {
+            // Rings anew, queue 0's descriptor table starting 1 KiB before a page boundary.
+            let cursor = try guest.ram.allocate(size: 16, alignment: 16).guestPhysicalAddress.rawValue + 16
+            let boundary = (cursor + 2048 + Self.page - 1) & ~(Self.page - 1)
+            _ = try guest.ram.allocate(size: Int(boundary - 1024 - cursor), alignment: 16)
+            try guest.replaceRings()
+            let first = regions[0].region
+            regions.append((try MemoryRegionDescription(
+                guestPhysicalAddress: Self.aliasGuestPhysical, size: first.size,
+                userAddress: first.userAddress + Self.aliasUserDistance, mmapOffset: first.mmapOffset), regions[0].fd))
+        }
+        try session.setMemoryTable(regions)
         if mapEverything {
             // One UPDATE per memfd region (a huge-page-like mapping), split later by unmaps.
             for start in [UInt64(0), 8 << 20] {
                 let user = try #require(guest.ram.frontEndVirtualAddress(of: GuestPhysicalAddress(start)))
                 try send(try mapper.link(iova: start + Self.offset, size: 8 << 20, userAddress: user.rawValue,
                                          permission: .readWrite))
+            }
+            if scatteredDescriptorTable {
+                let table = guest.queues[0].guestPhysicalAddresses.descriptorTable.rawValue
+                let secondPage = (table + Self.page) & ~(Self.page - 1)
+                let user = try #require(guest.ram.frontEndVirtualAddress(of: GuestPhysicalAddress(secondPage)))
+                try send(try mapper.replace(iova: secondPage + Self.offset, userAddress: user.rawValue + Self.aliasUserDistance,
+                                            permission: .readWrite))
             }
         } else if mapRings {
             for queue in guest.queues {
@@ -203,6 +230,24 @@ extension BackEndIntegration {
             #expect(try scene.backEnd.imageBytes(offset: 500 * 512, count: straddling.count) == straddling)
             #expect(scene.missesSeen.isEmpty)
             #expect(try scene.nextMiss(milliseconds: 0) == nil)
+        }
+
+        @Test("a ring contiguous in IOVA space on pages apart in the front end's is served through a contiguous view")
+        func scatteredRingIsServed() throws {
+            let scene = try IOMMUScene(mapEverything: true, scatteredDescriptorTable: true)
+            let table = scene.guest.queues[0].guestPhysicalAddresses.descriptorTable.rawValue
+            #expect(table % IOMMUScene.page > IOMMUScene.page - 2048, "the table straddles a page boundary")
+            // Enough requests that descriptors on both pages of the table are used.
+            for round in 0..<3 {
+                for request in 0..<40 {
+                    let data = pattern(count: 1024, seed: UInt64(round * 100 + request))
+                    let sector = UInt64(request * 2)
+                    #expect(try scene.guest.write(queue: 0, sector: sector, data) == BlockGuest.statusOK)
+                    #expect(try scene.backEnd.imageBytes(offset: Int(sector) * 512, count: data.count) == data)
+                }
+            }
+            #expect(!scene.guest.errorSignalled(queue: 0, milliseconds: 0))
+            #expect(!scene.backEnd.logs.all.contains { $0.message.contains("broke the virtqueue rules") })
         }
 
         @Test("buffers not yet mapped miss; late answers stall only the queue, then the bytes are exact")

@@ -15,6 +15,10 @@
 #define CVB_MAX_FDS_PER_MESSAGE 32
 
 int cvb_memfd_create(const char *name, unsigned int flags);
+/// mremap(source, 0, length, MREMAP_MAYMOVE | MREMAP_FIXED, target): a second mapping of the
+/// shared pages at `source`, placed at `target` (mremap is variadic, which Swift cannot call).
+/// Returns the new address, or MAP_FAILED with errno set.
+void *cvb_mremap_alias(void *source, size_t length, void *target);
 int cvb_memfd_add_seals(int fd, int seals);
 int cvb_memfd_get_seals(int fd);
 int cvb_eventfd(unsigned int initval, int flags);
