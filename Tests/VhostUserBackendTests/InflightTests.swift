@@ -131,5 +131,72 @@ extension BackEndIntegration {
                                                                 queueSize: UInt16(Self.queueSize))),
                              descriptors: [sealed.rawValue], needReply: true)
         }
+    
+        @Test("the front end names its queue-size (QEMU 10.0.13: 128) and sets a larger ring (1024): the regions hold the largest ring the device accepts, and the ring logs in its own")
+        func regionsHoldTheLargestRingTheDeviceAccepts() throws {
+            let backEnd = try InProcessBackEnd(queueSize: 1024)
+            defer { backEnd.stop() }
+            let session = try backEnd.connect()
+            let negotiated = try QEMUSequence.connect(session)
+            let request = InflightDescription(mmapSize: 0, mmapOffset: 0, numQueues: 2, queueSize: 128)
+            let answer = try #require(try session.exchange(.getInflightFd(request)))
+            guard case .inflight(let area) = answer.reply else { Issue.record("reply \(answer.reply)"); return }
+            let regionBytes = SplitInflightRegion.byteCount(queueSize: 1024)
+            #expect(area.mmapSize == UInt64(2 * regionBytes))
+            #expect(area.numQueues == 2 && area.queueSize == 128, "the request's values, echoed")
+            let descriptor = try #require(answer.descriptors.first)
+            let mapping = try MemoryMapping(descriptor: descriptor, offset: area.mmapOffset, length: area.mmapSize)
+            // QEMU hands back what it got, naming its own queue size again.
+            try session.send(.setInflightFd(area), descriptors: [descriptor.rawValue], needReply: true)
+            let guest = try BlockGuest(queueSize: 1024, eventIndex: negotiated.features.contains(.eventIndex))
+            try QEMUSequence.start(session, guest: guest, features: negotiated.features)
+            #expect(try guest.write(queue: 1, sector: 8, pattern(count: 4096, seed: 63)) == BlockGuest.statusOK)
+            let region = SplitInflightRegion(base: mapping.base + regionBytes, queueSize: 1024)
+            #expect(region.version == 1 && region.descriptorCount == 1024 && region.usedIndex == 1)
+            #expect(!backEnd.logs.all.contains { $0.message.contains("without crash recovery") })
+        }
+
+        @Test("RESET_DEVICE drops the area: its pages are freed, and the next GET_INFLIGHT_FD gets a fresh one at the same offset")
+        func resetDeviceFreesTheArea() throws {
+            let backEnd = try InProcessBackEnd()
+            defer { backEnd.stop() }
+            let session = try backEnd.connect()
+            let negotiated = try QEMUSequence.connect(session)
+            let (area, descriptor, mapping) = try getArea(session)
+            try session.send(.setInflightFd(area), descriptors: [descriptor.rawValue], needReply: true)
+            let guest = try BlockGuest(eventIndex: negotiated.features.contains(.eventIndex))
+            try QEMUSequence.start(session, guest: guest, features: negotiated.features)
+            #expect(try guest.write(queue: 0, sector: 8, pattern(count: 512, seed: 64)) == BlockGuest.statusOK)
+            let region = SplitInflightRegion(base: mapping.base, queueSize: Self.queueSize)
+            #expect(region.version == 1 && region.usedIndex == 1)
+
+            try session.resetDevice()
+            try session.send(.getFeatures)  // a reply: RESET_DEVICE has been handled
+            #expect(region.version == 0 && region.usedIndex == 0, "the area's pages were freed")
+            let (again, _, _) = try getArea(session)
+            #expect(again.mmapOffset == area.mmapOffset && again.mmapSize == area.mmapSize)
+        }
+
+        @Test("a region the ring cannot use leaves the queue served, without crash recovery, and says so")
+        func unusableRegionKeepsTheQueueServing() throws {
+            let backEnd = try InProcessBackEnd()
+            defer { backEnd.stop() }
+            let session = try backEnd.connect()
+            let negotiated = try QEMUSequence.connect(session)
+            let (area, descriptor, mapping) = try getArea(session)
+            // Queue 0's region claims a layout version nobody wrote.
+            RingMemory.storeUInt16(7, mapping.base, offset: 8)
+            try session.send(.setInflightFd(area), descriptors: [descriptor.rawValue], needReply: true)
+            let guest = try BlockGuest(eventIndex: negotiated.features.contains(.eventIndex))
+            try QEMUSequence.start(session, guest: guest, features: negotiated.features)
+            #expect(try guest.write(queue: 0, sector: 8, pattern(count: 512, seed: 65)) == BlockGuest.statusOK)
+            #expect(try guest.write(queue: 1, sector: 9, pattern(count: 512, seed: 66)) == BlockGuest.statusOK)
+            #expect(backEnd.logs.all.contains { $0.message.contains("runs without crash recovery") })
+            #expect(!guest.errorSignalled(queue: 0, milliseconds: 0))
+            #expect(SplitInflightRegion(base: mapping.base, queueSize: Self.queueSize).version == 7, "left alone")
+            let second = SplitInflightRegion(base: mapping.base + SplitInflightRegion.byteCount(queueSize: Self.queueSize),
+                                             queueSize: Self.queueSize)
+            #expect(second.version == 1 && second.usedIndex == 1, "the other queue logs as usual")
+        }
     }
 }
