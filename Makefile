@@ -89,11 +89,12 @@ sanitize: build guest qemu
 # BENCH_REPETITIONS runs of BENCH_SECONDS each; medians and ratios into docs/benchmarks.md + SVG.
 BENCH_REPETITIONS ?= 3
 BENCH_SECONDS ?= 5
-bench: setup
+bench: setup qemu
 	swift build $(RELEASE_FLAGS) --product vhost-user-blk
 	swift build $(RELEASE_FLAGS) --product vhost-user-blk-bench
 	"$$(swift build $(RELEASE_FLAGS) --show-bin-path)/vhost-user-blk-bench" compare \
 	  --daemon "$$(swift build $(RELEASE_FLAGS) --show-bin-path)/vhost-user-blk" \
+	  --qemu-img "$(CURDIR)/vm-images/out/qemu/debian13-backports/bin/qemu-img" \
 	  --repetitions $(BENCH_REPETITIONS) --runtime $(BENCH_SECONDS) --write-doc docs/benchmarks.md
 
 unit-test: build

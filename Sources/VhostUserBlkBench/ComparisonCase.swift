@@ -1,18 +1,29 @@
-/// One row of the comparison: a workload on a kind of disk.
+/// One row of the comparison: a workload on a kind of disk, driven by a front end.
 public struct ComparisonCase: Sendable, Codable, Equatable {
+    /// The client that drives the back ends.
+    public enum FrontEnd: String, Sendable, Codable {
+        /// `vhost-user-blk-bench` (this package's `BenchRunner`): latencies, any pattern.
+        case bench
+        /// `qemu-img bench` through QEMU's libblkio driver: sequential, wall time only.
+        case qemuImgBench
+    }
+
     public var name: String
     public var workload: Workload
     /// True: a null disk; false: the image.
     public var nullDisk: Bool
+    public var frontEnd: FrontEnd
 
-    public init(name: String, workload: Workload, nullDisk: Bool) {
+    public init(name: String, workload: Workload, nullDisk: Bool, frontEnd: FrontEnd = .bench) {
         self.name = name
         self.workload = workload
         self.nullDisk = nullDisk
+        self.frontEnd = frontEnd
     }
 
     /// The rows issue 5 asks for: null back end, and on a tmpfs image 4 KiB random reads at
-    /// QD1 and QD32, random writes at QD32, 4 queues at QD32, 64 KiB sequential reads.
+    /// QD1 and QD32, random writes at QD32, 4 queues at QD32, 64 KiB sequential reads; and
+    /// issue 12's: 4 KiB sequential reads and writes at QD32 from `qemu-img bench` (libblkio).
     public static func standard(seconds: Double) -> [ComparisonCase] {
         func workload(_ pattern: AccessPattern, _ mix: ReadWriteMix, blockSize: Int = 4096, depth: Int = 32, queues: Int = 1) -> Workload {
             var workload = Workload()
@@ -31,6 +42,10 @@ public struct ComparisonCase: Sendable, Codable, Equatable {
             ComparisonCase(name: "4k randwrite QD32", workload: workload(.random, .write), nullDisk: false),
             ComparisonCase(name: "4k randread QD32, 4 queues", workload: workload(.random, .read, queues: 4), nullDisk: false),
             ComparisonCase(name: "64k seqread QD32", workload: workload(.sequential, .read, blockSize: 65536), nullDisk: false),
+            ComparisonCase(name: "libblkio: 4k seqread QD32", workload: workload(.sequential, .read), nullDisk: false,
+                           frontEnd: .qemuImgBench),
+            ComparisonCase(name: "libblkio: 4k seqwrite QD32", workload: workload(.sequential, .write), nullDisk: false,
+                           frontEnd: .qemuImgBench),
         ]
     }
 }

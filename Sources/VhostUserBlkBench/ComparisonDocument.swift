@@ -27,7 +27,9 @@ public struct ComparisonDocument: Sendable {
             "",
             "Rerun: `\(result.command)`",
             "",
-            "Same front end (`vhost-user-blk-bench`) for both, eventfd completions, EVENT_IDX, ring size 128;",
+            "Same front end for both: `vhost-user-blk-bench` (eventfd completions, EVENT_IDX, ring size 128), or for the "
+                + "`libblkio:` rows `qemu-img bench` through QEMU's libblkio driver (its defaults: one queue of 256 entries; "
+                + "sequential requests; it reports wall time only, hence no p99);",
             "each run on a freshly started back end with 4 queues; the two back ends alternate, "
                 + "\(result.repetitions) runs of \(String(format: "%g", result.seconds)) s each; figures are medians. "
                 + "The image is \("\(result.imageBytes >> 20) MiB") on tmpfs "
@@ -38,8 +40,10 @@ public struct ComparisonDocument: Sendable {
             "|---|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for row in result.rows {
+            let latencies = row.comparisonCase.frontEnd == .bench
             lines.append("| \(row.comparisonCase.name) | \(thousands(row.medianIOPS(.ours))) | \(thousands(row.medianIOPS(.qemuStorageDaemon)))"
-                + " | **\(String(format: "%.2f", row.ratio))×** | \(micro(row.medianP99(.ours))) | \(micro(row.medianP99(.qemuStorageDaemon)))"
+                + " | **\(String(format: "%.2f", row.ratio))×**"
+                + " | \(latencies ? micro(row.medianP99(.ours)) : "–") | \(latencies ? micro(row.medianP99(.qemuStorageDaemon)) : "–")"
                 + " | \(microsPerRequest(row.medianCPUPerRequest(.ours))) | \(microsPerRequest(row.medianCPUPerRequest(.qemuStorageDaemon))) |")
         }
         let ours = result.medianIdleResidentBytes(.ours) / 1_048_576

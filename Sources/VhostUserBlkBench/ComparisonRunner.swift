@@ -8,6 +8,8 @@ import Foundation
 public struct ComparisonRunner: Sendable {
     public var ourDaemon: String
     public var qemuStorageDaemon: String
+    /// qemu-img with the libblkio driver, for the `qemuImgBench` cases.
+    public var qemuImg: String?
     public var cases: [ComparisonCase]
     public var repetitions: Int
     /// Where the image and sockets go: a tmpfs, so the image is served from memory.
@@ -46,15 +48,23 @@ public struct ComparisonRunner: Sendable {
                     defer { process.stop() }
                     usleep(200_000)  // let it settle before reading its idle footprint
                     if let bytes = process.residentBytes { resident[backEnd.rawValue, default: []].append(bytes) }
-                    let runner = BenchRunner(socketPath: socket, workload: comparisonCase.workload, label: backEnd.label,
-                                             backEndPID: process.pid)
-                    let report = try runner.run()
+                    let report: BenchReport
+                    switch comparisonCase.frontEnd {
+                    case .bench:
+                        report = try BenchRunner(socketPath: socket, workload: comparisonCase.workload, label: backEnd.label,
+                                                 backEndPID: process.pid).run()
+                    case .qemuImgBench:
+                        guard let qemuImg else { throw .invalidWorkload("\(comparisonCase.name) needs qemu-img with libblkio") }
+                        report = try QemuImgBench(qemuImg: qemuImg, socketPath: socket, workload: comparisonCase.workload,
+                                                  label: backEnd.label, backEndPID: process.pid).run()
+                    }
                     guard report.clean else {
                         throw .backEndMisbehaved(queue: 0, "\(backEnd.label) failed \(report.ioErrors) requests in \(comparisonCase.name)")
                     }
                     row.samples[backEnd.rawValue, default: []].append(report)
-                    log(String(format: "%@ | %@ | run %d: %.1fk IOPS, p99 %.0f us",
-                               comparisonCase.name, backEnd.label, repetition + 1, report.iops / 1000, report.latency.p99))
+                    log(String(format: "%@ | %@ | run %d: %.1fk IOPS, p99 %@",
+                               comparisonCase.name, backEnd.label, repetition + 1, report.iops / 1000,
+                               comparisonCase.frontEnd == .bench ? String(format: "%.0f us", report.latency.p99) : "not measured"))
                 }
             }
             rows.append(row)

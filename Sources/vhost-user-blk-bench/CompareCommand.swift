@@ -12,8 +12,9 @@ struct CompareCommand: ParsableCommand {
         abstract: "Benchmark our daemon against qemu-storage-daemon in one invocation.",
         discussion: """
             Runs issue 5's cases (null disk; tmpfs image: 4k randread QD1 and QD32, 4k randwrite \
-            QD32, 4 queues QD32, 64k seqread) on both back ends, alternating, each run on a fresh \
-            back end, and prints medians and ratios. With --write-doc it replaces the comparison \
+            QD32, 4 queues QD32, 64k seqread) and issue 12's (4k sequential reads and writes QD32 \
+            from qemu-img bench through libblkio, with --qemu-img) on both back ends, alternating, \
+            each run on a fresh back end, and prints medians and ratios. With --write-doc it replaces the comparison \
             section of that markdown file and writes the SVG plot beside it.
             """)
 
@@ -22,6 +23,9 @@ struct CompareCommand: ParsableCommand {
 
     @Option(help: "qemu-storage-daemon's executable.")
     var qsd: String = "/usr/bin/qemu-storage-daemon"
+
+    @Option(help: "qemu-img with QEMU's libblkio driver (Debian 13's) for the libblkio cases; without it they are left out.")
+    var qemuImg: String?
 
     @Option(help: "Runs per back end and case.")
     var repetitions: Int = 3
@@ -50,10 +54,12 @@ struct CompareCommand: ParsableCommand {
         try FileManager.default.createDirectory(atPath: workDirectory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: workDirectory) }
         var cases = ComparisonCase.standard(seconds: runtime)
+        if qemuImg == nil { cases = cases.filter { $0.frontEnd == .bench } }
         if let only { cases = cases.filter { $0.name.contains(only) } }
         guard !cases.isEmpty else { throw ValidationError("no case matches --only '\(only ?? "")'") }
         var runner = ComparisonRunner(ourDaemon: daemon, qemuStorageDaemon: qsd, cases: cases,
                                       repetitions: repetitions, directory: workDirectory)
+        runner.qemuImg = qemuImg
         runner.machine = Self.machine(qsd: qsd)
         runner.command = rerunCommand
         let result: BackEndComparison

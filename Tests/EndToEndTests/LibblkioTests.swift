@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Foundation
 import Testing
+import VhostUserBlkBench
 
 /// libblkio as a second, independent front end, without a VM: QEMU's `virtio-blk-vhost-user`
 /// block driver (libblkio's virtio-blk-vhost-user driver underneath) in qemu-io and qemu-img of
@@ -140,5 +141,28 @@ struct LibblkioTests {
         #expect(H.difference(try H.read(served.image, offset: 0, count: 8 << 20), expected) == nil)
         #expect(GuestDiskTests.counter("discard", in: log) >= 1, "\(log)")
         #expect(GuestDiskTests.counter("write-zeroes", in: log) >= 2, "\(log)")
+    }
+
+    /// `make bench`'s libblkio cases: qemu-img bench's requests all reach the daemon, and its
+    /// wall time becomes the report's IOPS.
+    @Test(arguments: QEMUBuild.libblkioMatrix)
+    func qemuImgBenchDrivesTheDaemon(_ qemu: QEMUBuild) throws {
+        try qemu.requireInstalled()
+        let served = try Served()
+        for write in [false, true] {
+            var workload = Workload()
+            workload.pattern = .sequential
+            workload.mix = write ? .write : .read
+            workload.queueDepth = 8
+            workload.limit = .requests(3000)
+            let report = try QemuImgBench(qemuImg: qemu.tool("qemu-img"), socketPath: served.socket, workload: workload,
+                                          label: "ours", backEndPID: served.daemon.processIdentifier).run()
+            #expect(report.requests == 3000 && report.iops > 0 && report.elapsedSeconds > 0, "\(report)")
+            #expect(write ? report.writes == 3000 : report.reads == 3000)
+            #expect((report.backEndCPUSeconds ?? -1) >= 0)
+        }
+        let log = try served.stop()
+        #expect(GuestDiskTests.counter("read", in: log) >= 3000, "\(log)")
+        #expect(GuestDiskTests.counter("write", in: log) >= 3000, "\(log)")
     }
 }

@@ -37,6 +37,25 @@ struct ReportingTests {
         try workload.validate()
     }
 
+    @Test("qemu-img bench's wall time is read from its completion line; other output gives none")
+    func qemuImgBenchOutput() {
+        let output = """
+            Sending 400000 read requests, 4096 bytes each, 32 in parallel (starting at offset 0, step size 4096)
+            Run completed in 3.456 seconds.
+
+            """
+        #expect(QemuImgBench.completionSeconds(in: output) == 3.456)
+        #expect(QemuImgBench.completionSeconds(in: "qemu-img: Could not open: no such socket\n") == nil)
+        var workload = Workload()
+        workload.limit = .seconds(2)
+        workload.mix = .write
+        workload.queueDepth = 16
+        let bench = QemuImgBench(qemuImg: "/bin/qemu-img", socketPath: "/tmp/s.sock", workload: workload, label: "x")
+        #expect(bench.requestCount == 200_000)
+        #expect(bench.arguments == ["bench", "--image-opts", "driver=virtio-blk-vhost-user,path=/tmp/s.sock,cache.direct=on",
+                                    "-c", "200000", "-d", "16", "-s", "4096", "-w"])
+    }
+
     @Test func medians() {
         #expect(median([]) == 0)
         #expect(median([3]) == 3)
