@@ -29,7 +29,7 @@ public struct ComparisonDocument: Sendable {
             "",
             "Same front end for both: `vhost-user-blk-bench` (eventfd completions, EVENT_IDX, ring size 128), or for the "
                 + "`libblkio:` rows `qemu-img bench` through QEMU's libblkio driver (its defaults: one queue of 256 entries; "
-                + "sequential requests; it reports wall time only, hence no p99);",
+                + "sequential requests, 100 000 per second of run time; it reports wall time only, hence no p99);",
             "each run on a freshly started back end with 4 queues; the two back ends alternate, "
                 + "\(result.repetitions) runs of \(String(format: "%g", result.seconds)) s each; figures are medians. "
                 + "The image is \("\(result.imageBytes >> 20) MiB") on tmpfs "

@@ -18,16 +18,8 @@ struct DaemonCommandLineTests {
     }
 
     static func runDaemon(_ arguments: [String]) throws -> Finished {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: H.daemon)
-        process.arguments = arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return Finished(status: process.terminationStatus, output: String(decoding: data, as: UTF8.self))
+        let finished = try H.runProgram(H.daemon, arguments)
+        return Finished(status: finished.status, output: finished.output)
     }
 
     /// The "back-end program conventions" of QEMU's vhost-user spec: a JSON object of type

@@ -250,8 +250,8 @@ struct GuestDiskTests {
         }
     }
 
-    /// QEMU's queue-size property above the daemon's default-free bound: a 1024-entry ring
-    /// (QEMU's largest) is served with the daemon's defaults on every build.
+    /// QEMU's largest ring (queue-size=1024, VIRTQUEUE_MAX_SIZE) is served with the daemon's
+    /// defaults on every build.
     @Test(arguments: QEMUBuild.matrix)
     func largestQEMURingIsServedWithDefaults(_ qemu: QEMUBuild) throws {
         let scratch = try H.Scratch()

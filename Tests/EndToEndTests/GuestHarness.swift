@@ -95,16 +95,8 @@ enum GuestHarness {
     /// Runs `run-guest.sh --qemu qemu.name` with `arguments` and waits for it.
     static func run(_ qemu: QEMUBuild, _ arguments: [String], timeout: Int = 240) throws -> Result {
         try qemu.requireInstalled()
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: launcher)
-        process.arguments = ["--qemu", qemu.name] + arguments + ["--timeout", "\(timeout)"]
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = output
-        try process.run()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return Result(exitCode: process.terminationStatus, output: String(decoding: data, as: UTF8.self))
+        let finished = try runProgram(launcher, ["--qemu", qemu.name] + arguments + ["--timeout", "\(timeout)"])
+        return Result(exitCode: finished.status, output: finished.output)
     }
 
     /// Creates a sparse image of `size` bytes.
