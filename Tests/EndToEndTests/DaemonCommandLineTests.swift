@@ -60,6 +60,8 @@ struct DaemonCommandLineTests {
         (["--socket-path=/tmp/a.sock", "--null-size=lots"], "--null-size 'lots' is not a size"),
         (["--socket-path=/tmp/a.sock", "--null-size=99999999999t"], "--null-size '99999999999t' is not a size"),
         (["--socket-path=/tmp/a.sock", "--blk-file=/tmp/x.img", "--queue-size=100"], "--queue-size must be a power of two"),
+        (["--socket-path=/tmp/a.sock", "--blk-file=/tmp/x.img", "--queue-size=65536"], "between 2 and 32768"),
+        (["--socket-path=/tmp/a.sock", "--blk-file=/tmp/x.img", "--num-queues=1025"], "--num-queues must be between 1 and 1024"),
         (["--socket-path=/tmp/a.sock", "--blk-file=/tmp/x.img", "--num-queues=0"], "--num-queues must be between"),
         (["--socket-path=/tmp/a.sock", "--blk-file=/tmp/x.img", "--log-level=loud"], "--log-level must be one of"),
         (["--socket-path=/tmp/a.sock", "--blk-file=/tmp/x.img", "--bogus"], "unknown option '--bogus'"),
@@ -120,5 +122,26 @@ struct DaemonCommandLineTests {
         #expect(waitpid(pid, &status, 0) == pid)
         pid = 0
         #expect(status == 0, "exit status \(status)")
+    }
+
+    /// Started with nothing but a socket and an image, the daemon offers what every front end
+    /// tested asks for with its own defaults: 1024 queues (QEMU: one per vCPU), rings of any
+    /// split-ring size, seg_max for a 128-entry ring, size_max 1 MiB, STATUS.
+    @Test func defaultsCoverEveryFrontEnd() throws {
+        let scratch = try H.Scratch()
+        let socket = scratch.path("vhost.sock")
+        try H.makeImage(at: scratch.path("disk.img"), size: 8 << 20)
+        let daemon = try H.startDaemon(socket: socket, image: scratch.path("disk.img"), log: scratch.path("daemon.log"))
+        defer { daemon.terminate(); daemon.waitUntilExit() }
+        let session = try FrontEndSession.connect(path: socket)
+        let negotiated = try session.negotiate(wanted: FrontEndSession.qemu72BlockFeaturesWithoutVIOMMU,
+                                               wantedProtocol: FrontEndSession.qemu72ProtocolFeatures.union(.status))
+        #expect(session.queueCount == 1024)
+        #expect(negotiated.features.isSuperset(of: [.multiQueue, .sizeMax, .segMax]))
+        #expect(negotiated.protocolFeatures.isSuperset(of: [.status, .resetDevice, .inflightShmfd, .configureMemSlots]))
+        let configuration = try session.readConfig(offset: 8, size: 8)
+        #expect(configuration == [0x00, 0x00, 0x10, 0x00, 126, 0, 0, 0])  // size_max 1 MiB, seg_max 126
+        let log = try String(contentsOfFile: scratch.path("daemon.log"), encoding: .utf8)
+        #expect(log.contains("queue-size=32768") && log.contains("queues=1024"), "\(log)")
     }
 }
