@@ -28,7 +28,9 @@ public struct QemuImgBench: Sendable {
     public var requestCount: Int {
         switch workload.limit {
         case .requests(let count): count
-        case .seconds(let seconds): max(1, Int(seconds * 100_000))
+        // Workload.validate bounds a duration to (0, 86400] s; clamped here too, as the
+        // conversion would trap on a value it never checked.
+        case .seconds(let seconds): seconds.isFinite ? max(1, Int(min(max(seconds, 0), 86_400) * 100_000)) : 1
         }
     }
 
@@ -40,6 +42,7 @@ public struct QemuImgBench: Sendable {
     }
 
     public func run() throws(BenchError) -> BenchReport {
+        try workload.validate()
         guard workload.mix.readPercent == 0 || workload.mix.readPercent == 100, workload.queueCount == 1,
               workload.pattern == .sequential else {
             throw .invalidWorkload("qemu-img bench runs one kind of sequential request on one queue")
