@@ -43,12 +43,15 @@ demo: release guest
 # Unit and integration tests first, then the QEMU guests and the libblkio front end on their
 # own (they need the daemon binary, and run side by side, one per core, against every QEMU build).
 GUEST_SUITES := EndToEndTests\.(GuestDiskTests|LibblkioTests)
+# The programs the tests start, from the build under test (flags in $(1)): tests never guess
+# them (VhostTestSupport's TestBinary), so a sanitized run tests its own binaries.
+test_binaries = VHOST_USER_BLK_BIN="$$(swift build $(1) --show-bin-path)/vhost-user-blk" \
+	VHOST_USER_BLK_BENCH_BIN="$$(swift build $(1) --show-bin-path)/vhost-user-blk-bench"
 TRACED_SUITES := DataPathAllocationTests BlockRequestAllocationTests TranslationAllocationTests
 UNTRACED := $(foreach suite,$(TRACED_SUITES),--skip $(suite)) --skip IOMMUBenchmark
 test: build guest qemu
 	swift build --build-tests
-	VHOST_USER_BLK_BIN="$$(swift build --show-bin-path)/vhost-user-blk" \
-	  swift test --skip-build $(UNTRACED) --skip '$(GUEST_SUITES)' $(SWIFT_TEST_FLAGS)
+	$(call test_binaries,) swift test --skip-build $(UNTRACED) --skip '$(GUEST_SUITES)' $(SWIFT_TEST_FLAGS)
 	@# The data path allocates nothing per request: glibc's malloc tracer watches it, one suite per run.
 	for suite in $(TRACED_SUITES); do \
 	  trace="$$(mktemp)"; MALLOC_TRACE="$$trace" LD_PRELOAD=$(MALLOC_DEBUG_LIBRARY) \
@@ -62,8 +65,7 @@ test: build guest qemu
 # The guests alone: every QEMU build (or those VHOST_USER_QEMU_BUILDS names, comma-separated).
 guest-test: build guest qemu
 	swift build --build-tests
-	VHOST_USER_BLK_BIN="$$(swift build --show-bin-path)/vhost-user-blk" \
-	  swift test --skip-build --filter '$(GUEST_SUITES)' $(SWIFT_TEST_FLAGS)
+	$(call test_binaries,) swift test --skip-build --filter '$(GUEST_SUITES)' $(SWIFT_TEST_FLAGS)
 
 # The suite again under AddressSanitizer (+ LeakSanitizer) and ThreadSanitizer, each in its own
 # build directory; the sanitized daemon binary serves the QEMU guests (the newest QEMU build: the
@@ -77,8 +79,7 @@ sanitize: build guest qemu
 	  echo "== swift test --sanitize=$$sanitizer"; \
 	  swift build --build-tests $$flags; \
 	  for part in "--skip $(GUEST_SUITES)" "--filter $(GUEST_SUITES)"; do \
-	    VHOST_USER_BLK_BIN="$$(swift build $$flags --show-bin-path)/vhost-user-blk" \
-	    VHOST_USER_QEMU_BUILDS=$(SANITIZED_QEMU_BUILDS) \
+	    $(call test_binaries,$$flags) VHOST_USER_QEMU_BUILDS=$(SANITIZED_QEMU_BUILDS) \
 	    LSAN_OPTIONS="suppressions=$(CURDIR)/.ci/lsan-suppressions.txt" \
 	    TSAN_OPTIONS="suppressions=$(CURDIR)/.ci/tsan-suppressions.txt halt_on_error=1" \
 	      swift test --skip-build $$flags $(UNTRACED) $$part $(SWIFT_TEST_FLAGS); \
@@ -98,7 +99,8 @@ bench: setup qemu
 	  --repetitions $(BENCH_REPETITIONS) --runtime $(BENCH_SECONDS) --write-doc docs/benchmarks.md
 
 unit-test: build
-	swift test --skip EndToEndTests $(SWIFT_TEST_FLAGS)
+	swift build --build-tests
+	$(call test_binaries,) swift test --skip-build --skip EndToEndTests $(SWIFT_TEST_FLAGS)
 
 clean:
 	rm -rf .build vm-images/out

@@ -92,7 +92,7 @@ let package = Package(
         .executableTarget(name: "fuzz-block-request", dependencies: ["FuzzBodies"], path: "Tests/Fuzz/fuzz-block-request"),
         .executableTarget(name: "fuzz-iommu-model", dependencies: ["FuzzBodies"], path: "Tests/Fuzz/fuzz-iommu-model"),
         .testTarget(name: "FuzzReplayTests", dependencies: ["FuzzBodies"]),
-        .testTarget(name: "EndToEndTests", dependencies: ["VhostSystem", "VhostUserFrontEnd", "VhostUserProtocol", "VhostUserBlkBench"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["VhostTestSupport", "VhostSystem", "VhostUserFrontEnd", "VhostUserProtocol", "VhostUserBlkBench"]),
     ],
     swiftLanguageModes: [.v6]
 )

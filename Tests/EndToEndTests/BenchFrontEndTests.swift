@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Foundation
 import Testing
+import VhostTestSupport
 import VhostUserBlkBench
 
 /// The benchmark front end (`VhostUserBlkBench`, `vhost-user-blk-bench`) against the daemon
@@ -12,9 +13,9 @@ import VhostUserBlkBench
 struct BenchFrontEndTests {
     typealias H = GuestHarness
 
+    /// $VHOST_USER_BLK_BENCH_BIN, which `make test` sets for each build.
     static var benchBinary: String {
-        if let path = ProcessInfo.processInfo.environment["VHOST_USER_BLK_BENCH_BIN"], !path.isEmpty { return path }
-        return H.repositoryRoot.appendingPathComponent(".build/debug/vhost-user-blk-bench").path
+        get throws { try TestBinary.benchFrontEnd.path }
     }
 
     /// A daemon on a fresh image, stopped when the value goes away.

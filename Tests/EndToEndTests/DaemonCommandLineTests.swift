@@ -97,11 +97,12 @@ struct DaemonCommandLineTests {
         defer { posix_spawn_file_actions_destroy(&actions) }
         // dup2 onto 3 clears close-on-exec on the child's copy only.
         posix_spawn_file_actions_adddup2(&actions, listener.rawValue, 3)
-        let arguments = [H.daemon, "--fd=3", "--blk-file=\(image)", "--log-level=error"]
+        let daemon = try H.daemon
+        let arguments = [daemon, "--fd=3", "--blk-file=\(image)", "--log-level=error"]
         var argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
         var pid: pid_t = 0
-        #expect(posix_spawn(&pid, H.daemon, &actions, nil, &argv, environ) == 0)
+        #expect(posix_spawn(&pid, daemon, &actions, nil, &argv, environ) == 0)
         defer {
             if pid > 0 {
                 kill(pid, SIGKILL)

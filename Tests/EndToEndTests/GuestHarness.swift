@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Foundation
 import Testing
+import VhostTestSupport
 
 /// A QEMU build the guest tests run against: Debian 12's 7.2 (the host's), Debian 13's 10.0
 /// and the newest Debian packages (Debian 13 backports), installed side by side by
@@ -63,10 +64,9 @@ enum GuestHarness {
 
     static var launcher: String { repositoryRoot.appendingPathComponent("vm-images/run-guest.sh").path }
 
-    /// The daemon under test: $VHOST_USER_BLK_BIN (set by `make test`) or the debug build.
+    /// The daemon under test: $VHOST_USER_BLK_BIN, which `make test` sets for each build.
     static var daemon: String {
-        if let path = ProcessInfo.processInfo.environment["VHOST_USER_BLK_BIN"], !path.isEmpty { return path }
-        return repositoryRoot.appendingPathComponent(".build/debug/vhost-user-blk").path
+        get throws { try TestBinary.daemon.path }
     }
 
     struct Result {
@@ -164,7 +164,7 @@ enum GuestHarness {
     /// Starts the daemon with `--socket-path=socket` and `arguments`, once its socket exists.
     static func startDaemon(socket: String, arguments: [String], log: String) throws -> Process {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: daemon)
+        process.executableURL = URL(fileURLWithPath: try daemon)
         process.arguments = ["--socket-path=\(socket)"] + arguments
         _ = FileManager.default.createFile(atPath: log, contents: nil)
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))

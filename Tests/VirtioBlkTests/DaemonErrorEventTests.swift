@@ -3,13 +3,14 @@ import Glibc
 #endif
 import Foundation
 import Testing
+import VhostTestSupport
 import VhostSystem
 import VhostUserFrontEnd
 import VhostUserProtocol
 import VirtioCore
 
 /// The ring rows of the hostile-guest table against the real daemon: the vhost-user-blk binary
-/// (`$VHOST_USER_BLK_BIN`, or the debug build), attached with `FrontEndSession` the way QEMU 7.2
+/// (`$VHOST_USER_BLK_BIN`), attached with `FrontEndSession` the way QEMU 7.2
 /// attaches, guest RAM in memfds. A FLUSH first shows the queue works; then the hostile chain
 /// must make the real QueueWorker signal the queue's error eventfd (SET_VRING_ERR), serve
 /// nothing, and leave the image as it was.
@@ -121,12 +122,6 @@ struct DaemonErrorEventTests {
 
 /// The daemon binary serving a fresh pattern-filled image on a fresh socket, with its log.
 final class Daemon {
-    static var binary: String {
-        if let path = ProcessInfo.processInfo.environment["VHOST_USER_BLK_BIN"], !path.isEmpty { return path }
-        return URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent().appendingPathComponent(".build/debug/vhost-user-blk").path
-    }
-
     let socketPath: String
     let imagePath: String
     private let process = Process()
@@ -134,8 +129,7 @@ final class Daemon {
     private var stopped = false
 
     init() throws {
-        let binary = Self.binary
-        try #require(access(binary, X_OK) == 0, "no daemon at \(binary): swift build first")
+        let binary = try TestBinary.daemon.path
         let name = "vublk-\(getpid())-\(UUID().uuidString.prefix(8))"
         socketPath = "/tmp/\(name).sock"
         imagePath = "/tmp/\(name).img"

@@ -2,21 +2,13 @@
 import Glibc
 #endif
 import Foundation
+import VhostTestSupport
 import VhostUserFrontEnd
 
 /// The real `vhost-user-blk` binary in a child process, on a socket and image in a temporary
 /// directory, its stderr (the log) in a file. Because the process holds nothing but the
 /// daemon's own descriptors, `/proc/<pid>/fd` counts them exactly.
 final class ChildDaemon: BackEndUnderTest {
-    static let repositoryRoot = URL(fileURLWithPath: #filePath)
-        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent()
-
-    /// $VHOST_USER_BLK_BIN (set by `make test`) or the debug build next to the package.
-    static var binary: String {
-        if let path = ProcessInfo.processInfo.environment["VHOST_USER_BLK_BIN"], !path.isEmpty { return path }
-        return repositoryRoot.appendingPathComponent(".build/debug/vhost-user-blk").path
-    }
 
     let directory: TemporaryDirectory
     let socketPath: String
@@ -32,11 +24,8 @@ final class ChildDaemon: BackEndUnderTest {
         imagePath = directory.path("disk.img")
         logPath = directory.path("daemon.log")
         try makeSparseFile(at: imagePath, size: imageSize)
-        guard FileManager.default.isExecutableFile(atPath: Self.binary) else {
-            throw ChildDaemonError.binaryMissing(Self.binary)
-        }
         process = Process()
-        process.executableURL = URL(fileURLWithPath: Self.binary)
+        process.executableURL = URL(fileURLWithPath: try TestBinary.daemon.path)
         process.arguments = [
             "--socket-path=\(socketPath)", "--blk-file=\(imagePath)",
             "--num-queues=\(InProcessBackEnd.queueCount)", "--queue-size=\(InProcessBackEnd.queueSize)",
@@ -147,12 +136,10 @@ final class ChildDaemon: BackEndUnderTest {
 }
 
 enum ChildDaemonError: Error, CustomStringConvertible {
-    case binaryMissing(String)
     case didNotStart(log: String)
 
     var description: String {
         switch self {
-        case .binaryMissing(let path): "no daemon binary at \(path): run `swift build --build-tests` or set VHOST_USER_BLK_BIN"
         case .didNotStart(let log): "the daemon did not start:\n\(log)"
         }
     }
