@@ -12,6 +12,8 @@ let package = Package(
         .library(name: "VhostUserBackend", targets: ["VhostUserBackend"]),
         .library(name: "VhostUserFrontEnd", targets: ["VhostUserFrontEnd"]),
         .library(name: "VhostUserBlkBench", targets: ["VhostUserBlkBench"]),
+        // Preloaded (never linked) by make test's allocation checks; the tests reach it with dlsym.
+        .library(name: "VhostAllocationCounter", type: .dynamic, targets: ["VhostAllocationCounter"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -62,8 +64,10 @@ let package = Package(
             "VirtioBlk", "VhostUserBackend", "VhostSystem",
             .product(name: "Logging", package: "swift-log"),
         ]),
-        // Helpers shared by the test targets (threads, the malloc tracer).
+        // Helpers shared by the test targets (threads, the allocation counter, test binaries).
         .target(name: "VhostTestSupport", path: "Tests/VhostTestSupport"),
+        // Counts allocator calls per thread; a preloaded library, so nothing depends on it.
+        .target(name: "VhostAllocationCounter", path: "Tests/VhostAllocationCounter"),
         .testTarget(name: "VhostSystemTests", dependencies: ["VhostSystem"]),
         .testTarget(name: "VhostUserProtocolTests", dependencies: ["VhostUserProtocol"]),
         .testTarget(name: "VirtioCoreTests", dependencies: ["VhostTestSupport", "VirtioCore", "VhostSystem", "VhostUserFrontEnd"]),

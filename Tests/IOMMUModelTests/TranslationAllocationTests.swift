@@ -6,15 +6,15 @@ import Testing
 import VhostTestSupport
 
 /// The translation the data path uses per request (page-table walk, IOTLB fallback, last-hit
-/// cache) allocates nothing, checked with glibc's malloc tracer. Opt-in like the other
-/// allocation checks (`make test` runs it alone):
+/// cache) allocates nothing, checked with the allocation counter: every traced round clean on the
+/// measuring thread. Opt-in like the other allocation checks (`make test` runs it alone):
 ///
-///     MALLOC_TRACE=$(mktemp) LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libc_malloc_debug.so.0 \
+///     VHOST_USER_ALLOCATION_LOG=$(mktemp) LD_PRELOAD=$(swift build --show-bin-path)/libVhostAllocationCounter.so \
 ///         swift test --skip-build --filter TranslationAllocationTests
-@Suite(.enabled(if: MallocTracer.isRequested))
+@Suite(.enabled(if: AllocationCounter.isRequested))
 struct TranslationAllocationTests {
     @Test func mirrorTranslationAndCacheAllocateNothing() throws {
-        let tracer = try MallocTracer()
+        let counter = try AllocationCounter()
         var mirror = IOPageTableMirror()
         // 4 KiB pages the table holds, a 2 MiB leaf, and an unaligned entry only the IOTLB holds.
         for page in 0..<256 as Range<UInt64> {
@@ -28,7 +28,7 @@ struct TranslationAllocationTests {
         let segments = UnsafeMutableBufferPointer<IOTLBSegment>.allocate(capacity: 8)
         defer { segments.deallocate() }
         var translated = 0
-        let rounds = try tracer.allocationsPerRound(prepare: {}, measure: {
+        let rounds = try counter.rounds(prepare: {}, measure: {
             // A counted loop: iterating a Range<UInt64> allocates in debug builds (unspecialized
             // IndexingIterator), which would hide what the translation itself does.
             var page: UInt64 = 0
@@ -44,6 +44,8 @@ struct TranslationAllocationTests {
             if case .miss = mirrorSnapshot.translate(iova: 0x9000_0000, length: 16, access: .read, into: segments) { translated += 1 }
         }, settle: {})
         #expect(translated == 4 * (512 + 4))
-        #expect(rounds.min() == 0, "allocations per traced round: \(rounds); see \(tracer.tracePath)")
+        counter.record("TranslationAllocationTests", rounds)
+        let clean = rounds.allSatisfy { $0.isClean }
+        #expect(clean, "the measured thread's allocator calls per traced round: \(rounds)")
     }
 }

@@ -8,20 +8,21 @@ import VirtioCore
 @testable import VirtioBlk
 
 /// Checks that serving requests allocates nothing: pop, handle (every request type, and the
-/// rejected ones), push and publish, traced with glibc's malloc tracer. Opt-in, because the
-/// tracer must be preloaded and sees every thread (run this test alone):
+/// rejected ones), push and publish, counted with the allocation counter: every traced round
+/// clean on the measuring thread. Opt-in, because the counter must be preloaded (`make test`
+/// runs it alone):
 ///
-///     MALLOC_TRACE=$(mktemp) LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libc_malloc_debug.so.0 \
+///     VHOST_USER_ALLOCATION_LOG=$(mktemp) LD_PRELOAD=$(swift build --show-bin-path)/libVhostAllocationCounter.so \
 ///         swift test --skip-build --filter BlockRequestAllocationTests
-@Suite(.enabled(if: MallocTracer.isRequested))
+@Suite(.enabled(if: AllocationCounter.isRequested))
 struct BlockRequestAllocationTests {
     @Test func servingRequestsAllocatesNothing() throws {
-        let tracer = try MallocTracer()
+        let counter = try AllocationCounter()
         let fixture = try BlockFixture(queueSize: 64)
         #expect(fixture.device.writeConfiguration(offset: 32, bytes: [0]))   // writethrough: fdatasync per write too
         var served = 0
         var failures: [VirtqueueError] = []
-        let rounds = try tracer.allocationsPerRound(prepare: {
+        let rounds = try counter.rounds(prepare: {
             try offerOneOfEach(fixture)
         }, measure: {
             if let error = fixture.serve() { failures.append(error) }
@@ -32,7 +33,9 @@ struct BlockRequestAllocationTests {
         #expect(served == 4 * 11)
         #expect(fixture.handler.statistics.malformed == 4)
         #expect(rounds.count == 3)
-        #expect(rounds.min() == 0, "allocations per traced round: \(rounds); see \(tracer.tracePath) for where they come from")
+        counter.record("BlockRequestAllocationTests", rounds)
+        let clean = rounds.allSatisfy { $0.isClean }
+        #expect(clean, "the measured thread's allocator calls per traced round: \(rounds)")
     }
 
     /// Makes available one request of each kind, valid and rejected (11 chains).

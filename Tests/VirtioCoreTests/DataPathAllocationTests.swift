@@ -6,15 +6,16 @@ import VhostTestSupport
 import VhostUserFrontEnd
 import VirtioCore
 
-/// Checks that the data path allocates nothing per request, with glibc's malloc tracer. Opt-in,
-/// because the tracer must be preloaded and sees every thread (`make test` runs it alone):
+/// Checks that the data path allocates nothing per request, with the allocation counter: every
+/// traced round clean on the measuring thread. Opt-in, because the counter must be preloaded
+/// (`make test` runs it alone):
 ///
-///     MALLOC_TRACE=$(mktemp) LD_PRELOAD=/usr/lib/x86_64-linux-gnu/libc_malloc_debug.so.0 \
+///     VHOST_USER_ALLOCATION_LOG=$(mktemp) LD_PRELOAD=$(swift build --show-bin-path)/libVhostAllocationCounter.so \
 ///         swift test --skip-build --filter DataPathAllocationTests
-@Suite(.enabled(if: MallocTracer.isRequested))
+@Suite(.enabled(if: AllocationCounter.isRequested))
 struct DataPathAllocationTests {
     @Test func popCopyIOVectorsCompleteAndNotifyAllocateNothing() throws {
-        let tracer = try MallocTracer()
+        let counter = try AllocationCounter()
         let fixture = try GuestFixture(queueSize: 256, features: [.indirectDescriptors, .eventIndex])
         let header = UnsafeMutableRawBufferPointer.allocate(byteCount: 16, alignment: 8)
         let vectors = UnsafeMutableBufferPointer<iovec>.allocate(capacity: 16)
@@ -23,7 +24,7 @@ struct DataPathAllocationTests {
             vectors.deallocate()
         }
         var popped = 0
-        let rounds = try tracer.allocationsPerRound(prepare: {
+        let rounds = try counter.rounds(prepare: {
             for index in 0..<128 {
                 try fixture.driver.addChain(readable: [(gpa(0x8_0000 + UInt64(index) * 0x100), 16)],
                                             writable: [(gpa(0x9_0000), 512), (gpa(0xa_0000 + UInt64(index)), 1)],
@@ -47,6 +48,8 @@ struct DataPathAllocationTests {
         })
         #expect(popped == 4 * 128)
         #expect(rounds.count == 3)
-        #expect(rounds.min() == 0, "allocations per traced round: \(rounds); see \(tracer.tracePath) for where they come from")
+        counter.record("DataPathAllocationTests", rounds)
+        let clean = rounds.allSatisfy { $0.isClean }
+        #expect(clean, "the measured thread's allocator calls per traced round: \(rounds)")
     }
 }
