@@ -160,7 +160,7 @@ struct FileDescriptorValidationTests {
             == .wrongFileDescriptorCount(request: .setMemTable, expected: 2...2, actual: 1))
         #expect(thrownError { () throws(ProtocolError) in try decodeMessage(bytes, fds: 3) }
             == .wrongFileDescriptorCount(request: .setMemTable, expected: 2...2, actual: 3))
-        _ = try decodeMessage(bytes, fds: 2)
+        #expect(try decodeMessage(bytes, fds: 2) == .setMemTable(try MemoryTableDescription(regions: [lowRAM, highRAM])))
     }
 
     @Test func vringFileIndexWithoutTheNoFdBitNeedsAnFd() {
@@ -275,7 +275,11 @@ struct MemoryValidationTests {
 
     @Test func acceptsAdjacentRegions() throws {
         let bytes = memTable([region(0x0, 0x1000, 0x7000_0000), region(0x1000, 0x1000, 0x7000_1000, 0x1000)])
-        _ = try decodeMessage(bytes, fds: 2)
+        let expected = try MemoryTableDescription(regions: [
+            try MemoryRegionDescription(guestPhysicalAddress: 0, size: 0x1000, userAddress: 0x7000_0000, mmapOffset: 0),
+            try MemoryRegionDescription(guestPhysicalAddress: 0x1000, size: 0x1000, userAddress: 0x7000_1000, mmapOffset: 0x1000),
+        ])
+        #expect(try decodeMessage(bytes, fds: 2) == .setMemTable(expected))
     }
 
     @Test func rejectsZeroSizeRegionInMemoryTable() {
@@ -309,7 +313,9 @@ struct MemoryValidationTests {
 
     @Test func acceptsRangeEndingJustBelowTwoToThe64() throws {
         let bytes = memTable([region(0xFFFF_FFFF_FFFF_E000, 0x1FFF, 0x7000_0000)])
-        _ = try decodeMessage(bytes, fds: 1)
+        let expected = try MemoryRegionDescription(guestPhysicalAddress: 0xFFFF_FFFF_FFFF_E000, size: 0x1FFF,
+                                                   userAddress: 0x7000_0000, mmapOffset: 0)
+        #expect(try decodeMessage(bytes, fds: 1) == .setMemTable(try MemoryTableDescription(regions: [expected])))
     }
 
     @Test func rejectsMoreThanEightRegions() {
