@@ -264,10 +264,30 @@ import Testing
             var mirror = IOPageTableMirror(tableLimit: tableLimit, preallocatedTables: 2)
             var cache = IOPageTableMirrorCache()
             var probe = SplitMix(state: UInt64(steps.count))
+            var updates = 0
+            var accepted = 0
+            var alignedAccepted = 0
+            var mirroredLeaves = 0
             for (index, step) in steps.enumerated() {
                 switch step {
                 case .update(let iova, let size, let user, let permission):
-                    try? mirror.update(iova: iova, size: size, userAddress: user, permission: permission)
+                    updates += 1
+                    do {
+                        try mirror.update(iova: iova, size: size, userAddress: user, permission: permission)
+                        accepted += 1
+                        if (iova | size | user) % Self.page == 0, iova < Self.top { alignedAccepted += 1 }
+                    } catch {
+                        // Refusals must be the IOTLB's own (an entry limit, a wrapping range):
+                        // the mirror never refuses what the IOTLB takes.
+                        var alone = mirror.iotlb
+                        if (try? alone.update(iova: iova, size: size, userAddress: user, permission: permission)) != nil {
+                            Issue.record("step \(index) \(step): the mirror refused (\(error)) what the IOTLB takes")
+                            return
+                        }
+                    }
+                    var leaves = 0
+                    mirror.pageTable.forEachLeaf { _, _, _, _ in leaves += 1 }
+                    mirroredLeaves = max(mirroredLeaves, leaves)
                 case .invalidate(let iova, let size):
                     mirror.invalidate(iova: iova, size: size)
                 }
@@ -298,6 +318,12 @@ import Testing
                     Issue.record("step \(index) \(step): \(problems.prefix(3))")
                     return
                 }
+            }
+            // The sequence did what it meant to: every update was taken (the generator makes only
+            // ranges the IOTLB accepts), and aligned ones reached the page table, not only the
+            // range store.
+            if accepted != updates || (alignedAccepted > 0 && mirroredLeaves == 0) {
+                Issue.record("\(accepted) of \(updates) updates taken, \(alignedAccepted) aligned, at most \(mirroredLeaves) leaves")
             }
         }
     }
