@@ -131,8 +131,16 @@ extension BackEndIntegration {
                                  outData: pattern(count: 512, seed: 9))
             }
             for _ in 0..<10 { for kick in guest.kicks { try kick.signal() } }
-            // Bounded: a back end that still served would have done so well within this.
-            usleepMilliseconds(300)
+            // Each worker, woken by a command, takes a whole turn: a kick it still watched would
+            // have been taken and the ring served in it.
+            for queue in 0..<2 {
+                #expect(try WorkerThreads.turn(queue: queue) {
+                    try started.session.send(.setVringCall(VringFileIndex(index: UInt32(queue), hasFileDescriptor: true)),
+                                             descriptors: [guest.calls[queue].rawValue])
+                    try started.session.send(.getFeatures)
+                })
+                #expect(waitReadable(guest.kicks[queue].rawValue, milliseconds: 0), "queue \(queue)'s kick must stay untaken")
+            }
             #expect(guest.queues.map { $0.usedRing.pointer.load(fromByteOffset: 0, as: UInt64.self) } == used)
             #expect(try guest.callsSignalled(queue: 0) == calls.0 && guest.callsSignalled(queue: 1) == calls.1)
             #expect(try backEnd.imageBytes(offset: 40 * 512, count: 512) == [UInt8](repeating: 0, count: 512))

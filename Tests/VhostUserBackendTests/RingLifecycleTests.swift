@@ -22,7 +22,8 @@ extension BackEndIntegration {
             let pending = try (0..<3).map { index in
                 try guest.submit(queue: 0, type: BlockGuest.RequestType.write.rawValue, sector: UInt64(index * 2), outData: data)
             }
-            usleepMilliseconds(200)
+            // The worker takes each kick, finds the ring disabled and sleeps again.
+            #expect(WorkerThreads.waitUntilKickTaken(guest.kicks[0].rawValue, queue: 0))
             #expect(guest.queues[0].usedIndex == 0, "a disabled ring must not be processed")
 
             try session.enableRing(index: 0, true)
@@ -40,7 +41,7 @@ extension BackEndIntegration {
             try started.session.enableRing(index: 0, false)
             try started.session.send(.getFeatures)  // a reply: the disable has been handled
             let pending = try started.guest.submit(queue: 0, type: BlockGuest.RequestType.flush.rawValue, sector: 0)
-            usleepMilliseconds(100)
+            #expect(WorkerThreads.waitUntilKickTaken(started.guest.kicks[0].rawValue, queue: 0))
             #expect(started.guest.queues[0].usedIndex == 1)
             try started.session.enableRing(index: 0, true)
             #expect(try started.guest.complete([pending])[0].status == BlockGuest.statusOK)
@@ -64,8 +65,8 @@ extension BackEndIntegration {
             let pending = try guest.submit(queue: 0, type: BlockGuest.RequestType.flush.rawValue, sector: 0, kick: false)
             try newKick.signal()
             #expect(try guest.complete([pending])[0].status == BlockGuest.statusOK)
-            usleepMilliseconds(100)
-            // The three writes were not served a second time.
+            // The batch is over once the worker sleeps again: the three writes were not served a second time.
+            #expect(WorkerThreads.waitUntilSleepingInEpoll(queue: 0))
             #expect(guest.queues[0].usedIndex == 4)
             #expect(try started.session.stopRing(index: 0) == 4)
         }
@@ -81,9 +82,15 @@ extension BackEndIntegration {
 
             try session.resetDevice()
             try session.send(.getFeatures)  // a reply: RESET_DEVICE has been handled
-            // A request made available and kicked after the reset is not processed.
+            // A request made available and kicked after the reset is not processed: the worker,
+            // woken by a command, takes a whole turn and leaves the kick alone (it no longer
+            // watches that eventfd).
             try guest.submit(queue: 1, type: BlockGuest.RequestType.flush.rawValue, sector: 0)
-            usleepMilliseconds(200)
+            #expect(try WorkerThreads.turn(queue: 1) {
+                try session.send(.setVringCall(VringFileIndex(index: 1, hasFileDescriptor: true)), descriptors: [guest.calls[1].rawValue])
+                try session.send(.getFeatures)
+            })
+            #expect(waitReadable(guest.kicks[1].rawValue, milliseconds: 0), "the kick must stay untaken")
             #expect(guest.queues[1].usedIndex == 1)
             // The device is back to power-on: writeback again.
             #expect(try session.readConfig(offset: 32, size: 1) == [1])

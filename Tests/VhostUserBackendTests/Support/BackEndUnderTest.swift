@@ -5,6 +5,8 @@ import VhostUserFrontEnd
 protocol BackEndUnderTest: AnyObject {
     var socketPath: String { get }
     var imagePath: String { get }
+    /// The process its workers run in: nil for this one.
+    var processID: Int32? { get }
     /// A position in the log; `logEntry(containing:after:)` looks only at what comes later.
     var logMark: Int { get }
     /// The first log entry after `mark` whose text contains `text`, waiting for it to appear.
@@ -20,6 +22,7 @@ extension BackEndUnderTest {
 }
 
 extension InProcessBackEnd: BackEndUnderTest {
+    var processID: Int32? { nil }
     var logMark: Int { logs.count }
 
     func logEntry(containing text: String, after mark: Int, waitingUpTo milliseconds: Int) -> String? {

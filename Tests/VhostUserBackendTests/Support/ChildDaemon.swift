@@ -17,6 +17,7 @@ final class ChildDaemon: BackEndUnderTest {
     let process: Process
 
     var pid: Int32 { process.processIdentifier }
+    var processID: Int32? { pid }
 
     init(imageSize: Int = InProcessBackEnd.imageSize, extraArguments: [String] = []) throws {
         directory = try TemporaryDirectory()

@@ -1,0 +1,76 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+
+/// Queue worker threads seen from /proc, so tests wait on what a worker is doing instead of
+/// sleeping and hoping: a worker is named "vqN" (its queue) and, with nothing to do, sleeps in
+/// epoll_wait on its kick eventfd and mailbox. Once it sleeps there, nothing but a kick, a
+/// command or a pending MISS's deadline wakes it.
+enum WorkerThreads {
+    /// Whether the worker of `queue` in process `pid` (nil: this one) sleeps in epoll_wait.
+    static func isSleepingInEpoll(queue: Int, pid: Int32? = nil) -> Bool {
+        let tasks = "/proc/\(pid.map(String.init) ?? "self")/task"
+        for task in (try? FileManager.default.contentsOfDirectory(atPath: tasks)) ?? [] {
+            let name = (try? String(contentsOfFile: "\(tasks)/\(task)/comm", encoding: .utf8))?
+                .trimmingCharacters(in: .whitespacesAndNewlines)
+            guard name == "vq\(queue)" else { continue }
+            let channel = (try? String(contentsOfFile: "\(tasks)/\(task)/wchan", encoding: .utf8)) ?? ""
+            return channel.contains("epoll_wait") || channel.contains("ep_poll")
+        }
+        return false
+    }
+
+    /// Waits, bounded by `milliseconds`, until the worker of `queue` sleeps in epoll_wait.
+    @discardableResult
+    static func waitUntilSleepingInEpoll(queue: Int, pid: Int32? = nil, milliseconds: Int = 10_000) -> Bool {
+        let deadline = ContinuousClock.now + .milliseconds(milliseconds)
+        while ContinuousClock.now < deadline {
+            if isSleepingInEpoll(queue: queue, pid: pid) { return true }
+            usleepMilliseconds(1)
+        }
+        return false
+    }
+
+    /// Waits, bounded, until the worker has taken `kick`'s notification (the eventfd no longer
+    /// readable: the worker drains it when it wakes) and gone back to sleep in epoll_wait: by
+    /// then it has looked at its ring for that kick.
+    static func waitUntilKickTaken(_ kick: Int32, queue: Int, pid: Int32? = nil, milliseconds: Int = 10_000) -> Bool {
+        let deadline = ContinuousClock.now + .milliseconds(milliseconds)
+        while ContinuousClock.now < deadline {
+            if !waitReadable(kick, milliseconds: 0), isSleepingInEpoll(queue: queue, pid: pid) { return true }
+            usleepMilliseconds(1)
+        }
+        return false
+    }
+
+    /// The worker thread's voluntary context switches (each sleep is one), nil if it is gone.
+    static func sleeps(queue: Int, pid: Int32? = nil) -> Int? {
+        let tasks = "/proc/\(pid.map(String.init) ?? "self")/task"
+        for task in (try? FileManager.default.contentsOfDirectory(atPath: tasks)) ?? [] {
+            let name = (try? String(contentsOfFile: "\(tasks)/\(task)/comm", encoding: .utf8))?
+                .trimmingCharacters(in: .whitespacesAndNewlines)
+            guard name == "vq\(queue)",
+                  let status = try? String(contentsOfFile: "\(tasks)/\(task)/status", encoding: .utf8),
+                  let line = status.split(separator: "\n").first(where: { $0.hasPrefix("voluntary_ctxt_switches:") })
+            else { continue }
+            return Int(line.split(separator: ":").last?.trimmingCharacters(in: .whitespaces) ?? "")
+        }
+        return nil
+    }
+
+    /// Wakes the worker of `queue` with `wake` (something that posts it a command, such as
+    /// SET_VRING_CALL) and waits, bounded, until it has slept again: one full turn of its loop,
+    /// in which epoll reported every descriptor it watches that was ready. A kick eventfd still
+    /// readable afterwards is one the worker no longer watches.
+    static func turn(queue: Int, pid: Int32? = nil, milliseconds: Int = 10_000, wake: () throws -> Void) rethrows -> Bool {
+        guard let before = sleeps(queue: queue, pid: pid) else { return false }
+        try wake()
+        let deadline = ContinuousClock.now + .milliseconds(milliseconds)
+        while ContinuousClock.now < deadline {
+            if let now = sleeps(queue: queue, pid: pid), now > before, isSleepingInEpoll(queue: queue, pid: pid) { return true }
+            usleepMilliseconds(1)
+        }
+        return false
+    }
+}
