@@ -448,7 +448,6 @@ enum HostileFrontEndTable {
             let request = littleEndian(VhostUserRequest.getFeatures.rawValue) + littleEndian(UInt32(1)) + littleEndian(UInt32(0))
             let expected = try #require(try scene.session.send(.getFeatures)).encoded().bytes
             let socket = UncheckedSendable(scene.session.socket)
-            let started = ContinuousClock.now
             // A writer thread pipelines every request while this thread reads the answers, so
             // neither side waits for the other's socket buffer.
             let writer = try TestThread {
@@ -465,9 +464,9 @@ enum HostileFrontEndTable {
                     correct += 1
                 }
             }
-            let elapsed = ContinuousClock.now - started
+            // Progress, not speed: every one of the round trips answered, each reply bounded by
+            // its own wait.
             #expect(correct == floodCount)
-            #expect(elapsed < .seconds(20), "20,000 round trips took \(elapsed)")
         },
         HostileRow("GET_FEATURES sent until the socket is full, no reply ever read", at: .negotiated, .gaveUp,
                    logs: "sendmsg: Resource temporarily unavailable") { scene in

@@ -67,8 +67,9 @@ extension BackEndIntegration {
             #expect(throws: FrontEndError.connectionClosed(request: nil)) {
                 try session.receiveRawReply(timeoutMilliseconds: 15_000)
             }
+            // Not before the receive timeout (5 s): the daemon waited for the rest of the message.
             let waited = ContinuousClock.now - started
-            #expect(waited >= .seconds(4) && waited < .seconds(10), "closed after \(waited)")
+            #expect(waited >= .seconds(4), "closed after \(waited)")
             #expect(backEnd.logEntry(containing: "front end disconnected", after: mark, waitingUpTo: 1_000) != nil)
             expectServesNewFrontEnd(backEnd)
         }
@@ -79,7 +80,6 @@ extension BackEndIntegration {
             defer { backEnd.stop() }
             let session = try backEnd.connect()
             let mark = backEnd.logMark
-            let started = ContinuousClock.now
             // One byte every 2 s: each read finishes well inside the 5 s receive timeout.
             let header = littleEndian(VhostUserRequest.getFeatures.rawValue) + littleEndian(UInt32(1)) + littleEndian(UInt32(0))
             var sent = 0
@@ -92,9 +92,7 @@ extension BackEndIntegration {
                 sent += 1
                 if backEnd.logEntry(containing: "before its deadline", after: mark, waitingUpTo: 2_000) != nil { break }
             }
-            let waited = ContinuousClock.now - started
             #expect(sent < header.count, "the whole header trickled in")
-            #expect(waited < .seconds(12), "cut after \(waited)")
             #expect(backEnd.logEntry(containing: "front end disconnected", after: mark, waitingUpTo: 1_000) != nil)
             expectServesNewFrontEnd(backEnd)
         }

@@ -118,8 +118,7 @@ struct ReplyErrorTests {
         }
         #expect(error == .replyTimeout(request: .getFeatures, milliseconds: 200))
         #expect(error?.description == "VHOST_USER_GET_FEATURES: no complete reply within 200 ms (back end silent or stuck)")
-        #expect(elapsed >= .milliseconds(200))
-        #expect(elapsed < .seconds(3))
+        #expect(elapsed >= .milliseconds(200), "gave up before the reply timeout")
         // A late reply must not answer the next request.
         #expect(throws: FrontEndError.sessionUnusable(after: .replyTimeout(request: .getFeatures, milliseconds: 200))) {
             try session.send(.getFeatures)
