@@ -134,11 +134,7 @@ extension BackEndIntegration {
             // Each worker, woken by a command, takes a whole turn: a kick it still watched would
             // have been taken and the ring served in it.
             for queue in 0..<2 {
-                #expect(try WorkerThreads.turn(queue: queue) {
-                    try started.session.send(.setVringCall(VringFileIndex(index: UInt32(queue), hasFileDescriptor: true)),
-                                             descriptors: [guest.calls[queue].rawValue])
-                    try started.session.send(.getFeatures)
-                })
+                #expect(try WorkerThreads.turn(queue: queue, session: started.session, call: guest.calls[queue]))
                 #expect(waitReadable(guest.kicks[queue].rawValue, milliseconds: 0), "queue \(queue)'s kick must stay untaken")
             }
             #expect(guest.queues.map { $0.usedRing.pointer.load(fromByteOffset: 0, as: UInt64.self) } == used)

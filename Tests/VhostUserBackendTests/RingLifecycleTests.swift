@@ -86,10 +86,7 @@ extension BackEndIntegration {
             // woken by a command, takes a whole turn and leaves the kick alone (it no longer
             // watches that eventfd).
             try guest.submit(queue: 1, type: BlockGuest.RequestType.flush.rawValue, sector: 0)
-            #expect(try WorkerThreads.turn(queue: 1) {
-                try session.send(.setVringCall(VringFileIndex(index: 1, hasFileDescriptor: true)), descriptors: [guest.calls[1].rawValue])
-                try session.send(.getFeatures)
-            })
+            #expect(try WorkerThreads.turn(queue: 1, session: session, call: guest.calls[1]))
             #expect(waitReadable(guest.kicks[1].rawValue, milliseconds: 0), "the kick must stay untaken")
             #expect(guest.queues[1].usedIndex == 1)
             // The device is back to power-on: writeback again.

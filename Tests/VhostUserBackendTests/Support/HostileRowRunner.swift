@@ -82,11 +82,8 @@ enum HostileRowRunner {
                 try scene.guest.submit(queue: queue, type: BlockGuest.RequestType.flush.rawValue, sector: 0)
                 // The worker, woken by a command, takes a whole turn (and the kick, if it still
                 // watches it: a ring broken at start does not) without serving the broken ring.
-                #expect(try WorkerThreads.turn(queue: queue, pid: scene.backEnd.processID) {
-                    try scene.session.send(.setVringCall(VringFileIndex(index: UInt32(queue), hasFileDescriptor: true)),
-                                           descriptors: [scene.guest.calls[queue].rawValue])
-                    _ = try scene.session.send(.getFeatures)
-                }, "row \(row.name): the worker did not turn")
+                #expect(try WorkerThreads.turn(queue: queue, session: scene.session, call: scene.guest.calls[queue],
+                                               pid: scene.backEnd.processID), "row \(row.name): the worker did not turn")
                 #expect(scene.guest.queues[queue].usedIndex == before, "row \(row.name): a broken ring must not run")
                 _ = try scene.session.stopRing(index: UInt32(queue))
             case .served:

@@ -2,23 +2,31 @@
 import Glibc
 #endif
 import Foundation
+import VhostSystem
+import VhostUserFrontEnd
+import VhostUserProtocol
 
 /// Queue worker threads seen from /proc, so tests wait on what a worker is doing instead of
 /// sleeping and hoping: a worker is named "vqN" (its queue) and, with nothing to do, sleeps in
 /// epoll_wait on its kick eventfd and mailbox. Once it sleeps there, nothing but a kick, a
 /// command or a pending MISS's deadline wakes it.
 enum WorkerThreads {
-    /// Whether the worker of `queue` in process `pid` (nil: this one) sleeps in epoll_wait.
-    static func isSleepingInEpoll(queue: Int, pid: Int32? = nil) -> Bool {
+    /// The /proc directory of the worker thread of `queue` in process `pid` (nil: this one).
+    private static func task(queue: Int, pid: Int32?) -> String? {
         let tasks = "/proc/\(pid.map(String.init) ?? "self")/task"
         for task in (try? FileManager.default.contentsOfDirectory(atPath: tasks)) ?? [] {
             let name = (try? String(contentsOfFile: "\(tasks)/\(task)/comm", encoding: .utf8))?
                 .trimmingCharacters(in: .whitespacesAndNewlines)
-            guard name == "vq\(queue)" else { continue }
-            let channel = (try? String(contentsOfFile: "\(tasks)/\(task)/wchan", encoding: .utf8)) ?? ""
-            return channel.contains("epoll_wait") || channel.contains("ep_poll")
+            if name == "vq\(queue)" { return "\(tasks)/\(task)" }
         }
-        return false
+        return nil
+    }
+
+    /// Whether the worker of `queue` in process `pid` (nil: this one) sleeps in epoll_wait.
+    static func isSleepingInEpoll(queue: Int, pid: Int32? = nil) -> Bool {
+        guard let task = task(queue: queue, pid: pid),
+              let channel = try? String(contentsOfFile: "\(task)/wchan", encoding: .utf8) else { return false }
+        return channel.contains("epoll_wait") || channel.contains("ep_poll")
     }
 
     /// Waits, bounded by `milliseconds`, until the worker of `queue` sleeps in epoll_wait.
@@ -46,17 +54,11 @@ enum WorkerThreads {
 
     /// The worker thread's voluntary context switches (each sleep is one), nil if it is gone.
     static func sleeps(queue: Int, pid: Int32? = nil) -> Int? {
-        let tasks = "/proc/\(pid.map(String.init) ?? "self")/task"
-        for task in (try? FileManager.default.contentsOfDirectory(atPath: tasks)) ?? [] {
-            let name = (try? String(contentsOfFile: "\(tasks)/\(task)/comm", encoding: .utf8))?
-                .trimmingCharacters(in: .whitespacesAndNewlines)
-            guard name == "vq\(queue)",
-                  let status = try? String(contentsOfFile: "\(tasks)/\(task)/status", encoding: .utf8),
-                  let line = status.split(separator: "\n").first(where: { $0.hasPrefix("voluntary_ctxt_switches:") })
-            else { continue }
-            return Int(line.split(separator: ":").last?.trimmingCharacters(in: .whitespaces) ?? "")
-        }
-        return nil
+        guard let task = task(queue: queue, pid: pid),
+              let status = try? String(contentsOfFile: "\(task)/status", encoding: .utf8),
+              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("voluntary_ctxt_switches:") })
+        else { return nil }
+        return Int(line.split(separator: ":").last?.trimmingCharacters(in: .whitespaces) ?? "")
     }
 
     /// Wakes the worker of `queue` with `wake` (something that posts it a command, such as
@@ -72,5 +74,15 @@ enum WorkerThreads {
             usleepMilliseconds(1)
         }
         return false
+    }
+
+    /// `turn`, the worker woken by SET_VRING_CALL with the ring's own call eventfd (which
+    /// changes nothing) and GET_FEATURES after it (its reply: the command has been posted).
+    static func turn(queue: Int, session: FrontEndSession, call: EventFD, pid: Int32? = nil) throws -> Bool {
+        try turn(queue: queue, pid: pid) {
+            try session.send(.setVringCall(VringFileIndex(index: UInt32(queue), hasFileDescriptor: true)),
+                             descriptors: [call.rawValue])
+            _ = try session.send(.getFeatures)
+        }
     }
 }
