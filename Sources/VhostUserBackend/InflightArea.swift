@@ -20,12 +20,6 @@ final class InflightArea: @unchecked Sendable {  // each queue writes only its o
     /// When the area lives in this connection's export file: its cookie there.
     let exportCookie: MmapCookie?
 
-    /// The area GET_INFLIGHT_FD allocates: `queueCount` regions for rings of up to
-    /// `maximumQueueSize` entries.
-    static func byteCount(queueCount: Int, maximumQueueSize: Int) -> Int {
-        queueCount * SplitInflightRegion.byteCount(queueSize: maximumQueueSize)
-    }
-
     /// The region size of an area of `areaBytes` for `queueCount` queues, as this back end lays
     /// it out (equal regions, 64-byte aligned); nil if not even a one-entry region fits.
     static func regionBytes(areaBytes: UInt64, queueCount: Int) -> Int? {
