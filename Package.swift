@@ -2,7 +2,8 @@
 import PackageDescription
 
 // Layers, dependencies pointing down (docs/architecture.md):
-// CVhostBridge (C) → VhostSystem → VhostUserProtocol → VirtioCore (+ IOMMUModel) → VhostUserBackend → VirtioBlk → executables.
+// CVhostBridge (C) → VhostSystem; VirtioSpec → VhostUserProtocol, VirtioCore (+ VhostSystem);
+// those and IOMMUModel → VhostUserBackend → VirtioBlk → executables.
 let package = Package(
     name: "swift-vhost-user",
     platforms: [.macOS(.v15)],
@@ -31,29 +32,32 @@ let package = Package(
         .target(name: "CVhostBridge", dependencies: ["CGLib", "CCapNG"], path: "CBridge/CVhostBridge"),
         // Owned fds, mappings, eventfd, epoll, memfd, unix sockets with fd passing.
         .target(name: "VhostSystem", dependencies: ["CVhostBridge"]),
+        // The VIRTIO specification's numbers: feature bits, the split ring's format, virtio-blk's
+        // request types and status codes. Declared here once; no code that does anything.
+        .target(name: "VirtioSpec"),
         // vhost-user wire format: headers, payloads, validation, reply encoding. No I/O.
-        .target(name: "VhostUserProtocol"),
+        .target(name: "VhostUserProtocol", dependencies: ["VirtioSpec"]),
         // The IOMMU model: range store, IOTLB, pins, two-step IOVA mapping, I/O page table,
         // mmap cookies, reverse translation. Pure Swift, no I/O.
         .target(name: "IOMMUModel"),
         .executableTarget(name: "iommu-bench", dependencies: ["IOMMUModel"]),
         // Guest memory and split virtqueues.
-        .target(name: "VirtioCore", dependencies: ["VhostSystem", "CVhostBridge"]),
+        .target(name: "VirtioCore", dependencies: ["VirtioSpec", "VhostSystem"]),
         // Connection, dispatch, queue workers, GLib control plane: the back-end framework.
         .target(name: "VhostUserBackend", dependencies: [
-            "VhostSystem", "VhostUserProtocol", "VirtioCore", "IOMMUModel", "CVhostBridge",
+            "VirtioSpec", "VhostSystem", "VhostUserProtocol", "VirtioCore", "IOMMUModel", "CGLib", "CCapNG",
             .product(name: "Logging", package: "swift-log"),
         ]),
         // The virtio-blk device.
         .target(name: "VirtioBlk", dependencies: [
-            "VirtioCore", "VhostUserBackend", "VhostSystem",
+            "VirtioSpec", "VirtioCore", "VhostUserBackend", "VhostSystem",
             .product(name: "Logging", package: "swift-log"),
         ]),
         // A front end that plays QEMU and the guest driver (tests, benchmarks).
-        .target(name: "VhostUserFrontEnd", dependencies: ["VhostSystem", "VhostUserProtocol", "VirtioCore"]),
+        .target(name: "VhostUserFrontEnd", dependencies: ["VirtioSpec", "VhostSystem", "VhostUserProtocol", "VirtioCore"]),
         // The benchmark front end: workloads on any vhost-user-blk socket, and its command.
         .target(name: "VhostUserBlkBench", dependencies: [
-            "VhostUserFrontEnd", "VhostUserProtocol", "VirtioCore", "VhostSystem", "IOMMUModel",
+            "VirtioSpec", "VhostUserFrontEnd", "VhostUserProtocol", "VirtioCore", "VhostSystem", "IOMMUModel",
             .product(name: "Histogram", package: "hdrhistogram-swift"),
         ]),
         .executableTarget(name: "vhost-user-blk-bench", dependencies: [
@@ -69,24 +73,25 @@ let package = Package(
         // Counts allocator calls per thread; a preloaded library, so nothing depends on it.
         .target(name: "VhostAllocationCounter", path: "Tests/VhostAllocationCounter"),
         .testTarget(name: "VhostSystemTests", dependencies: ["VhostSystem"]),
-        .testTarget(name: "VhostUserProtocolTests", dependencies: ["VhostUserProtocol"]),
-        .testTarget(name: "VirtioCoreTests", dependencies: ["VhostTestSupport", "VirtioCore", "VhostSystem", "VhostUserFrontEnd"]),
-        .testTarget(name: "VirtioBlkTests", dependencies: ["VhostTestSupport",
+        .testTarget(name: "VhostUserProtocolTests", dependencies: ["VirtioSpec", "VhostUserProtocol"]),
+        .testTarget(name: "VirtioCoreTests", dependencies: ["VirtioSpec", "VhostTestSupport", "VirtioCore", "VhostSystem", "VhostUserFrontEnd"]),
+        .testTarget(name: "VirtioBlkTests", dependencies: ["VirtioSpec", "VhostTestSupport",
             "VirtioBlk", "VirtioCore", "VhostSystem", "VhostUserFrontEnd", "VhostUserProtocol", "VhostUserBackend",
             .product(name: "Logging", package: "swift-log"),
         ]),
-        .testTarget(name: "VhostUserBackendTests", dependencies: ["VhostTestSupport",
+        .testTarget(name: "VhostUserBackendTests", dependencies: ["VirtioSpec", "VhostTestSupport",
             "VhostUserBackend", "VirtioBlk", "VirtioCore", "VhostUserFrontEnd", "VhostUserProtocol", "VhostSystem", "IOMMUModel",
             .product(name: "Logging", package: "swift-log"),
         ]),
         .testTarget(name: "IOMMUModelTests", dependencies: [
             "IOMMUModel", "VhostTestSupport", .product(name: "PropertyBased", package: "swift-property-based"),
         ]),
-        .testTarget(name: "VhostUserFrontEndTests", dependencies: ["VhostUserFrontEnd", "VhostUserProtocol", "VhostSystem"]),
-        .testTarget(name: "VhostUserBlkBenchTests", dependencies: ["VhostUserBlkBench", "VhostUserFrontEnd", "VirtioCore"]),
+        .testTarget(name: "VhostUserFrontEndTests", dependencies: ["VirtioSpec", "VhostUserFrontEnd", "VhostUserProtocol", "VhostSystem"]),
+        .testTarget(name: "VhostUserBlkBenchTests", dependencies: ["VirtioSpec", "VhostUserBlkBench", "VhostUserFrontEnd", "VirtioCore"]),
         // Fuzzing (issue 7): the bodies, one executable per body (libFuzzer's entry point, or a
         // replay of files without it), and the corpora replayed in the normal suite.
         .target(name: "FuzzBodies", dependencies: [
+            "VirtioSpec",
             "VhostUserProtocol", "VhostUserBackend", "VirtioBlk", "VirtioCore", "IOMMUModel", "VhostSystem",
             .product(name: "Logging", package: "swift-log"),
         ], path: "Tests/Fuzz/FuzzBodies"),

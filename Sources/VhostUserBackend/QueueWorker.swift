@@ -1,12 +1,12 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import CVhostBridge
 import IOMMUModel
 import Logging
 import VhostSystem
 import VhostUserProtocol
 import VirtioCore
+import VirtioSpec
 
 /// One thread serving one virtqueue: waits on the kick eventfd and its mailbox with epoll, walks
 /// the ring, hands each request to the device's handler and signals the call eventfd once per
@@ -119,7 +119,7 @@ final class QueueWorker: @unchecked Sendable {
     // MARK: - Worker thread
 
     private func run() {
-        cvb_set_thread_name("vq\(queueIndex)")
+        CurrentThread.setName("vq\(queueIndex)")
         while running {
             let ready: Int
             do {
@@ -203,7 +203,7 @@ final class QueueWorker: @unchecked Sendable {
                 // A command (stop, new memory table, IOTLB change) ends the poll at once; the
                 // ring goes to sleep normally and the command is taken from the mailbox.
                 if mailbox.hasCommands { break }
-                cvb_cpu_relax()
+                SharedMemoryOrdering.spinWaitHint()
                 spins &+= 1
                 if spins & 63 == 0, MonotonicDeadline.now() >= deadline { break }
             }
@@ -321,7 +321,7 @@ final class QueueWorker: @unchecked Sendable {
                 queueSize: configuration.size, descriptorTable: configuration.descriptorTable,
                 availableRing: configuration.availableRing, usedRing: configuration.usedRing, memory: memory)
             ring = SplitQueue(layout: layout,
-                              features: SplitQueue.Features(negotiatedFeatures: configuration.features.rawValue),
+                              features: SplitQueue.Features(negotiated: configuration.features),
                               nextAvailableIndex: configuration.nextAvailableIndex,
                               maximumChainLength: device.maximumChainLength)
         } catch {
@@ -437,7 +437,7 @@ final class QueueWorker: @unchecked Sendable {
                 ring = current
             } else {
                 ring = SplitQueue(layout: layout,
-                                  features: SplitQueue.Features(negotiatedFeatures: configuration.features.rawValue),
+                                  features: SplitQueue.Features(negotiated: configuration.features),
                                   nextAvailableIndex: configuration.nextAvailableIndex,
                                   maximumChainLength: device.maximumChainLength)
                 attachInflight(configuration)

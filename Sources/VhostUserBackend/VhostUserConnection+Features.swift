@@ -1,4 +1,5 @@
 import VhostUserProtocol
+import VirtioSpec
 
 extension VhostUserConnection {
     func setFeatures(_ features: VirtioFeatures) throws(BackendError) {

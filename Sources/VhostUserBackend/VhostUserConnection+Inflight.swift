@@ -5,6 +5,7 @@ import IOMMUModel
 import VhostSystem
 import VhostUserProtocol
 import VirtioCore
+import VirtioSpec
 
 extension VhostUserConnection {
     /// Offsets the export file offers (a sparse memfd: pages cost nothing until touched).

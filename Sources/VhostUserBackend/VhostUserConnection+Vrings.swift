@@ -1,6 +1,7 @@
 import VhostSystem
 import VhostUserProtocol
 import VirtioCore
+import VirtioSpec
 
 extension VhostUserConnection {
     func setVringNumber(_ state: VringState) throws(BackendError) {

@@ -3,6 +3,7 @@ import Logging
 import VhostSystem
 import VhostUserProtocol
 import VirtioCore
+import VirtioSpec
 
 /// One front end's session: reads messages from the socket, validates them in one place
 /// (`MessageDecoder`), dispatches them, replies, and owns the memory table, the rings' set-up and

@@ -1,5 +1,6 @@
 import VhostUserProtocol
 import VirtioCore
+import VirtioSpec
 
 /// What a device implements to be served over vhost-user (rust-vmm's `VhostUserBackend` role).
 ///

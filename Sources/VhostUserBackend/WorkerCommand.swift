@@ -2,6 +2,7 @@ import IOMMUModel
 import VhostSystem
 import VhostUserProtocol
 import VirtioCore
+import VirtioSpec
 
 /// Everything a worker needs to start processing a ring, collected by the control plane from
 /// SET_VRING_NUM / ADDR / BASE / KICK / CALL / ERR / ENABLE.

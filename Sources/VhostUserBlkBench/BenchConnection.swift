@@ -3,6 +3,7 @@ import VhostSystem
 import VhostUserFrontEnd
 import VhostUserProtocol
 import VirtioCore
+import VirtioSpec
 
 /// One vhost-user-blk device set up as QEMU 7.2 would for a guest: handshake, config read,
 /// SET_FEATURES, one memfd of guest RAM, and the workload's rings started and enabled.

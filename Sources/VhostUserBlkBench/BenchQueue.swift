@@ -1,6 +1,7 @@
 import VhostSystem
 import VhostUserFrontEnd
 import VirtioCore
+import VirtioSpec
 
 /// The guest driver's side of one virtqueue, built for a benchmark's data path: every request
 /// slot owns fixed descriptors, a 16-byte header, a data buffer and a status byte, all laid
@@ -116,16 +117,16 @@ final class BenchQueue {
     func status(_ slot: Int) -> UInt8 { statuses.pointer.load(fromByteOffset: slot, as: UInt8.self) }
 
     /// Puts `slot`'s request in the available ring (visible after `publish`).
-    /// `type` is VIRTIO_BLK_T_IN (0) or VIRTIO_BLK_T_OUT (1).
-    func submit(slot: Int, type: UInt32, sector: UInt64) {
+    /// `type` is a read or a write.
+    func submit(slot: Int, type: BlockRequestType, sector: UInt64) {
         let header = headers.pointer + 16 * slot
-        RingMemory.storeUInt32(type, header, offset: 0)
+        RingMemory.storeUInt32(type.rawValue, header, offset: 0)
         RingMemory.storeUInt32(0, header, offset: 4)
         RingMemory.storeUInt64(sector, header, offset: 8)
         statuses.pointer.storeBytes(of: 0xFF, toByteOffset: slot, as: UInt8.self)
-        let dataFlags: UInt16 = type == 0 ? 3 : 1  // NEXT, plus WRITE (device writes) for reads
+        let dataFlags: SplitDescriptor.Flags = type == .read ? [.next, .write] : .next  // the device writes a read's data
         let dataDescriptor = indirectTables.map { $0.pointer + 48 * slot + 16 } ?? descriptorTable.pointer + 16 * (3 * slot + 1)
-        RingMemory.storeUInt16(dataFlags, dataDescriptor, offset: 12)
+        RingMemory.storeUInt16(dataFlags.rawValue, dataDescriptor, offset: 12)
         let head = UInt16(indirect ? slot : 3 * slot)
         RingMemory.storeUInt16(head, availableRing.pointer, offset: SplitRing.availableEntryOffset(slot: Int(availableIndex) & (size - 1)))
         availableIndex &+= 1

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Histogram
 import VhostSystem
+import VirtioSpec
 
 /// Drives one queue for a run, on its own thread: keeps `queueDepth` requests in flight,
 /// resubmitting each slot as soon as it completes, records latencies, checks statuses and,
@@ -23,7 +24,7 @@ final class QueueRunner: @unchecked Sendable {  // owned by its thread during `r
     private let stripeStart: UInt64
     private let stripeBlocks: UInt64
     private var slotBlock: [UInt64]
-    private var slotType: [UInt32]
+    private var slotType: [BlockRequestType]
     private var slotSubmitted: [UInt64]
     private var issued = 0
     private(set) var result = QueueResult()
@@ -46,7 +47,7 @@ final class QueueRunner: @unchecked Sendable {  // owned by its thread during `r
         stripeStart = min(queueIndex * stripeBlocks, blocks - 1)
         sequentialNext = 0
         slotBlock = [UInt64](repeating: 0, count: workload.queueDepth)
-        slotType = [UInt32](repeating: 0, count: workload.queueDepth)
+        slotType = [BlockRequestType](repeating: .read, count: workload.queueDepth)
         slotSubmitted = [UInt64](repeating: 0, count: workload.queueDepth)
     }
 
@@ -105,7 +106,7 @@ final class QueueRunner: @unchecked Sendable {  // owned by its thread during `r
     /// Puts the next request of `phase` in `slot`; false when the phase has no more.
     private func submitNext(slot: Int, phase: Phase) -> Bool {
         let block: UInt64
-        let type: UInt32
+        let type: BlockRequestType
         switch phase {
         case .measure:
             if let quota {
@@ -114,7 +115,7 @@ final class QueueRunner: @unchecked Sendable {  // owned by its thread during `r
                 return false
             }
             let percent = workload.mix.readPercent
-            type = percent == 100 || (percent > 0 && Int(nextRandom() % 100) < percent) ? 0 : 1
+            type = percent == 100 || (percent > 0 && Int(nextRandom() % 100) < percent) ? .read : .write
             if workload.pattern == .random {
                 block = nextRandom() % blocks
             } else {
@@ -124,8 +125,8 @@ final class QueueRunner: @unchecked Sendable {  // owned by its thread during `r
         case .verifyWrite, .verifyRead:
             block = UInt64(queue.index) + UInt64(issued) * UInt64(workload.queueCount)
             guard block < blocks else { return false }
-            type = phase == .verifyWrite ? 1 : 0
-            if type == 1 {
+            type = phase == .verifyWrite ? .write : .read
+            if type == .write {
                 VerifyPattern.fill(queue.buffer(slot), count: workload.blockSize, seed: workload.seed, block: block)
             } else {
                 // The slot may still hold this very block's pattern from the write phase: a
@@ -143,9 +144,9 @@ final class QueueRunner: @unchecked Sendable {  // owned by its thread during `r
 
     private func complete(slot: Int, phase: Phase) {
         _ = result.latency.record(MonotonicDeadline.now() &- slotSubmitted[slot])
-        if slotType[slot] == 0 { result.reads += 1 } else { result.writes += 1 }
+        if slotType[slot] == .read { result.reads += 1 } else { result.writes += 1 }
         result.bytes += UInt64(workload.blockSize)
-        guard queue.status(slot) == 0 else {
+        guard queue.status(slot) == BlockRequestStatus.ok.rawValue else {
             result.ioErrors += 1
             return
         }

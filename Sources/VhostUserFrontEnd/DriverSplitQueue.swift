@@ -1,4 +1,5 @@
 import VirtioCore
+import VirtioSpec
 
 /// The guest driver's side of a split virtqueue, in `GuestRAM`: it builds descriptor chains,
 /// makes them available, kicks when needed and collects used elements, as a virtio driver does.

@@ -1,4 +1,5 @@
 import VhostUserProtocol
+import VirtioSpec
 
 extension FrontEndSession {
     /// The protocol features QEMU 7.2 knows (bits 0–16, MQ … STATUS); it never acknowledges

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import VhostSystem
 import VhostUserProtocol
+import VirtioSpec
 
 /// The front end's side of one vhost-user connection: it sends what QEMU sends and checks
 /// every reply with `ReplyDecoder`.

@@ -1,3 +1,5 @@
+import VirtioSpec
+
 /// The connection state that validating a front-end message depends on.
 ///
 /// The back-end framework keeps one of these per connection and updates it as features are

@@ -1,3 +1,5 @@
+import VirtioSpec
+
 /// What must have been offered or negotiated before a request is legal.
 ///
 /// The conditions come from the "Front-end message types" section of vhost-user.rst.

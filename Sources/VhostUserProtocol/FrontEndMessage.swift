@@ -1,3 +1,5 @@
+import VirtioSpec
+
 /// A validated front-end → back-end message: one case per `VhostUserRequest`, carrying its
 /// parsed payload.
 ///

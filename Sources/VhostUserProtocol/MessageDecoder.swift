@@ -1,3 +1,5 @@
+import VirtioSpec
+
 // Validation of front-end → back-end messages, in one place and in one fixed order.
 //
 // `MessageDecoder.decode` checks, and stops at the first failure:
@@ -23,9 +25,8 @@
 /// Turns a received front-end message (header, payload, number of fds) into a validated
 /// `FrontEndMessage`, or says precisely what is wrong with it.
 public enum MessageDecoder {
-    /// The largest valid queue size (VIRTIO 1.2 §2.7 and §2.8: 32768 for split rings, 2^15 for
-    /// packed rings).
-    public static let maximumQueueSize: UInt32 = 32768
+    /// The largest valid queue size (split and packed rings alike: 2^15).
+    public static let maximumQueueSize = UInt32(SplitRing.maximumQueueSize)
 
     /// Decodes and validates one front-end message. See the file header for the order of the
     /// checks; the first failing check decides the error.

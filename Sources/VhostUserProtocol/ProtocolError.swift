@@ -1,3 +1,5 @@
+import VirtioSpec
+
 /// Everything that can be wrong with a vhost-user message, on either side of the socket.
 ///
 /// Each case carries the values needed to say what was wrong in one log line

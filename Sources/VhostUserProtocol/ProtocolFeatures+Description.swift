@@ -1,3 +1,5 @@
+import VirtioSpec
+
 extension ProtocolFeatures: CustomStringConvertible {
     static let names: [(ProtocolFeatures, String)] = [
         (.multiQueue, "MQ"), (.logShmfd, "LOG_SHMFD"), (.rarp, "RARP"), (.replyAck, "REPLY_ACK"),

@@ -1,3 +1,5 @@
+import VirtioSpec
+
 /// A back-end → front-end reply on the main socket.
 ///
 /// Every reply is a header with flags exactly 0x5 (version 1 | REPLY; QEMU 7.2 compares for

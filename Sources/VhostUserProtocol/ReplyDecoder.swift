@@ -1,3 +1,5 @@
+import VirtioSpec
+
 // Validation of back-end → front-end replies on the main socket, for a front end.
 //
 // `ReplyDecoder.decode` checks, and stops at the first failure:

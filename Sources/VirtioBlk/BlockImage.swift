@@ -1,7 +1,6 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import CVhostBridge
 import VhostSystem
 
 /// The disk behind the device: a regular file or a block device, opened once; or a null disk
@@ -39,11 +38,7 @@ public final class BlockImage: Sendable {
         do {
             isBlockDevice = try descriptor.isBlockDevice()
             if isBlockDevice {
-                var bytes: UInt64 = 0
-                if cvb_block_device_size(descriptor.rawValue, &bytes) != 0 {
-                    throw SystemError(call: "ioctl(BLKGETSIZE64)", errno: errno)
-                }
-                size = bytes
+                size = try descriptor.blockDeviceSize()
             } else if try descriptor.isRegularFile() {
                 size = try descriptor.size()
             } else {
@@ -104,10 +99,9 @@ public final class BlockImage: Sendable {
     /// Deallocates a range (punch hole / BLKDISCARD). Returns 0 or an errno.
     public func discard(offset: UInt64, length: UInt64) -> Int32 {
         if isNull { return 0 }
-        let result = isBlockDevice
-            ? cvb_block_device_discard(descriptor.rawValue, offset, length)
-            : cvb_fallocate(descriptor.rawValue, CVB_FALLOC_FL_PUNCH_HOLE | CVB_FALLOC_FL_KEEP_SIZE, offset, length)
-        return result == 0 ? 0 : errno
+        return isBlockDevice
+            ? descriptor.discardBlocks(offset: offset, length: length)
+            : descriptor.punchHole(offset: offset, length: length)
     }
 
     /// Makes a range read back as zeroes, deallocating it when `unmap` allows. Falls back to writing
@@ -115,15 +109,10 @@ public final class BlockImage: Sendable {
     public func writeZeroes(offset: UInt64, length: UInt64, unmap: Bool, zeroes: UnsafeRawBufferPointer) -> Int32 {
         if isNull { return 0 }
         if isBlockDevice {
-            if cvb_block_device_zeroout(descriptor.rawValue, offset, length) == 0 { return 0 }
+            if descriptor.zeroOutBlocks(offset: offset, length: length) == 0 { return 0 }
         } else {
-            let mode = unmap
-                ? CVB_FALLOC_FL_PUNCH_HOLE | CVB_FALLOC_FL_KEEP_SIZE
-                : CVB_FALLOC_FL_ZERO_RANGE | CVB_FALLOC_FL_KEEP_SIZE
-            if cvb_fallocate(descriptor.rawValue, mode, offset, length) == 0 { return 0 }
-            if unmap, cvb_fallocate(descriptor.rawValue, CVB_FALLOC_FL_ZERO_RANGE | CVB_FALLOC_FL_KEEP_SIZE, offset, length) == 0 {
-                return 0
-            }
+            if unmap, descriptor.punchHole(offset: offset, length: length) == 0 { return 0 }
+            if descriptor.zeroRange(offset: offset, length: length) == 0 { return 0 }
         }
         var position = offset
         var remaining = length

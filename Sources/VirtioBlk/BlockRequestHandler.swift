@@ -4,6 +4,7 @@ import Glibc
 import Logging
 import VhostUserBackend
 import VirtioCore
+import VirtioSpec
 
 /// Serves the virtio-blk requests of one queue, on that queue's worker thread.
 ///

@@ -1,3 +1,5 @@
+import VirtioSpec
+
 /// The 16-byte request header the driver puts first in every request:
 /// `le32 type; le32 reserved (ioprio); le64 sector`.
 public struct BlockRequestHeader: Equatable, Sendable {

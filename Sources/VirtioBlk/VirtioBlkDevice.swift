@@ -1,7 +1,7 @@
 import Logging
 import Synchronization
 import VhostUserBackend
-import VhostUserProtocol
+import VirtioSpec
 import VirtioCore
 
 /// The virtio-blk device: feature set, configuration space and per-queue request handlers over a

@@ -1,4 +1,4 @@
-import CVhostBridge
+import VhostSystem
 
 /// Little-endian loads and stores of ring fields in shared memory, and the barriers that order
 /// them. Used by the device (`SplitQueue`) and by the test driver alike.
@@ -51,7 +51,7 @@ public enum RingMemory {
     public static func loadAcquireUInt16(_ base: UnsafeRawPointer, offset: Int) -> UInt16 {
         // SAFETY: the caller guarantees the field is mapped and 2-byte aligned (ring layouts are
         // checked for alignment of the host address), as a C11 atomic access requires.
-        UInt16(littleEndian: cvb_load_acquire_u16(base + offset))
+        UInt16(littleEndian: SharedMemoryOrdering.loadAcquire(base + offset))
     }
 
     /// Store-release of a ring index: earlier stores (ring entries, buffer contents) become
@@ -59,7 +59,7 @@ public enum RingMemory {
     @inline(__always)
     public static func storeReleaseUInt16(_ value: UInt16, _ base: UnsafeMutableRawPointer, offset: Int) {
         // SAFETY: as in loadAcquireUInt16.
-        cvb_store_release_u16(base + offset, value.littleEndian)
+        SharedMemoryOrdering.storeRelease(value.littleEndian, base + offset)
     }
 
     /// A full (sequentially consistent) fence: orders earlier stores before later loads, which
@@ -67,7 +67,7 @@ public enum RingMemory {
     /// reads what the other side published, to decide whether to notify or to sleep.
     @inline(__always)
     public static func fullFence() {
-        cvb_fence_seq_cst()
+        SharedMemoryOrdering.fullFence()
     }
 
     /// A release fence: earlier stores are not reordered after later ones (by the compiler or
@@ -75,6 +75,6 @@ public enum RingMemory {
     /// leaves one of the states `SplitInflightRegion.recover` repairs.
     @inline(__always)
     public static func releaseFence() {
-        cvb_fence_release()
+        SharedMemoryOrdering.releaseFence()
     }
 }

@@ -1,3 +1,5 @@
+import VirtioSpec
+
 /// A split-ring descriptor (VIRTIO 1.2 §2.7, `struct virtq_desc`), as a value copied out of
 /// shared memory. The walk validates the copy, never the shared bytes, so the guest cannot change
 /// a field between the check and the use.
@@ -15,7 +17,7 @@ public struct SplitDescriptor: Equatable, Sendable {
     }
 
     /// Size of one descriptor in the table, in bytes.
-    public static let byteCount = 16
+    public static let byteCount = SplitRing.descriptorByteCount
 
     /// `le64 addr`: guest-physical (or IOVA) address of the buffer.
     public var address: UInt64

@@ -1,3 +1,5 @@
+import VirtioSpec
+
 extension SplitQueue {
     /// Pops the next available chain, or returns nil when the driver has made none available.
     ///

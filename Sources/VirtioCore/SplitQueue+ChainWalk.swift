@@ -1,3 +1,5 @@
+import VirtioSpec
+
 extension SplitQueue {
     /// Walks the chain starting at descriptor `head` into the segment buffer.
     ///

@@ -1,4 +1,5 @@
 import VhostSystem
+import VirtioSpec
 
 extension SplitQueue {
     /// The three parts of a split queue as host pointers, validated once: the size is a power of

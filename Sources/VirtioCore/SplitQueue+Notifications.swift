@@ -1,3 +1,5 @@
+import VirtioSpec
+
 extension SplitQueue {
     /// Whether the driver needs a used-buffer notification (a call) for what was published since
     /// the previous decision. Call it once after `publishUsed()`; a true answer means signal the

@@ -1,3 +1,5 @@
+import VirtioSpec
+
 extension SplitQueue {
     /// Writes a used element for the chain `head`, with `writtenLength` bytes written into its
     /// device-writable buffers. Not visible to the driver until `publishUsed()`, so a batch of

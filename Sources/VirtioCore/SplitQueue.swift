@@ -1,3 +1,5 @@
+import VirtioSpec
+
 /// The device side of one split virtqueue (VIRTIO 1.2 §2.7).
 ///
 /// Owned by one worker thread; not shared. It pops available chains (validating every rule of

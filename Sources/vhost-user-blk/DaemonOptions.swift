@@ -3,6 +3,7 @@ import VhostSystem
 import VhostUserBackend
 import VirtioBlk
 import VirtioCore
+import VirtioSpec
 
 /// The daemon's command line, following the "back-end program conventions" of QEMU's
 /// docs/interop/vhost-user.rst (--socket-path, --fd, --print-capabilities, --blk-file,

@@ -7,6 +7,7 @@ import VhostSystem
 import VhostUserFrontEnd
 import VhostUserProtocol
 import VirtioCore
+import VirtioSpec
 
 /// The hostile-front-end table: every row is one way a front end can misbehave, the state it
 /// misbehaves in, and what the back end must do about it. For every row the runner

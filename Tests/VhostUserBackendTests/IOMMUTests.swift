@@ -7,6 +7,7 @@ import VhostSystem
 import VhostUserFrontEnd
 import VhostUserProtocol
 import VirtioCore
+import VirtioSpec
 
 /// A guest behind a vIOMMU, played by the test front end: ACCESS_PLATFORM negotiated, a
 /// back-end channel, and IOVA = guest-physical address + `offset`, mapped page by page with a

@@ -3,6 +3,7 @@ import VhostSystem
 import VhostUserFrontEnd
 import VhostUserProtocol
 import VirtioCore
+import VirtioSpec
 
 extension BackEndIntegration {
     /// INFLIGHT_SHMFD through the protocol: the area QEMU asks for with GET_INFLIGHT_FD, keeps,

@@ -3,6 +3,7 @@ import VhostSystem
 import VhostUserFrontEnd
 import VhostUserProtocol
 import VirtioCore
+import VirtioSpec
 
 extension BackEndIntegration {
     /// What front ends after QEMU 7.2 ask of a back end (docs/compatibility.md): rings of any

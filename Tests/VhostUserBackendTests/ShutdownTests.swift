@@ -7,6 +7,7 @@ import VhostSystem
 import VhostUserFrontEnd
 import VhostUserProtocol
 import VirtioCore
+import VirtioSpec
 
 extension BackEndIntegration {
     /// SIGTERM / SIGINT on the daemon binary: it stops taking requests, finishes those it took,

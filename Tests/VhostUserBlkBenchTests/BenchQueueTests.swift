@@ -2,6 +2,7 @@ import Testing
 import VhostUserFrontEnd
 import VirtioCore
 @testable import VhostUserBlkBench
+import VirtioSpec
 
 /// The benchmark's ring driver against a device played by the test on the same guest RAM: a
 /// back end that reports what it was never given is an error, not a crash or a miscount.
@@ -23,7 +24,7 @@ struct BenchQueueTests {
     @Test("requests are laid out as header, data, status; reads make the data device-writable", arguments: [false, true])
     func layout(indirect: Bool) throws {
         let queue = try makeQueue(indirect: indirect)
-        queue.submit(slot: 2, type: 0, sector: 77)
+        queue.submit(slot: 2, type: .read, sector: 77)
         queue.publishAndKick()
         let head = RingMemory.loadUInt16(queue.availableRing.pointer, offset: SplitRing.availableEntryOffset(slot: 0))
         #expect(head == (indirect ? 2 : 6))
@@ -43,7 +44,7 @@ struct BenchQueueTests {
     @Test("completions come back in ring order with their slots")
     func harvestInOrder() throws {
         let queue = try makeQueue()
-        for slot in 0..<3 { queue.submit(slot: slot, type: 1, sector: UInt64(slot)) }
+        for slot in 0..<3 { queue.submit(slot: slot, type: .write, sector: UInt64(slot)) }
         queue.publishAndKick()
         complete(queue, position: 0, id: 6, index: 1)
         complete(queue, position: 1, id: 0, index: 2)
@@ -56,7 +57,7 @@ struct BenchQueueTests {
     @Test("a used id that is not an in-flight head is the back end's fault", arguments: [UInt32(1), 3, 9, 15, 1000])
     func bogusUsedID(id: UInt32) throws {
         let queue = try makeQueue()
-        queue.submit(slot: 0, type: 0, sector: 0)
+        queue.submit(slot: 0, type: .read, sector: 0)
         queue.publishAndKick()
         complete(queue, position: 0, id: id, index: 1)
         #expect(throws: BenchError.backEndMisbehaved(queue: 0, "used id \(id) is not the head of a request in flight")) {
@@ -67,8 +68,8 @@ struct BenchQueueTests {
     @Test("the same request completed twice, or more completions than requests, is refused")
     func tooManyCompletions() throws {
         let queue = try makeQueue()
-        queue.submit(slot: 0, type: 0, sector: 0)
-        queue.submit(slot: 1, type: 0, sector: 8)
+        queue.submit(slot: 0, type: .read, sector: 0)
+        queue.submit(slot: 1, type: .read, sector: 8)
         queue.publishAndKick()
         complete(queue, position: 0, id: 0, index: 1)
         complete(queue, position: 1, id: 0, index: 2)
@@ -76,7 +77,7 @@ struct BenchQueueTests {
             _ = try queue.harvest { _, _ in }
         }
         let other = try makeQueue()
-        other.submit(slot: 0, type: 0, sector: 0)
+        other.submit(slot: 0, type: .read, sector: 0)
         other.publishAndKick()
         complete(other, position: 0, id: 0, index: 5)
         #expect(throws: BenchError.backEndMisbehaved(queue: 0, "used index moved by 5 with 1 requests in flight")) {

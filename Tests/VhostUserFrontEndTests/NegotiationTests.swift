@@ -2,6 +2,7 @@ import Testing
 import VhostSystem
 import VhostUserFrontEnd
 import VhostUserProtocol
+import VirtioSpec
 
 @Suite("Negotiation")
 struct NegotiationTests {

@@ -1,4 +1,5 @@
 import VhostUserProtocol
+import VirtioSpec
 
 // Bytes exactly as QEMU 7.2 puts them on the socket, copied from the VhostUserProtocol fixtures
 // (Tests/VhostUserProtocolTests/QEMUFixtures.swift and ReplyTests.swift; a test target cannot

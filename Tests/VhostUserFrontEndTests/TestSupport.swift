@@ -4,6 +4,7 @@ import Glibc
 import VhostSystem
 import VhostUserFrontEnd
 import VhostUserProtocol
+import VirtioSpec
 
 /// The bytes of a front-end message: header (request, flags, size) and payload.
 func message(_ request: VhostUserRequest, flags: UInt32 = 0x1, _ payload: [UInt8] = []) -> [UInt8] {

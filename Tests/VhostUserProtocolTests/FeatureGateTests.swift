@@ -1,5 +1,6 @@
 import Testing
 import VhostUserProtocol
+import VirtioSpec
 
 /// `context` with exactly `gate` taken away.
 func withoutGate(_ gate: FeatureGate, _ context: DecodingContext = permissiveContext) -> DecodingContext {

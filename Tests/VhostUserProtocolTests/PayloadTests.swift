@@ -1,5 +1,6 @@
 import Testing
 import VhostUserProtocol
+import VirtioSpec
 
 @Suite("Payload types on their own")
 struct PayloadTests {

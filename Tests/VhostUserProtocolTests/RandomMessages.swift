@@ -1,4 +1,5 @@
 import VhostUserProtocol
+import VirtioSpec
 
 /// Random generation of valid messages for round-trip and fuzz tests.
 extension SplitMix64 {

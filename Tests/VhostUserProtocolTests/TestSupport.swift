@@ -1,5 +1,6 @@
 import Testing
 import VhostUserProtocol
+import VirtioSpec
 
 /// A context under which every request is legal: all features offered and negotiated except
 /// RING_PACKED (so split-ring rules apply), 256 queues, 8 memory slots.

@@ -1,5 +1,6 @@
 import Testing
 import VhostUserProtocol
+import VirtioSpec
 
 /// The fixtures whose payload length is fixed by the request (everything but the opaque
 /// crypto session).

@@ -2,6 +2,7 @@ import Testing
 import VhostSystem
 import VhostUserFrontEnd
 import VirtioCore
+import VirtioSpec
 
 @Suite struct NotificationTests {
     /// Makes `count` one-buffer chains available, pops them, completes them and publishes.

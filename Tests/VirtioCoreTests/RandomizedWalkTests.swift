@@ -7,6 +7,7 @@ import VhostTestSupport
 import VhostSystem
 import VhostUserFrontEnd
 import VirtioCore
+import VirtioSpec
 
 /// Random descriptor tables, valid and hostile, fed to `popAvailable`: it must never trap, never
 /// hand out a segment outside the mapped regions, and agree with the reference model on every

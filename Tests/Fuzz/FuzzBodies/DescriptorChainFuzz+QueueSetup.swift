@@ -1,4 +1,5 @@
 import VirtioCore
+import VirtioSpec
 
 extension DescriptorChainFuzz {
     /// The queue an input describes in its first 11 bytes:

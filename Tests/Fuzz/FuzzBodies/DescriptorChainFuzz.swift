@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import VirtioCore
+import VirtioSpec
 
 /// Fuzz body: `SplitQueue.popAvailable` over a guest whose memory the input fills — descriptor
 /// table, available ring, indirect tables, everything (see `FuzzGuestMemory` for the regions).

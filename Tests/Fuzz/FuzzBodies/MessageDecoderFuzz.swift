@@ -1,4 +1,5 @@
 import VhostUserProtocol
+import VirtioSpec
 
 /// Fuzz body: a sequence of front-end messages through `MessageDecoder`, the context following
 /// what the messages negotiate (as the connection's state machine does).

@@ -6,6 +6,7 @@ import VhostSystem
 import VhostUserFrontEnd
 import VhostUserProtocol
 import VirtioCore
+import VirtioSpec
 
 /// One row of the hostile-front-end table: what the front end does, in which state, and what
 /// the back end must do about it.

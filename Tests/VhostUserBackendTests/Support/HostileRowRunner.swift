@@ -3,6 +3,7 @@ import VhostSystem
 import VhostUserFrontEnd
 import VhostUserProtocol
 import VirtioCore
+import VirtioSpec
 
 /// Plays one `HostileRow` against a back end and checks everything but the leak counts, which
 /// depend on where the back end runs (the caller checks them with the returned `SentFiles`).

@@ -1,6 +1,7 @@
 import VhostSystem
 import VhostUserFrontEnd
 import VhostUserProtocol
+import VirtioSpec
 
 /// QEMU 7.2's vhost-user-blk message sequences (vhost-user notes §5), built on
 /// `FrontEndSession.send` so the order is exactly QEMU's.

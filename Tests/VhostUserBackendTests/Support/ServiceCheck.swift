@@ -2,6 +2,7 @@ import Testing
 import VhostUserFrontEnd
 import VhostUserProtocol
 import VirtioCore
+import VirtioSpec
 
 /// A front end connected and started the way QEMU 7.2 does it, with its guest.
 struct StartedFrontEnd {

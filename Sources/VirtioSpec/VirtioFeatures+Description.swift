@@ -1,5 +1,5 @@
 extension VirtioFeatures: CustomStringConvertible {
-    static let names: [(VirtioFeatures, String)] = [
+    public static let names: [(VirtioFeatures, String)] = [
         (.sizeMax, "SIZE_MAX"), (.segMax, "SEG_MAX"), (.geometry, "GEOMETRY"),
         (.readOnly, "RO"), (.blockSize, "BLK_SIZE"), (.flush, "FLUSH"),
         (.topology, "TOPOLOGY"), (.configWCE, "CONFIG_WCE"), (.multiQueue, "MQ"),
@@ -18,8 +18,9 @@ extension VirtioFeatures: CustomStringConvertible {
     }
 }
 
-/// Formats a feature word as its named bits plus the unnamed remainder in hex.
-func featureListDescription(rawValue: UInt64, names: [(UInt64, String)]) -> String {
+/// Formats a feature word as its named bits plus the unnamed remainder in hex (virtio and
+/// vhost-user protocol feature words alike).
+public func featureListDescription(rawValue: UInt64, names: [(UInt64, String)]) -> String {
     var parts: [String] = []
     var rest = rawValue
     for (bit, name) in names where rawValue & bit != 0 {

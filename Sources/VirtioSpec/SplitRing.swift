@@ -24,8 +24,11 @@ public enum SplitRing {
         size >= 1 && size <= maximumQueueSize && size & (size - 1) == 0
     }
 
+    /// `struct virtq_desc`: le64 addr, le32 len, le16 flags, le16 next.
+    public static let descriptorByteCount = 16
+
     /// 16·N bytes.
-    public static func descriptorTableByteCount(queueSize: Int) -> Int { SplitDescriptor.byteCount * queueSize }
+    public static func descriptorTableByteCount(queueSize: Int) -> Int { descriptorByteCount * queueSize }
     /// 6 + 2·N bytes: flags, idx, ring[N], used_event.
     public static func availableRingByteCount(queueSize: Int) -> Int { 6 + 2 * queueSize }
     /// 6 + 8·N bytes: flags, idx, ring[N] of {id, len}, avail_event.

@@ -1,0 +1,40 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CVhostBridge
+
+/// Storage operations on an image's descriptor. The range operations answer 0 or an errno
+/// instead of throwing: they run on the data path, where the caller turns a failure into the
+/// device's error status.
+extension OwnedFileDescriptor {
+    /// A block device's size in bytes (ioctl BLKGETSIZE64).
+    public func blockDeviceSize() throws(SystemError) -> UInt64 {
+        var bytes: UInt64 = 0
+        guard cvb_block_device_size(rawValue, &bytes) == 0 else {
+            throw SystemError(call: "ioctl(BLKGETSIZE64)", errno: errno)
+        }
+        return bytes
+    }
+
+    /// A regular file: frees the blocks of the range, which then reads as zeroes; the size stays
+    /// (fallocate PUNCH_HOLE | KEEP_SIZE).
+    public func punchHole(offset: UInt64, length: UInt64) -> Int32 {
+        cvb_fallocate(rawValue, CVB_FALLOC_FL_PUNCH_HOLE | CVB_FALLOC_FL_KEEP_SIZE, offset, length) == 0 ? 0 : errno
+    }
+
+    /// A regular file: the range reads as zeroes, its blocks stay allocated (fallocate
+    /// ZERO_RANGE | KEEP_SIZE).
+    public func zeroRange(offset: UInt64, length: UInt64) -> Int32 {
+        cvb_fallocate(rawValue, CVB_FALLOC_FL_ZERO_RANGE | CVB_FALLOC_FL_KEEP_SIZE, offset, length) == 0 ? 0 : errno
+    }
+
+    /// A block device: discards the range (ioctl BLKDISCARD).
+    public func discardBlocks(offset: UInt64, length: UInt64) -> Int32 {
+        cvb_block_device_discard(rawValue, offset, length) == 0 ? 0 : errno
+    }
+
+    /// A block device: writes zeroes over the range (ioctl BLKZEROOUT).
+    public func zeroOutBlocks(offset: UInt64, length: UInt64) -> Int32 {
+        cvb_block_device_zeroout(rawValue, offset, length) == 0 ? 0 : errno
+    }
+}
