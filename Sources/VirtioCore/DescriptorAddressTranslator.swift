@@ -22,11 +22,21 @@ public protocol DescriptorAddressTranslator {
     /// not allowed or not yet mapped; the default ignores the direction.
     func segments(_ address: Address, length: Int, deviceWrites: Bool,
                   into buffer: UnsafeMutableBufferPointer<BufferSegment>) -> SegmentTranslation
+
+    /// The segments of an indirect table `pointer` refused, only to tell why (spanning regions,
+    /// unmapped, deferred). The default is `segments(deviceWrites: false)`.
+    func tableSegments(_ address: Address, length: Int,
+                       into buffer: UnsafeMutableBufferPointer<BufferSegment>) -> SegmentTranslation
 }
 
 extension DescriptorAddressTranslator {
     public func segments(_ address: Address, length: Int, deviceWrites: Bool,
                          into buffer: UnsafeMutableBufferPointer<BufferSegment>) -> SegmentTranslation {
         segments(address, length: length, into: buffer)
+    }
+
+    public func tableSegments(_ address: Address, length: Int,
+                              into buffer: UnsafeMutableBufferPointer<BufferSegment>) -> SegmentTranslation {
+        segments(address, length: length, deviceWrites: false, into: buffer)
     }
 }

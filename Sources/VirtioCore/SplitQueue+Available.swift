@@ -23,13 +23,17 @@ extension SplitQueue {
         do throws(VirtqueueError) {
             // Requests a previous instance fetched and never completed come first, in the
             // order it fetched them; they are already counted in nextAvailableIndex.
+            // A walk that defers leaves the request where it was, to be walked again.
             if let log = inflight, log.resubmitted < log.resubmit.count {
                 let head = log.resubmit[log.resubmitted]
+                let chain = try walkChain(head: head, translator: translator)
+                guard outstanding.insert(head) else { throw .headAlreadyOutstanding(head: head) }
                 log.resubmitted += 1
-                return try walkChain(head: head, translator: translator)
+                return chain
             }
             guard let head = try nextAvailableHead() else { return nil }
             let chain = try walkChain(head: head, translator: translator)
+            guard outstanding.insert(head) else { throw .headAlreadyOutstanding(head: head) }
             nextAvailableIndex &+= 1
             if let log = inflight {
                 log.region.recordFetch(head: head, counter: log.nextCounter)
@@ -42,13 +46,21 @@ extension SplitQueue {
         }
     }
 
-    /// Consumes the next available chain without walking it and returns its head, or nil when
-    /// there is none: for a request the device fails without touching its buffers (an IOMMU
-    /// fault, an unanswered miss). The caller pushes the head to the used ring.
+    /// Consumes the next request (a resubmission first, as `popAvailable` would) without
+    /// walking it and returns its head, or nil when there is none: for a request that cannot
+    /// even be walked to be failed (its indirect table faults behind a vIOMMU). The caller
+    /// pushes the head to the used ring.
     public mutating func discardAvailable() throws(VirtqueueError) -> UInt16? {
         if let brokenReason { throw brokenReason }
         do throws(VirtqueueError) {
+            if let log = inflight, log.resubmitted < log.resubmit.count {
+                let head = log.resubmit[log.resubmitted]
+                guard outstanding.insert(head) else { throw .headAlreadyOutstanding(head: head) }
+                log.resubmitted += 1
+                return head
+            }
             guard let head = try nextAvailableHead() else { return nil }
+            guard outstanding.insert(head) else { throw .headAlreadyOutstanding(head: head) }
             nextAvailableIndex &+= 1
             return head
         } catch {

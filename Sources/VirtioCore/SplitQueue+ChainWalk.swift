@@ -126,7 +126,7 @@ extension SplitQueue {
         // three adjacent regions into a gap would stop at "needs more segments" before the gap.
         let pieces = max(translator.memory.regions.count, 2)
         let answer = withUnsafeTemporaryAllocation(of: BufferSegment.self, capacity: pieces) { scratch in
-            translator.segments(address, length: length, deviceWrites: false, into: scratch)
+            translator.tableSegments(address, length: length, into: scratch)
         }
         let spansRegions: Bool
         switch answer {

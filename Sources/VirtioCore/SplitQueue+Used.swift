@@ -3,11 +3,13 @@ import VirtioSpec
 extension SplitQueue {
     /// Writes a used element for the chain `head`, with `writtenLength` bytes written into its
     /// device-writable buffers. Not visible to the driver until `publishUsed()`, so a batch of
-    /// completions costs one index store and one notification decision.
-    public mutating func pushUsed(head: UInt16, writtenLength: UInt32) {
-        // head comes from a chain this queue validated (head < queueSize); writing a bogus id
-        // would only confuse the guest, never us.
-        assert(Int(head) < layout.queueSize, "head index from outside this queue")
+    /// completions costs one index store and one notification decision. Requests may be pushed
+    /// in any order.
+    /// - Returns: false, writing nothing, when `head` is not outstanding (never popped, or
+    ///   already pushed): a device's completion for a request this queue did not give it.
+    @discardableResult
+    public mutating func pushUsed(head: UInt16, writtenLength: UInt32) -> Bool {
+        guard outstanding.remove(head) else { return false }
         let slot = Int(pendingUsedIndex & ringMask)
         let element = SplitRing.usedElementOffset(slot: slot)
         // SAFETY: slot < queueSize, and the used ring spans 6 + 8·queueSize bytes (Layout).
@@ -20,6 +22,7 @@ extension SplitQueue {
             log.batch[log.batchCount] = head
             log.batchCount += 1
         }
+        return true
     }
 
     /// Makes every element pushed since the last call visible to the driver by storing used->idx.

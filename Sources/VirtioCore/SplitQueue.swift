@@ -32,6 +32,8 @@ public struct SplitQueue {
     /// published before this queue object existed (a reconnect), so the first one notifies.
     var signalledUsedIndexValid = false
     let storage: SegmentStorage
+    /// Heads popped and not yet pushed to the used ring.
+    let outstanding: OutstandingHeads
     /// The inflight log (INFLIGHT_SHMFD), when the front end gave us an area.
     var inflight: InflightLog?
     let ringMask: UInt16
@@ -64,6 +66,7 @@ public struct SplitQueue {
         signalledUsedIndex = currentUsedIndex
         self.maximumChainLength = max(layout.queueSize, min(maximumChainLength ?? 0, SplitRing.maximumQueueSize))
         storage = SegmentStorage(capacity: maximumSegments ?? 2 * self.maximumChainLength)
+        outstanding = OutstandingHeads(queueSize: layout.queueSize)
         // queueSize is a validated power of two <= 32768, so queueSize - 1 fits in 16 bits.
         ringMask = UInt16(truncatingIfNeeded: layout.queueSize - 1)
     }
@@ -73,6 +76,9 @@ public struct SplitQueue {
 
     /// Whether the driver broke the ring.
     public var isBroken: Bool { brokenReason != nil }
+
+    /// Requests popped (or discarded) and not yet pushed to the used ring.
+    public var outstandingCount: Int { outstanding.count }
 
     /// Capacity of the segment buffer.
     public var maximumSegments: Int { storage.capacity }

@@ -68,6 +68,9 @@ public enum VirtqueueError: Error, Equatable, Sendable {
     /// The chain needs more host segments than the queue's segment buffer holds (a buffer
     /// crossing many regions).
     case tooManySegments(limit: Int)
+    /// The driver made `head` available again while the device still had it (popped, not yet
+    /// used).
+    case headAlreadyOutstanding(head: UInt16)
     /// The translator deferred a buffer at `address` (see `SegmentTranslation.deferred`). Not a
     /// ring violation: the queue is not broken and the chain stays available.
     case translationDeferred(address: UInt64)
@@ -79,7 +82,7 @@ public enum VirtqueueError: Error, Equatable, Sendable {
              .descriptorIndexOutOfRange, .indirectIndexOutOfRange, .chainTooLong, .chainByteCountTooLarge,
              .indirectNotNegotiated, .indirectTableLengthInvalid, .indirectTableSpansRegions, .nestedIndirect,
              .indirectWithNext, .readableAfterWritable, .addressNotInGuestMemory, .addressOverflow,
-             .tooManySegments:
+             .tooManySegments, .headAlreadyOutstanding:
             return .queueBroken
         case .translationDeferred:
             return .retryLater

@@ -245,4 +245,41 @@ import VirtioCore
         #expect(fixture.driver.takeUsed() == [.init(id: UInt32(good), length: 1)])
         #expect(fixture.device.nextAvailableIndex == 1)
     }
+
+    @Test func headMadeAvailableAgainWhileOutstandingBreaksTheRing() throws {
+        let fixture = try GuestFixture()
+        let head = try fixture.driver.addChain(readable: [(try fixture.buffer(16), 16)], writable: [(try fixture.buffer(1), 1)])
+        fixture.driver.publish()
+        let chain = try #require(try fixture.pop())
+        #expect(chain.headIndex == head)
+        #expect(fixture.device.outstandingCount == 1)
+        fixture.driver.makeAvailable(head: head)
+        fixture.driver.publish()
+        expectBroken(fixture, with: .headAlreadyOutstanding(head: head))
+        // The one outstanding request still completes, once.
+        let once = fixture.device.pushUsed(head: head, writtenLength: 1)
+        let twice = fixture.device.pushUsed(head: head, writtenLength: 1)
+        #expect(once && !twice)
+        fixture.device.publishUsed()
+        #expect(fixture.driver.takeUsed() == [.init(id: UInt32(head), length: 1)])
+    }
+
+    @Test func headUsedMayComeBackAndOnlyOutstandingHeadsAreUsed() throws {
+        let fixture = try GuestFixture()
+        // A completion for a head never popped writes nothing.
+        let neverPopped = fixture.device.pushUsed(head: 3, writtenLength: 9)
+        #expect(!neverPopped)
+        #expect(fixture.device.unpublishedUsedCount == 0)
+        let head = try fixture.driver.addChain(readable: [(try fixture.buffer(16), 16)])
+        fixture.driver.publish()
+        let first = try #require(try fixture.pop())
+        let used = fixture.device.pushUsed(head: first.headIndex, writtenLength: 0)
+        #expect(used)
+        // Used, so the driver may offer it again: served, not refused.
+        fixture.driver.makeAvailable(head: head)
+        fixture.driver.publish()
+        let again = try fixture.pop()
+        #expect(again?.headIndex == head)
+        #expect(!fixture.device.isBroken)
+    }
 }
