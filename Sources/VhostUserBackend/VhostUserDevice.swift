@@ -32,12 +32,35 @@ public protocol VhostUserDevice: AnyObject, Sendable {
 }
 
 /// Serves the requests of one virtqueue. Owned by one worker thread: no locking needed inside.
+///
+/// A request is submitted with a token; the handler completes it at once (the answer of
+/// `submit`) or later, in any order, by reporting the token to `completions` when the worker
+/// calls `reapCompletions` (because `completionNotifier` became readable). The framework
+/// publishes used elements, keeps the inflight log and notifies the driver; the handler writes
+/// only its device's bytes.
+///
+/// A chain is valid only until the next one is popped: a handler that keeps a request in
+/// flight copies what it needs first (iovecs, the status byte's place) and keeps
+/// `chain.memory` alive until it completes the request.
 public protocol VirtqueueRequestHandler: AnyObject {
-    /// Serves one request and returns the number of bytes written into the chain's
-    /// device-writable buffers (the used element's `len`).
-    func handle(_ chain: DescriptorChain) -> UInt32
-    /// Completes a request the framework refuses to serve (its ring is larger than the device
-    /// accepts) with the device's error status, touching nothing else; returns the bytes
-    /// written, as `handle` does.
+    /// Starts serving one request.
+    func submit(_ chain: DescriptorChain, token: RequestToken) -> RequestProgress
+    /// Completes at once a request the framework will not let the device serve (its ring is
+    /// larger than the device accepts, or its buffers fault behind a vIOMMU, in which case the
+    /// inaccessible segments are unreadable through the chain) with the device's error status,
+    /// touching nothing else. Returns the bytes written, the used element's `len`.
     func fail(_ chain: DescriptorChain) -> UInt32
+    /// Readable when completions wait to be reaped; nil when every request completes in `submit`.
+    var completionNotifier: Int32? { get }
+    /// Called after each pass over the ring: starts what `submit` queued (one system call for
+    /// a batch of requests).
+    func submitQueued()
+    /// Reports the requests that completed since the last call to `completions`.
+    func reapCompletions(into completions: CompletedRequests)
+}
+
+extension VirtqueueRequestHandler {
+    public var completionNotifier: Int32? { nil }
+    public func submitQueued() {}
+    public func reapCompletions(into completions: CompletedRequests) {}
 }

@@ -61,6 +61,12 @@ final class BlockRequestHandler: VirtqueueRequestHandler {
         ])
     }
 
+    /// Every request completes at once: positioned I/O on the worker's thread.
+    func submit(_ chain: DescriptorChain, token: RequestToken) -> RequestProgress {
+        .completed(writtenLength: handle(chain))
+    }
+
+    /// Serves one request; returns the bytes written into the chain (data and status).
     func handle(_ chain: DescriptorChain) -> UInt32 {
         // The status byte is the last device-writable byte; without it nothing can be reported.
         guard chain.writableByteCount >= 1 else {
@@ -103,7 +109,8 @@ final class BlockRequestHandler: VirtqueueRequestHandler {
         return finish(chain, status: status, statusOffset: statusOffset, dataWritten: dataWritten)
     }
 
-    /// IOERR in the status byte, no data moved.
+    /// IOERR in the status byte, no data moved; nothing written when the status byte is
+    /// inaccessible.
     func fail(_ chain: DescriptorChain) -> UInt32 {
         guard chain.writableByteCount >= 1 else {
             statistics.malformed += 1
@@ -115,7 +122,8 @@ final class BlockRequestHandler: VirtqueueRequestHandler {
     private func finish(_ chain: DescriptorChain, status: BlockRequestStatus, statusOffset: Int, dataWritten: Int) -> UInt32 {
         if status == .ioError { statistics.errors += 1 }
         var byte = status.rawValue
-        _ = withUnsafeBytes(of: &byte) { chain.copyToWritableBytes(from: $0, at: statusOffset) }
+        let written = withUnsafeBytes(of: &byte) { chain.copyToWritableBytes(from: $0, at: statusOffset) }
+        guard written == 1 else { return 0 }
         return UInt32(clamping: dataWritten + 1)
     }
 

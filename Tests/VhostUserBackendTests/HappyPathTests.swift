@@ -59,7 +59,7 @@ extension BackEndIntegration {
             served[1] += 1
 
             // GET_ID: the serial, NUL-padded to 20 bytes.
-            let identifier = try guest.perform(queue: 0, .getID, inLength: 20)
+            let identifier = try guest.perform(queue: 0, .getIdentifier, inLength: 20)
             served[0] += 1
             #expect(identifier.status == BlockGuest.statusOK)
             #expect(identifier.usedLength == 21)

@@ -63,7 +63,9 @@ public enum BlockRequestFuzz {
                   chain.writableByteCount == request.writableCount else {
                 fatalError("popped head \(chain.headIndex) with \(chain.readableByteCount)/\(chain.writableByteCount) bytes, offered head \(head) with \(request.readable.count)/\(request.writableCount)")
             }
-            let usedLength = handler.handle(chain)
+            guard case .completed(let usedLength) = handler.submit(chain, token: RequestToken(head: chain.headIndex)) else {
+                fatalError("the block handler left request \(number) in flight")
+            }
             let expected = Expectation(request, readOnly: readOnly, sectorCount: rig.sectorCount)
             check(usedLength: usedLength, of: request, placed: placed, against: expected)
             checkImage(after: request, against: expected, readOnly: readOnly)

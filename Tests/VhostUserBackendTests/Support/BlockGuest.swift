@@ -5,18 +5,17 @@ import VhostSystem
 import VhostUserFrontEnd
 import VhostUserProtocol
 import VirtioCore
+import VirtioSpec
 
 /// The guest side of a virtio-blk device: guest RAM in memfds, one driver-side split ring per
 /// queue with its kick, call and error eventfds, and virtio-blk requests built the way Linux's
 /// virtio_blk builds them (header, data, status byte; VIRTIO spec 5.2.6).
 final class BlockGuest {
-    /// virtio-blk request types and statuses (VIRTIO spec 5.2.6).
-    enum RequestType: UInt32 {
-        case read = 0, write = 1, flush = 4, getID = 8, discard = 11, writeZeroes = 13
-    }
-    static let statusOK: UInt8 = 0
-    static let statusIOError: UInt8 = 1
-    static let statusUnsupported: UInt8 = 2
+    /// virtio-blk request types and statuses, as VirtioSpec declares them.
+    typealias RequestType = BlockRequestType
+    static let statusOK = BlockRequestStatus.ok.rawValue
+    static let statusIOError = BlockRequestStatus.ioError.rawValue
+    static let statusUnsupported = BlockRequestStatus.unsupported.rawValue
     static let sectorSize = 512
 
     /// Two guest-physically adjacent 8 MiB regions, each its own memfd (as QEMU splits RAM

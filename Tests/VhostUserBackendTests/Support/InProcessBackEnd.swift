@@ -12,7 +12,7 @@ import VirtioBlk
 
 /// The real back end in this process: a `ControlPlane` running its GLib loop on its own
 /// thread, listening on a Unix socket in a temporary directory, serving a `VirtioBlkDevice`
-/// over a sparse image file. Logs go to `logs`.
+/// over a sparse image file (or a device wrapping it, `serving`). Logs go to `logs`.
 ///
 /// The control plane uses GLib's default main context, so two of them in one process would
 /// share it: every test that starts one runs inside the `.serialized` `BackEndIntegration`
@@ -38,7 +38,8 @@ final class InProcessBackEnd {
     private static let alive = Atomic<Int>(0)
 
     init(imageSize: Int = InProcessBackEnd.imageSize, queueCount: Int = InProcessBackEnd.queueCount,
-         queueSize: Int = InProcessBackEnd.queueSize, readOnly: Bool = false, polling: QueuePolling = .off) throws {
+         queueSize: Int = InProcessBackEnd.queueSize, readOnly: Bool = false, polling: QueuePolling = .off,
+         serving: ((VirtioBlkDevice) -> any VhostUserDevice)? = nil) throws {
         let others = Self.alive.add(1, ordering: .sequentiallyConsistent).oldValue
         guard others == 0 else {
             Self.alive.subtract(1, ordering: .sequentiallyConsistent)
@@ -56,7 +57,7 @@ final class InProcessBackEnd {
         device = VirtioBlkDevice(image: image, numberOfQueues: queueCount, maximumQueueSize: queueSize,
                                  serial: Self.serial, logger: logger)
         let listener = try UnixSocket.listen(path: socketPath)
-        controlPlane = ControlPlane(listener: listener, socketPath: socketPath, device: device, polling: polling,
+        controlPlane = ControlPlane(listener: listener, socketPath: socketPath, device: serving?(device) ?? device, polling: polling,
                                     logger: logger)
         let plane = UncheckedSendable(controlPlane)
         let finished = self.finished

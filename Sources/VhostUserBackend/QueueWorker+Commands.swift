@@ -1,0 +1,183 @@
+import Logging
+import VhostSystem
+import VirtioCore
+import VirtioSpec
+
+/// The control plane's commands, performed between batches with no request outstanding.
+extension QueueWorker {
+    func perform(_ command: WorkerCommand) {
+        switch command {
+        case .start(let configuration):
+            start(configuration)
+        case .stop(let completion):
+            let index = ring?.nextAvailableIndex ?? configuration?.nextAvailableIndex ?? 0
+            if let kick { try? epoll.remove(kick.rawValue) }
+            kick = nil
+            ring = nil
+            unwatchCompletions()
+            handler = nil
+            configuration = nil
+            workPending = false
+            broken = false
+            translator = nil
+            ringMapped = false
+            ringViews = [:]
+            kicked = false
+            pendingMiss = nil
+            completion.complete(UInt32(index))
+        case .setCall(let eventfd):
+            call = eventfd
+        case .setError(let eventfd):
+            errorNotifier = eventfd
+        case .setEnabled(let value):
+            enabled = value
+            // Kicks that came while the ring was disabled were drained but not served.
+            if value { workPending = ring != nil }
+        case .setMemory(let newMemory, let completion):
+            memory = newMemory
+            if let translator {
+                translator.replace(memory: newMemory)
+                ringViews = [:]  // their pages may belong to a region that went
+                resolveIOVARing()
+            } else if let configuration, let current = ring {
+                relocate(configuration, keeping: current)
+            }
+            completion.complete()
+        case .setIOTLB(let iotlb, let completion):
+            if translator != nil { replaceIOTLB(iotlb) }
+            completion?.complete()
+        case .exit:
+            running = false
+        }
+    }
+
+    private func start(_ configuration: RingStartConfiguration) {
+        if let kick { try? epoll.remove(kick.rawValue) }
+        self.configuration = configuration
+        ringViews = [:]
+        memory = configuration.memory
+        kick = configuration.kick
+        call = configuration.call
+        errorNotifier = configuration.error
+        enabled = configuration.enabled
+        broken = false
+        refused = configuration.refusal != nil
+        if let refusal = configuration.refusal {
+            logger.error("ring refused: every request on it fails until the front end sets a smaller ring",
+                         metadata: ["reason": "\(refusal)"])
+        }
+        pendingMiss = nil
+        if let iotlb = configuration.iotlb {
+            translator = IOVATranslator(iotlb: iotlb, memory: memory)
+            backendChannel = configuration.backendChannel
+            ring = nil
+            ringMapped = false
+            kicked = false
+            resolveIOVARing()
+            if broken { return }
+            prepareHandler(configuration)
+            watchKick(configuration)
+            // Ring addresses not mapped yet wait for an UPDATE; a MISS for them is sent only once
+            // the driver kicks (QEMU 7.2 is then past its start sequence: no nested reply loop).
+            workPending = ringMapped
+            return
+        }
+        translator = nil
+        do {
+            let layout = try SplitQueue.Layout.translate(
+                queueSize: configuration.size, descriptorTable: configuration.descriptorTable,
+                availableRing: configuration.availableRing, usedRing: configuration.usedRing, memory: memory)
+            ring = SplitQueue(layout: layout, features: SplitQueue.Features(negotiated: configuration.features),
+                              nextAvailableIndex: configuration.nextAvailableIndex,
+                              maximumChainLength: device.maximumChainLength)
+        } catch {
+            ring = nil
+            markBroken(error)
+            return
+        }
+        attachInflight(configuration)
+        prepareHandler(configuration)
+        watchKick(configuration)
+        // The driver may have queued requests (and kicked) before the ring started.
+        workPending = !broken
+    }
+
+    /// The device's handler (made once per worker), the completion buffer for this ring's
+    /// size, and epoll watching the handler's completion notifier.
+    private func prepareHandler(_ configuration: RingStartConfiguration) {
+        let handler = self.handler ?? device.makeRequestHandler(queueIndex: queueIndex, queueSize: configuration.size,
+                                                                negotiatedFeatures: configuration.features)
+        self.handler = handler
+        completions = CompletedRequests(capacity: configuration.size)
+        unwatchCompletions()
+        if let notifier = handler.completionNotifier {
+            do {
+                try epoll.add(notifier, token: Self.completionToken)
+                watchedCompletionNotifier = notifier
+            } catch {
+                // The handler's own descriptor: without it, its requests would never complete.
+                broken = true
+                logger.error("the handler's completion notifier cannot be watched; queue stopped",
+                             metadata: ["error": "\(error)"])
+                try? errorNotifier?.signal()
+            }
+        }
+    }
+
+    func unwatchCompletions() {
+        if let notifier = watchedCompletionNotifier { try? epoll.remove(notifier) }
+        watchedCompletionNotifier = nil
+    }
+
+    /// With an inflight area, the ring logs into its region: recovery first (what a previous
+    /// instance left in flight is served before new requests), then every fetch and completion.
+    /// A region the ring cannot use (the area covers fewer queues, the region is too small for
+    /// the ring or breaks the layout's rules) is left alone and the queue is served without
+    /// crash recovery: the guest's I/O goes on, and the log says why the queue is not logged.
+    func attachInflight(_ configuration: RingStartConfiguration) {
+        guard let area = configuration.inflight, var queue = ring else { return }
+        guard let (region, bytes) = area.region(queue: queueIndex, queueSize: queue.queueSize) else {
+            logger.error("the inflight area covers fewer queues than this one; the queue runs without crash recovery",
+                         metadata: ["area-queues": "\(area.queueCount)"])
+            return
+        }
+        do throws(InflightError) {
+            let recovery = try queue.attachInflightRegion(region, regionBytes: bytes)
+            ring = queue
+            if !recovery.resubmit.isEmpty {
+                logger.notice("resubmitting requests a previous instance left in flight",
+                              metadata: ["count": "\(recovery.resubmit.count)", "next-available": "\(recovery.nextAvailableIndex)"])
+            }
+        } catch {
+            logger.error("the inflight area's region is unusable; the queue runs without crash recovery",
+                         metadata: ["error": "\(error)", "ring": "\(queue.queueSize)", "region-bytes": "\(bytes)"])
+        }
+    }
+
+    private func watchKick(_ configuration: RingStartConfiguration) {
+        do {
+            try epoll.add(configuration.kick.rawValue, token: Self.kickToken)
+        } catch {
+            // Not an eventfd (nor anything pollable): the ring would never hear a kick.
+            broken = true
+            logger.error("the kick descriptor cannot be watched; queue stopped until the front end restarts it",
+                         metadata: ["error": "\(error)"])
+            try? errorNotifier?.signal()
+        }
+    }
+
+    /// Re-resolves the ring addresses against a new memory table, keeping the ring indices.
+    private func relocate(_ configuration: RingStartConfiguration, keeping current: SplitQueue) {
+        var queue = current
+        do {
+            let layout = try SplitQueue.Layout.translate(
+                queueSize: configuration.size, descriptorTable: configuration.descriptorTable,
+                availableRing: configuration.availableRing, usedRing: configuration.usedRing, memory: memory)
+            try queue.relocate(to: layout)
+            ring = queue
+        } catch {
+            ring = nil
+            markBroken(error)
+        }
+    }
+}

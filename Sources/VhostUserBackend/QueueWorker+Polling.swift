@@ -1,0 +1,28 @@
+import VhostSystem
+import VirtioCore
+
+/// Adaptive polling (`QueuePolling`): after a batch that emptied the ring, watch avail->idx
+/// for a while instead of sleeping.
+extension QueueWorker {
+    /// Polls for the next request within the current window, else turns notifications on
+    /// (true if requests came meanwhile) and notes when the worker went to sleep.
+    func finishBatch(_ queue: inout SplitQueue, served: Int) -> Bool {
+        if served > 0, pollBudgetNanoseconds > 0 {
+            let deadline = MonotonicDeadline.now() &+ pollBudgetNanoseconds
+            var spins = 0
+            while true {
+                if queue.hasPendingAvailable { return true }
+                // A command (stop, new memory table, IOTLB change) ends the poll at once; the
+                // ring goes to sleep normally and the command is taken from the mailbox.
+                if mailbox.hasCommands { break }
+                SharedMemoryOrdering.spinWaitHint()
+                spins &+= 1
+                if spins & 63 == 0, MonotonicDeadline.now() >= deadline { break }
+            }
+            pollBudgetNanoseconds = pollBudgetNanoseconds < 2_000 ? 0 : pollBudgetNanoseconds / 2
+        }
+        if queue.enableNotifications() { return true }
+        sleepingSince = MonotonicDeadline.now()
+        return false
+    }
+}
