@@ -28,8 +28,10 @@ let package = Package(
                        providers: [.apt(["libglib2.0-dev"])]),
         .systemLibrary(name: "CCapNG", path: "CBridge/CCapNG", pkgConfig: "libcap-ng",
                        providers: [.apt(["libcap-ng-dev"])]),
+        .systemLibrary(name: "CLiburing", path: "CBridge/CLiburing", pkgConfig: "liburing",
+                       providers: [.apt(["liburing-dev"])]),
         // The thin C bridge: what Swift cannot call directly. It decides nothing.
-        .target(name: "CVhostBridge", dependencies: ["CGLib", "CCapNG"], path: "CBridge/CVhostBridge"),
+        .target(name: "CVhostBridge", dependencies: ["CGLib", "CCapNG", "CLiburing"], path: "CBridge/CVhostBridge"),
         // Owned fds, mappings, eventfd, epoll, memfd, unix sockets with fd passing.
         .target(name: "VhostSystem", dependencies: ["CVhostBridge"]),
         // The VIRTIO specification's numbers: feature bits, the split ring's format, virtio-blk's
@@ -48,9 +50,11 @@ let package = Package(
             "VirtioSpec", "VhostSystem", "VhostUserProtocol", "VirtioCore", "IOMMUModel", "CGLib", "CCapNG",
             .product(name: "Logging", package: "swift-log"),
         ]),
+        // I/O engines for storage back ends: io_uring, a thread pool, synchronous I/O.
+        .target(name: "StorageIO", dependencies: ["VhostSystem"]),
         // The virtio-blk device.
         .target(name: "VirtioBlk", dependencies: [
-            "VirtioSpec", "VirtioCore", "VhostUserBackend", "VhostSystem",
+            "VirtioSpec", "VirtioCore", "VhostUserBackend", "VhostSystem", "StorageIO",
             .product(name: "Logging", package: "swift-log"),
         ]),
         // A front end that plays QEMU and the guest driver (tests, benchmarks).
@@ -65,7 +69,7 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "vhost-user-blk", dependencies: [
-            "VirtioBlk", "VhostUserBackend", "VhostSystem",
+            "VirtioBlk", "StorageIO", "VhostUserBackend", "VhostSystem",
             .product(name: "Logging", package: "swift-log"),
         ]),
         // Helpers shared by the test targets (threads, the allocation counter, test binaries).
@@ -75,11 +79,11 @@ let package = Package(
         .testTarget(name: "VhostSystemTests", dependencies: ["VhostSystem"]),
         .testTarget(name: "VhostUserProtocolTests", dependencies: ["VirtioSpec", "VhostUserProtocol"]),
         .testTarget(name: "VirtioCoreTests", dependencies: ["VirtioSpec", "VhostTestSupport", "VirtioCore", "VhostSystem", "VhostUserFrontEnd"]),
-        .testTarget(name: "VirtioBlkTests", dependencies: ["VirtioSpec", "VhostTestSupport",
+        .testTarget(name: "VirtioBlkTests", dependencies: ["VirtioSpec", "StorageIO", "VhostTestSupport",
             "VirtioBlk", "VirtioCore", "VhostSystem", "VhostUserFrontEnd", "VhostUserProtocol", "VhostUserBackend",
             .product(name: "Logging", package: "swift-log"),
         ]),
-        .testTarget(name: "VhostUserBackendTests", dependencies: ["VirtioSpec", "VhostTestSupport",
+        .testTarget(name: "VhostUserBackendTests", dependencies: ["VirtioSpec", "StorageIO", "VhostTestSupport",
             "VhostUserBackend", "VirtioBlk", "VirtioCore", "VhostUserFrontEnd", "VhostUserProtocol", "VhostSystem", "IOMMUModel",
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -91,7 +95,7 @@ let package = Package(
         // Fuzzing (issue 7): the bodies, one executable per body (libFuzzer's entry point, or a
         // replay of files without it), and the corpora replayed in the normal suite.
         .target(name: "FuzzBodies", dependencies: [
-            "VirtioSpec",
+            "VirtioSpec", "StorageIO",
             "VhostUserProtocol", "VhostUserBackend", "VirtioBlk", "VirtioCore", "IOMMUModel", "VhostSystem",
             .product(name: "Logging", package: "swift-log"),
         ], path: "Tests/Fuzz/FuzzBodies"),

@@ -8,7 +8,7 @@ public final class CompletedRequests {
     /// Completions dropped because the buffer was full: a handler reporting more than it had.
     private(set) var overflowed = 0
 
-    init(capacity: Int) {
+    public init(capacity: Int) {
         tokens = .allocate(capacity: max(capacity, 1))
         writtenLengths = .allocate(capacity: max(capacity, 1))
     }
@@ -30,11 +30,11 @@ public final class CompletedRequests {
     }
 
     /// The completion at `index` (< count).
-    func entry(_ index: Int) -> (token: RequestToken, writtenLength: UInt32) {
+    public func entry(_ index: Int) -> (token: RequestToken, writtenLength: UInt32) {
         (tokens[index], writtenLengths[index])
     }
 
-    func removeAll() {
+    public func removeAll() {
         count = 0
         overflowed = 0
     }

@@ -102,12 +102,18 @@ extension QueueWorker {
         workPending = !broken
     }
 
-    /// The device's handler (made once per worker), the completion buffer for this ring's
-    /// size, and epoll watching the handler's completion notifier.
+    /// The device's handler (made again when the ring's size changes: it may keep state per
+    /// descriptor), the completion buffer for this ring's size, and epoll watching the
+    /// handler's completion notifier.
     private func prepareHandler(_ configuration: RingStartConfiguration) {
-        let handler = self.handler ?? device.makeRequestHandler(queueIndex: queueIndex, queueSize: configuration.size,
-                                                                negotiatedFeatures: configuration.features)
-        self.handler = handler
+        if handler == nil || handlerQueueSize != configuration.size {
+            unwatchCompletions()
+            handler = nil  // the old one goes first: its engine and its log line
+            handler = device.makeRequestHandler(queueIndex: queueIndex, queueSize: configuration.size,
+                                                negotiatedFeatures: configuration.features)
+            handlerQueueSize = configuration.size
+        }
+        guard let handler else { return }
         completions = CompletedRequests(capacity: configuration.size)
         unwatchCompletions()
         if let notifier = handler.completionNotifier {

@@ -4,14 +4,17 @@ import VirtioCore
 /// Adaptive polling (`QueuePolling`): after a batch that emptied the ring, watch avail->idx
 /// for a while instead of sleeping.
 extension QueueWorker {
-    /// Polls for the next request within the current window, else turns notifications on
-    /// (true if requests came meanwhile) and notes when the worker went to sleep.
-    func finishBatch(_ queue: inout SplitQueue, served: Int) -> Bool {
-        if served > 0, pollBudgetNanoseconds > 0 {
+    /// After a batch that took requests or followed completions (`worked`), polls for the next
+    /// request within the current window; then turns notifications on (true if requests came
+    /// meanwhile) and notes when the worker went to sleep.
+    func finishBatch(_ queue: inout SplitQueue, worked: Bool) -> Bool {
+        if worked, pollBudgetNanoseconds > 0 {
             let deadline = MonotonicDeadline.now() &+ pollBudgetNanoseconds
             var spins = 0
             while true {
                 if queue.hasPendingAvailable { return true }
+                // Completions came: reaping them (epoll reports the notifier) comes first.
+                if handler?.hasCompletions == true { break }
                 // A command (stop, new memory table, IOTLB change) ends the poll at once; the
                 // ring goes to sleep normally and the command is taken from the mailbox.
                 if mailbox.hasCommands { break }

@@ -72,7 +72,8 @@ extension QueueWorker {
         }
         if waiting { return false }
         if taken == Self.batchLimit { return true }
-        let more = finishBatch(&queue, served: taken)
+        let more = finishBatch(&queue, worked: taken > 0 || completedSinceBatch)
+        completedSinceBatch = false
         ring = queue
         return more
     }
@@ -117,6 +118,10 @@ extension QueueWorker {
         if completions.overflowed > 0 {
             logger.error("the device reported more completions than requests outstanding; extra ignored",
                          metadata: ["extra": "\(completions.overflowed)"])
+        }
+        if completions.count > 0 {
+            completedSinceBatch = true
+            workPending = true
         }
         publish(&queue)
         ring = queue

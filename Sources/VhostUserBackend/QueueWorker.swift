@@ -28,6 +28,8 @@ final class QueueWorker: @unchecked Sendable {
     var ring: SplitQueue?
     var configuration: RingStartConfiguration?
     var handler: (any VirtqueueRequestHandler)?
+    /// The ring size the handler was made for: a ring of another size gets a new one.
+    var handlerQueueSize = 0
     /// Where the handler reports requests it completed later; sized for the ring.
     var completions = CompletedRequests(capacity: 0)
     /// The handler's completion notifier while epoll watches it.
@@ -65,6 +67,9 @@ final class QueueWorker: @unchecked Sendable {
     let polling: QueuePolling
     var pollBudgetNanoseconds: UInt64
     var sleepingSince: UInt64 = 0
+    /// Completions were published since the last batch: the driver answers them with new
+    /// requests, so the ring is worth polling even if the batch finds nothing.
+    var completedSinceBatch = false
 
     struct PendingMiss {
         var iova: UInt64

@@ -57,10 +57,14 @@ public protocol VirtqueueRequestHandler: AnyObject {
     func submitQueued()
     /// Reports the requests that completed since the last call to `completions`.
     func reapCompletions(into completions: CompletedRequests)
+    /// Whether completions wait, when the handler can tell without a system call (the worker
+    /// stops polling its ring for them).
+    var hasCompletions: Bool { get }
 }
 
 extension VirtqueueRequestHandler {
     public var completionNotifier: Int32? { nil }
     public func submitQueued() {}
     public func reapCompletions(into completions: CompletedRequests) {}
+    public var hasCompletions: Bool { false }
 }

@@ -2,21 +2,32 @@
 import Glibc
 #endif
 import Logging
+import StorageIO
 import VhostUserBackend
 import VirtioCore
 import VirtioSpec
 
 /// Serves the virtio-blk requests of one queue, on that queue's worker thread.
 ///
-/// Data moves between the image and guest memory with preadv / pwritev straight into the
-/// chain's segments: no copy, and no allocation per request (the iovec array and the zero buffer
-/// are allocated once per queue).
+/// Reads, writes and flushes go to the queue's I/O engine straight into (or from) the chain's
+/// segments, no copy: with io_uring many are in flight and complete in any order
+/// (`reapCompletions`); with synchronous I/O each completes in `submit`. GET_ID, DISCARD and
+/// WRITE_ZEROES are served inline. Nothing is allocated per request: the iovec arrays, the
+/// per-request state and the zero buffer are allocated once per queue.
 final class BlockRequestHandler: VirtqueueRequestHandler {
-    private let device: VirtioBlkDevice
-    private let image: BlockImage
+    let device: VirtioBlkDevice
+    let image: BlockImage
+    let engine: any IOEngine
     private let queueIndex: Int
-    private let vectors: UnsafeMutablePointer<iovec>
-    private let vectorCapacity: Int
+    /// Iovecs for requests served inline (chains too scattered for a slot's own array).
+    let vectors: UnsafeMutablePointer<iovec>
+    let vectorCapacity: Int
+    /// Each descriptor head's transfer and its iovecs (`slotVectors` of them per head), and
+    /// the guest memory its buffers are in, held until it completes.
+    let transfers: UnsafeMutableBufferPointer<BlockTransfer>
+    let transferVectors: UnsafeMutablePointer<iovec>
+    var transferMemory: [GuestMemory?]
+    let ioCompletions: IOCompletions
     private let zeroes: UnsafeMutableRawBufferPointer
     /// The DISCARD / WRITE_ZEROES segments of the request being served, copied out of guest
     /// memory once (max_discard_seg of them).
@@ -24,19 +35,32 @@ final class BlockRequestHandler: VirtqueueRequestHandler {
     /// The GET_ID answer, built once: the serial NUL-padded to 20 bytes (20 bytes of storage).
     private let identifier: (UInt64, UInt64, UInt32)
     /// Readable by tests (`@testable`); only the handler changes it.
-    private(set) var statistics = BlockRequestStatistics()
+    var statistics = BlockRequestStatistics()
 
-    private var vectorBuffer: UnsafeMutableBufferPointer<iovec> {
+    /// Iovecs per in-flight request: a request whose data needs more is served inline.
+    static let slotVectors = 128
+    /// Resubmissions of one transfer after EAGAIN or EINTR before it fails.
+    static let retryLimit = 1_000
+
+    var vectorBuffer: UnsafeMutableBufferPointer<iovec> {
         UnsafeMutableBufferPointer(start: vectors, count: vectorCapacity)
     }
 
-    init(device: VirtioBlkDevice, queueIndex: Int, maximumSegments: Int) {
+    init(device: VirtioBlkDevice, queueIndex: Int, queueSize: Int, maximumSegments: Int, engine: any IOEngine) {
         self.device = device
         image = device.image
         self.queueIndex = queueIndex
+        self.engine = engine
         // A chain has at most queue-size descriptors and each may span a few memory regions.
         vectorCapacity = max(maximumSegments, 16) * 4
         vectors = .allocate(capacity: vectorCapacity)
+        let slots = max(queueSize, 1)
+        transfers = .allocate(capacity: slots)
+        transfers.initialize(repeating: BlockTransfer())
+        // Touched only where requests are in flight: large, but mostly never backed.
+        transferVectors = .allocate(capacity: slots * Self.slotVectors)
+        transferMemory = Array(repeating: nil, count: slots)
+        ioCompletions = IOCompletions(capacity: slots)
         zeroes = .allocate(byteCount: 64 * 1024, alignment: 4096)
         zeroes.initializeMemory(as: UInt8.self, repeating: 0)
         segments = .allocate(capacity: Int(BlockRequestLimits.maximumDiscardSegments))
@@ -49,6 +73,8 @@ final class BlockRequestHandler: VirtqueueRequestHandler {
 
     deinit {
         vectors.deallocate()
+        transfers.deallocate()  // BlockTransfer is trivial
+        transferVectors.deallocate()
         zeroes.deallocate()
         // DiscardSegment is trivial: nothing to deinitialize.
         segments.deallocate()
@@ -57,27 +83,27 @@ final class BlockRequestHandler: VirtqueueRequestHandler {
             "flush": "\(statistics.flushes)", "get-id": "\(statistics.identifiers)",
             "discard": "\(statistics.discards)", "write-zeroes": "\(statistics.writeZeroes)",
             "unsupported": "\(statistics.unsupported)", "errors": "\(statistics.errors)",
-            "malformed": "\(statistics.malformed)",
+            "malformed": "\(statistics.malformed)", "aio": "\(engine.kind)",
         ])
     }
 
-    /// Every request completes at once: positioned I/O on the worker's thread.
-    func submit(_ chain: DescriptorChain, token: RequestToken) -> RequestProgress {
-        .completed(writtenLength: handle(chain))
-    }
+    var completionNotifier: Int32? { engine.completionNotifier }
 
-    /// Serves one request; returns the bytes written into the chain (data and status).
-    func handle(_ chain: DescriptorChain) -> UInt32 {
+    func submitQueued() { engine.submit() }
+
+    var hasCompletions: Bool { engine.hasCompletions }
+
+    func submit(_ chain: DescriptorChain, token: RequestToken) -> RequestProgress {
         // The status byte is the last device-writable byte; without it nothing can be reported.
         guard chain.writableByteCount >= 1 else {
             statistics.malformed += 1
-            return 0
+            return .completed(writtenLength: 0)
         }
         let statusOffset = chain.writableByteCount - 1
         var headerBytes = (UInt64(0), UInt64(0))
         let copied = withUnsafeMutableBytes(of: &headerBytes) { chain.copyReadableBytes(into: $0, from: 0) == BlockRequestHeader.byteCount }
         guard copied else {
-            return finish(chain, status: .ioError, statusOffset: statusOffset, dataWritten: 0)
+            return .completed(writtenLength: finish(chain, status: .ioError, statusOffset: statusOffset, dataWritten: 0))
         }
         let header = withUnsafeBytes(of: &headerBytes) { BlockRequestHeader(copiedBytes: $0) }
         let status: BlockRequestStatus
@@ -85,13 +111,21 @@ final class BlockRequestHandler: VirtqueueRequestHandler {
         switch header.type {
         case .read:
             statistics.reads += 1
+            if let progress = startTransfer(.read, chain, token: token, sector: header.sector, length: statusOffset) {
+                return progress
+            }
             status = read(chain, sector: header.sector, length: statusOffset)
             if status == .ok { dataWritten = statusOffset }
         case .write:
             statistics.writes += 1
-            status = write(chain, sector: header.sector, length: chain.readableByteCount - BlockRequestHeader.byteCount)
+            let length = chain.readableByteCount - BlockRequestHeader.byteCount
+            if let progress = startTransfer(.write, chain, token: token, sector: header.sector, length: length) {
+                return progress
+            }
+            status = write(chain, sector: header.sector, length: length)
         case .flush:
             statistics.flushes += 1
+            if let progress = startTransfer(.flush, chain, token: token, sector: 0, length: 0) { return progress }
             status = image.flush() == 0 ? .ok : .ioError
         case .getIdentifier:
             statistics.identifiers += 1
@@ -106,7 +140,7 @@ final class BlockRequestHandler: VirtqueueRequestHandler {
             statistics.unsupported += 1
             status = .unsupported
         }
-        return finish(chain, status: status, statusOffset: statusOffset, dataWritten: dataWritten)
+        return .completed(writtenLength: finish(chain, status: status, statusOffset: statusOffset, dataWritten: dataWritten))
     }
 
     /// IOERR in the status byte, no data moved; nothing written when the status byte is
@@ -119,7 +153,7 @@ final class BlockRequestHandler: VirtqueueRequestHandler {
         return finish(chain, status: .ioError, statusOffset: chain.writableByteCount - 1, dataWritten: 0)
     }
 
-    private func finish(_ chain: DescriptorChain, status: BlockRequestStatus, statusOffset: Int, dataWritten: Int) -> UInt32 {
+    func finish(_ chain: DescriptorChain, status: BlockRequestStatus, statusOffset: Int, dataWritten: Int) -> UInt32 {
         if status == .ioError { statistics.errors += 1 }
         var byte = status.rawValue
         let written = withUnsafeBytes(of: &byte) { chain.copyToWritableBytes(from: $0, at: statusOffset) }
@@ -128,7 +162,7 @@ final class BlockRequestHandler: VirtqueueRequestHandler {
     }
 
     /// The byte offset of a transfer of `length` bytes at `sector`, if it lies inside the disk.
-    private func byteOffset(sector: UInt64, length: Int) -> UInt64? {
+    func byteOffset(sector: UInt64, length: Int) -> UInt64? {
         guard length % Int(BlockImage.sectorSize) == 0, length >= 0 else { return nil }
         let sectors = UInt64(length) / BlockImage.sectorSize
         guard sector <= image.sectorCount, image.sectorCount - sector >= sectors else { return nil }

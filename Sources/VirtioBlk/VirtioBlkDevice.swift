@@ -1,4 +1,5 @@
 import Logging
+import StorageIO
 import Synchronization
 import VhostUserBackend
 import VirtioSpec
@@ -17,6 +18,8 @@ public final class VirtioBlkDevice: VhostUserDevice {
     public let features: VirtioFeatures
     /// Up to 20 bytes answered to GET_ID.
     public let serial: [UInt8]
+    /// The I/O engine each queue uses (`--aio`), as chosen at start.
+    public let ioEngine: IOEngineKind
     let logger: Logger
     /// The driver's cache mode (the config space `writeback` byte): 1 writeback, 0 writethrough
     /// (every write is followed by fdatasync). Read per write request by the workers.
@@ -25,8 +28,9 @@ public final class VirtioBlkDevice: VhostUserDevice {
     /// - Parameter maximumQueueSize: the largest ring accepted (a power of two); by default the
     ///   largest a split ring can be.
     public init(image: BlockImage, numberOfQueues: Int, maximumQueueSize: Int = SplitRing.maximumQueueSize,
-                serial: String, logger: Logger) {
+                serial: String, ioEngine: IOEngineKind = IOEngineSelection.preferred, logger: Logger) {
         self.image = image
+        self.ioEngine = ioEngine
         self.numberOfQueues = numberOfQueues
         self.maximumQueueSize = maximumQueueSize
         self.serial = Array(serial.utf8.prefix(BlockRequestLimits.identifierByteCount))
@@ -74,8 +78,18 @@ public final class VirtioBlkDevice: VhostUserDevice {
     }
 
     /// The handler takes chains as long as its ring accepts (`SplitQueue`'s limit): a driver
-    /// that exceeds seg_max within that limit is still served.
+    /// that exceeds seg_max within that limit is still served. Its engine is the device's; a
+    /// queue whose io_uring cannot be set up (the kernel's limits) uses synchronous I/O, logged.
     public func makeRequestHandler(queueIndex: Int, queueSize: Int, negotiatedFeatures: VirtioFeatures) -> any VirtqueueRequestHandler {
-        BlockRequestHandler(device: self, queueIndex: queueIndex, maximumSegments: max(queueSize, maximumChainLength))
+        let engine: any IOEngine
+        do {
+            engine = try IOEngineSelection.make(ioEngine, entries: queueSize, file: image.isNull ? nil : image.descriptor.rawValue)
+        } catch {
+            logger.error("the queue's I/O engine cannot start; it uses synchronous I/O",
+                         metadata: ["queue": "\(queueIndex)", "aio": "\(ioEngine)", "error": "\(error)"])
+            engine = SynchronousEngine(capacity: queueSize)
+        }
+        return BlockRequestHandler(device: self, queueIndex: queueIndex, queueSize: queueSize,
+                                   maximumSegments: max(queueSize, maximumChainLength), engine: engine)
     }
 }

@@ -1,4 +1,5 @@
 import Logging
+import StorageIO
 import VhostSystem
 import VhostUserBackend
 import VirtioBlk
@@ -21,6 +22,8 @@ struct DaemonOptions: Equatable {
     var queueSize = SplitRing.maximumQueueSize
     var pollMicroseconds = 50
     var ioDelayMicroseconds: UInt32 = 0
+    /// `--aio`: nil chooses at start (io_uring where the kernel allows it).
+    var ioEngine: IOEngineKind?
     var serial: String?
     var sandbox = false
     var limits = ConnectionLimits()
@@ -46,6 +49,9 @@ struct DaemonOptions: Equatable {
                                   any split ring); a larger ring fails its requests
           --poll-us=N             microseconds a queue keeps polling its ring after a batch
                                   before sleeping (adaptive; 0: off; default 50)
+          --aio=ENGINE            io_uring (many requests in flight per queue) or sync
+                                  (one at a time); default: io_uring when the kernel
+                                  allows it, else sync (logged)
           --io-delay-us=N         fault injection for tests: every read and write waits N
                                   microseconds first, as slow storage would (default 0)
           --serial=TEXT           serial number returned by GET_ID (at most 20 bytes)
@@ -107,6 +113,12 @@ struct DaemonOptions: Equatable {
             case "--queue-size": options.queueSize = try number(Int.self)
             case "--poll-us": options.pollMicroseconds = try number(Int.self)
             case "--io-delay-us": options.ioDelayMicroseconds = try number(UInt32.self)
+            case "--aio":
+                let text = try value()
+                guard let kind = IOEngineKind(rawValue: text), kind != .threads else {
+                    throw UsageError("--aio must be io_uring or sync")
+                }
+                options.ioEngine = kind
             case "--serial": options.serial = try value()
             case "--sandbox": try flag(); options.sandbox = true
             case "--max-mem-regions": options.limits.memoryRegions = try number(Int.self)

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Logging
+import StorageIO
 import VhostSystem
 import VhostUserBackend
 
@@ -33,6 +34,9 @@ enum DaemonSandbox {
         "exit", "exit_group", "restart_syscall",
     ]
 
+    /// The io_uring engine's calls (set-up per queue, submission and completion).
+    static let ioUringCalls: [String] = ["io_uring_setup", "io_uring_enter", "io_uring_register"]
+
     /// x86-64's older forms of calls that arm64 has only in their newer forms.
     static let legacyCalls: [String] = ["epoll_wait", "poll"]
 
@@ -56,9 +60,10 @@ enum DaemonSandbox {
     /// Step 3: the seccomp filter. - Returns: the rules installed; none in a sanitizer build,
     /// whose runtime needs ptrace, clone and exec for its reports and leak check (the tests'
     /// sanitizer runs; a release build never links one).
-    static func restrictSystemCalls(controlPlane: ControlPlane) throws(SystemError) -> [SeccompFilter.Rule]? {
+    static func restrictSystemCalls(controlPlane: ControlPlane, engine: IOEngineKind) throws(SystemError) -> [SeccompFilter.Rule]? {
         if SeccompFilter.sanitizerRuntimeLinked { return nil }
         var rules = allowedCalls.map(SeccompFilter.Rule.allow)
+        if engine == .ioUring { rules += ioUringCalls.map(SeccompFilter.Rule.allow) }
         rules += legacyCalls.filter(SeccompFilter.knows).map(SeccompFilter.Rule.allow)
         // Opening a file fails (EACCES) rather than kills: glibc's malloc opens
         // /sys/devices/system/cpu/online once a process has more than eight arenas (a new

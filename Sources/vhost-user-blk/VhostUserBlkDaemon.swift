@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Logging
+import StorageIO
 import VhostSystem
 import VhostUserBackend
 import VirtioBlk
@@ -49,9 +50,24 @@ struct VhostUserBlkDaemon {
             logger.critical("\(error)")
             return 1
         }
+        let engine: IOEngineKind
+        if let forced = options.ioEngine {
+            if let reason = IOEngineSelection.unavailability(of: forced) {
+                logger.critical("--aio=\(forced) is not available here: \(reason)")
+                return 1
+            }
+            engine = forced
+        } else {
+            engine = IOEngineSelection.preferred
+            if engine != .ioUring {
+                logger.warning("io_uring is not available; queues use synchronous I/O (one request in flight each)",
+                               metadata: ["reason": "\(IOEngineSelection.unavailability(of: .ioUring) ?? "")"])
+            }
+        }
         let queues = options.numberOfQueues ?? VirtioBlkDevice.maximumQueues
         let device = VirtioBlkDevice(image: image, numberOfQueues: queues, maximumQueueSize: options.queueSize,
-                                     serial: options.serial ?? Self.defaultSerial(for: image.path), logger: logger)
+                                     serial: options.serial ?? Self.defaultSerial(for: image.path), ioEngine: engine,
+                                     logger: logger)
 
         let listener: UnixSocket
         do {
@@ -95,7 +111,7 @@ struct VhostUserBlkDaemon {
         }
         if options.sandbox {
             do {
-                if let rules = try DaemonSandbox.restrictSystemCalls(controlPlane: controlPlane) {
+                if let rules = try DaemonSandbox.restrictSystemCalls(controlPlane: controlPlane, engine: engine) {
                     sandbox["seccomp"] = "\(rules.count) calls allowed"
                 } else {
                     sandbox["seccomp"] = "not installed: sanitizer build"
@@ -110,6 +126,7 @@ struct VhostUserBlkDaemon {
         logger.notice("serving", metadata: [
             "image": "\(image.path)", "bytes": "\(image.size)", "read-only": "\(options.readOnly)",
             "queues": "\(queues)", "queue-size": "\(options.queueSize)", "poll-us": "\(options.pollMicroseconds)",
+            "aio": "\(engine)",
         ])
         controlPlane.run()
         logger.notice("stopped")

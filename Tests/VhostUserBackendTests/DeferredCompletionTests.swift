@@ -13,7 +13,8 @@ extension BackEndIntegration {
         /// A back end serving a `DeferringDevice`, a started guest, and the device.
         private static func scene() throws -> (InProcessBackEnd, FrontEndSession, BlockGuest, DeferringDevice) {
             var deferring: DeferringDevice?
-            let backEnd = try InProcessBackEnd { block in
+            // The block handler underneath completes in submit; the device defers the rest.
+            let backEnd = try InProcessBackEnd(ioEngine: .sync) { block in
                 let device = DeferringDevice(block)
                 deferring = device
                 return device

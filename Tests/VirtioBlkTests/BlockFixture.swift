@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Logging
+import StorageIO
 import Testing
 import VhostSystem
 import VhostUserBackend
@@ -60,6 +61,8 @@ final class BlockFixture {
     let memory: GuestMemory
     let driver: DriverSplitQueue
     var queue: SplitQueue
+    /// Where the handler reports what it completed later, allocated once as the worker does.
+    let completions: CompletedRequests
 
     /// - Parameters:
     ///   - readOnly: opens the image read-only (`BlockImage(readOnly: true)`), so the device
@@ -67,7 +70,8 @@ final class BlockFixture {
     ///   - deviceQueueSize: the device's largest queue size (sizes the handler's iovec array).
     ///   - regions: guest RAM; the first region must hold the rings and the fixed addresses.
     init(queueSize: Int = 16, deviceQueueSize: Int? = nil, readOnly: Bool = false, serial: String = "vublk-test-serial",
-         features: SplitQueue.Features = [.indirectDescriptors], regions: [GuestRAM.RegionSpec] = BlockFixture.regions) throws {
+         features: SplitQueue.Features = [.indirectDescriptors], regions: [GuestRAM.RegionSpec] = BlockFixture.regions,
+         engine: IOEngineKind = IOEngineSelection.preferred) throws {
         imagePath = try Self.makeImageFile()
         do {
             image = try BlockImage(path: imagePath, readOnly: readOnly)
@@ -76,7 +80,8 @@ final class BlockFixture {
             throw error
         }
         device = VirtioBlkDevice(image: image, numberOfQueues: 1, maximumQueueSize: deviceQueueSize ?? queueSize,
-                                 serial: serial, logger: Logger(label: "virtio-blk-tests") { _ in SwiftLogNoOpLogHandler() })
+                                 serial: serial, ioEngine: engine,
+                                 logger: Logger(label: "virtio-blk-tests") { _ in SwiftLogNoOpLogHandler() })
         handler = try #require(device.makeRequestHandler(queueIndex: 0, queueSize: queueSize, negotiatedFeatures: device.features)
             as? BlockRequestHandler)
         ram = try GuestRAM(regions: regions)
@@ -88,6 +93,7 @@ final class BlockFixture {
                                                      memory: memory)
         // As QueueWorker starts it: chains may be as long as the device's largest queue.
         queue = SplitQueue(layout: layout, features: features, maximumChainLength: device.maximumChainLength)
+        completions = CompletedRequests(capacity: queueSize)
     }
 
     deinit {
@@ -216,24 +222,35 @@ final class BlockFixture {
         return used[0]
     }
 
-    /// QueueWorker's batch: pops and serves chains until the ring is empty or broken, then
-    /// publishes what was served. Returns the error that broke the queue, if any.
+    /// QueueWorker's batch: pops and submits chains until the ring is empty or broken, waits
+    /// for the requests the engine completes later, then publishes. Returns the error that
+    /// broke the queue, if any.
     @discardableResult
     func serve() -> VirtqueueError? {
         var served = 0
         var failure: VirtqueueError?
         do throws(VirtqueueError) {
             while let chain = try queue.popAvailable(memory: memory) {
-                // virtio-blk's handler completes every request in submit.
-                guard case .completed(let written) = handler.submit(chain, token: RequestToken(head: chain.headIndex)) else {
-                    Issue.record("the block handler left a request in flight")
-                    break
+                if case .completed(let written) = handler.submit(chain, token: RequestToken(head: chain.headIndex)) {
+                    queue.pushUsed(head: chain.headIndex, writtenLength: written)
                 }
-                queue.pushUsed(head: chain.headIndex, writtenLength: written)
                 served += 1
             }
         } catch {
             failure = error
+        }
+        handler.submitQueued()
+        while queue.outstandingCount > 0 {
+            guard let notifier = handler.completionNotifier, waitReadable(notifier, milliseconds: 10_000) else {
+                Issue.record("\(queue.outstandingCount) requests never completed")
+                break
+            }
+            completions.removeAll()
+            handler.reapCompletions(into: completions)
+            for index in 0..<completions.count {
+                let (token, written) = completions.entry(index)
+                queue.pushUsed(head: token.head, writtenLength: written)
+            }
         }
         if served > 0 { queue.publishUsed() }
         return failure
@@ -258,3 +275,9 @@ enum Status {
 }
 
 func gpa(_ value: UInt64) -> GuestPhysicalAddress { GuestPhysicalAddress(value) }
+
+/// Whether `fd` becomes readable within `milliseconds`.
+func waitReadable(_ fd: Int32, milliseconds: Int32) -> Bool {
+    var entry = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+    return poll(&entry, 1, milliseconds) == 1
+}

@@ -82,6 +82,37 @@ uint16_t cvb_load_relaxed_u16(const void *address);
 // A spin-wait hint (x86 PAUSE, arm64 YIELD): lets the sibling hyperthread run while polling.
 void cvb_cpu_relax(void);
 
+// io_uring through liburing (uring.c). Submission functions answer 0, or -EBUSY when the
+// submission queue is full; the others answer what liburing answers (a negative errno on
+// failure).
+struct iovec;
+struct cvb_uring;
+/// io_uring_queue_init with `entries`; NULL and *error set (an errno) on failure.
+struct cvb_uring *cvb_uring_create(unsigned entries, int *error);
+void cvb_uring_destroy(struct cvb_uring *uring);
+int cvb_uring_register_eventfd(struct cvb_uring *uring, int fd);
+int cvb_uring_register_files(struct cvb_uring *uring, const int *fds, unsigned count);
+int cvb_uring_register_buffers(struct cvb_uring *uring, const struct iovec *buffers, unsigned count);
+int cvb_uring_unregister_buffers(struct cvb_uring *uring);
+unsigned cvb_uring_space_left(struct cvb_uring *uring);
+/// `fd` is an index into the registered files when `fixed_file` is non-zero.
+int cvb_uring_prep_readv(struct cvb_uring *uring, int fd, int fixed_file, const struct iovec *vectors,
+                         unsigned count, uint64_t offset, uint64_t tag);
+int cvb_uring_prep_writev(struct cvb_uring *uring, int fd, int fixed_file, const struct iovec *vectors,
+                          unsigned count, uint64_t offset, uint64_t tag);
+int cvb_uring_prep_read_fixed(struct cvb_uring *uring, int fd, int fixed_file, void *buffer, unsigned length,
+                              uint64_t offset, int buffer_index, uint64_t tag);
+int cvb_uring_prep_write_fixed(struct cvb_uring *uring, int fd, int fixed_file, const void *buffer, unsigned length,
+                               uint64_t offset, int buffer_index, uint64_t tag);
+int cvb_uring_prep_fdatasync(struct cvb_uring *uring, int fd, int fixed_file, uint64_t tag);
+/// io_uring_submit: the number submitted, or a negative errno.
+int cvb_uring_submit(struct cvb_uring *uring);
+/// Completions waiting (a load of the completion ring's indices, no system call).
+unsigned cvb_uring_ready(struct cvb_uring *uring);
+/// Copies up to `capacity` completions out (tag and result: bytes or a negative errno) and
+/// marks them seen; returns how many.
+unsigned cvb_uring_reap(struct cvb_uring *uring, uint64_t *tags, int32_t *results, unsigned capacity);
+
 // The sandbox (docs/security.md). Swift builds the seccomp program and chooses what it allows.
 
 /// One classic-BPF instruction, laid out as the kernel's struct sock_filter.

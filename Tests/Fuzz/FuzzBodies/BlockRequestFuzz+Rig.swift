@@ -1,3 +1,4 @@
+import StorageIO
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -51,9 +52,9 @@ extension BlockRequestFuzz {
                 let path = "/proc/self/fd/\(file.rawValue)"
                 let logger = Logger(label: "fuzz-block-request") { _ in SwiftLogNoOpLogHandler() }
                 writableDevice = VirtioBlkDevice(image: try BlockImage(path: path, readOnly: false), numberOfQueues: 1,
-                                                 maximumQueueSize: Self.deviceQueueSize, serial: Self.serial, logger: logger)
+                                                 maximumQueueSize: Self.deviceQueueSize, serial: Self.serial, ioEngine: .sync, logger: logger)
                 readOnlyDevice = VirtioBlkDevice(image: try BlockImage(path: path, readOnly: true), numberOfQueues: 1,
-                                                 maximumQueueSize: Self.deviceQueueSize, serial: Self.serial, logger: logger)
+                                                 maximumQueueSize: Self.deviceQueueSize, serial: Self.serial, ioEngine: .sync, logger: logger)
                 layout = try SplitQueue.Layout.translate(
                     queueSize: Self.queueSize, descriptorTable: GuestPhysicalAddress(Self.descriptorTable),
                     availableRing: GuestPhysicalAddress(Self.availableRing), usedRing: GuestPhysicalAddress(Self.usedRing),

@@ -64,7 +64,7 @@ public enum BlockRequestFuzz {
                 fatalError("popped head \(chain.headIndex) with \(chain.readableByteCount)/\(chain.writableByteCount) bytes, offered head \(head) with \(request.readable.count)/\(request.writableCount)")
             }
             guard case .completed(let usedLength) = handler.submit(chain, token: RequestToken(head: chain.headIndex)) else {
-                fatalError("the block handler left request \(number) in flight")
+                fatalError("the synchronous engine left request \(number) in flight")
             }
             let expected = Expectation(request, readOnly: readOnly, sectorCount: rig.sectorCount)
             check(usedLength: usedLength, of: request, placed: placed, against: expected)

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Foundation
 import Logging
+import StorageIO
 import Synchronization
 import VhostSystem
 import VhostTestSupport
@@ -39,6 +40,7 @@ final class InProcessBackEnd {
 
     init(imageSize: Int = InProcessBackEnd.imageSize, queueCount: Int = InProcessBackEnd.queueCount,
          queueSize: Int = InProcessBackEnd.queueSize, readOnly: Bool = false, polling: QueuePolling = .off,
+         ioEngine: IOEngineKind = IOEngineSelection.preferred,
          serving: ((VirtioBlkDevice) -> any VhostUserDevice)? = nil) throws {
         let others = Self.alive.add(1, ordering: .sequentiallyConsistent).oldValue
         guard others == 0 else {
@@ -55,7 +57,7 @@ final class InProcessBackEnd {
         let store = logs
         let logger = Logger(label: "vhost-user-blk-test") { _ in CapturingLogHandler(store: store) }
         device = VirtioBlkDevice(image: image, numberOfQueues: queueCount, maximumQueueSize: queueSize,
-                                 serial: Self.serial, logger: logger)
+                                 serial: Self.serial, ioEngine: ioEngine, logger: logger)
         let listener = try UnixSocket.listen(path: socketPath)
         controlPlane = ControlPlane(listener: listener, socketPath: socketPath, device: serving?(device) ?? device, polling: polling,
                                     logger: logger)

@@ -1,0 +1,168 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import StorageIO
+import VhostUserBackend
+import VirtioCore
+import VirtioSpec
+
+/// Reads, writes and flushes through the I/O engine: a request's transfer lives in its head's
+/// slot from submission to completion, continued after short transfers and EAGAIN / EINTR,
+/// followed by an fdatasync in writethrough mode, and finished by writing the status byte.
+extension BlockRequestHandler {
+    /// What one completion did to its transfer.
+    enum Step {
+        /// Finished: the used length to report.
+        case finished(UInt32)
+        /// Queued again (continued, retried, or its fdatasync started).
+        case continuing
+        /// The tag names no transfer of this queue.
+        case unknown
+    }
+
+    /// Starts a read, write or flush through the engine. Nil when the request is better served
+    /// inline: the null disk, a request the checks refuse (the inline path answers it), data
+    /// scattered over more pieces than a slot holds, or a status byte out of reach.
+    func startTransfer(_ operation: BlockTransfer.Operation, _ chain: DescriptorChain, token: RequestToken,
+                       sector: UInt64, length: Int) -> RequestProgress? {
+        let head = Int(token.head)
+        guard !image.isNull, head < transfers.count, let status = chain.lastWritableByte else { return nil }
+        let slot = UnsafeMutableBufferPointer(start: transferVectors + head * Self.slotVectors, count: Self.slotVectors)
+        var transfer = BlockTransfer(token: token, operation: operation, status: status)
+        switch operation {
+        case .read:
+            guard length > 0, let offset = byteOffset(sector: sector, length: length),
+                  let count = chain.fillIOVectors(.writable, offset: 0, length: length, into: slot) else { return nil }
+            (transfer.offset, transfer.remaining, transfer.vectorCount, transfer.dataWritten) = (offset, length, count, length)
+        case .write:
+            guard !image.readOnly, length > 0, let offset = byteOffset(sector: sector, length: length),
+                  let count = chain.fillIOVectors(.readable, offset: BlockRequestHeader.byteCount, length: length, into: slot)
+            else { return nil }
+            (transfer.offset, transfer.remaining, transfer.vectorCount) = (offset, length, count)
+            // Writethrough mode: the write is stable before it completes.
+            transfer.syncAfterWrite = device.writeback.load(ordering: .relaxed) == 0
+        case .flush, .writeSync:
+            break
+        }
+        transfers[head] = transfer
+        transferMemory[head] = chain.memory
+        if image.ioDelayMicroseconds > 0 { usleep(image.ioDelayMicroseconds) }
+        guard enqueue(head) else {
+            transferMemory[head] = nil
+            return nil
+        }
+        guard engine.completionNotifier == nil else { return .inFlight }
+        return .completed(writtenLength: waitForTransfer(head: token.head))
+    }
+
+    /// Hands the slot's transfer, as it stands, to the engine.
+    func enqueue(_ head: Int) -> Bool {
+        let transfer = transfers[head]
+        let fd = image.descriptor.rawValue
+        let tag = UInt64(head)
+        let vectors = transferVectors + head * Self.slotVectors + transfer.firstVector
+        let count = transfer.vectorCount - transfer.firstVector
+        switch transfer.operation {
+        case .read: return engine.read(fd, vectors, count: count, offset: transfer.offset, tag: tag)
+        case .write: return engine.write(fd, vectors, count: count, offset: transfer.offset, tag: tag)
+        case .flush, .writeSync: return engine.synchronize(fd, tag: tag)
+        }
+    }
+
+    func reapCompletions(into completions: CompletedRequests) {
+        ioCompletions.removeAll()
+        _ = engine.reap(into: ioCompletions)
+        var requeued = false
+        for index in 0..<ioCompletions.count {
+            let (tag, result) = ioCompletions[index]
+            switch advance(tag, result: result) {
+            case .finished(let writtenLength):
+                // tag < transfers.count: advance checked it.
+                completions.complete(transfers[Int(tag)].token, writtenLength: writtenLength)
+            case .continuing:
+                requeued = true
+            case .unknown:
+                break
+            }
+        }
+        if requeued { engine.submit() }
+    }
+
+    /// Synchronous engines: runs the engine until `head`'s transfer finished.
+    func waitForTransfer(head: UInt16) -> UInt32 {
+        while true {
+            engine.submit()
+            ioCompletions.removeAll()
+            guard engine.reap(into: ioCompletions) > 0 else {
+                // The engine lost the operation: fail rather than wait forever.
+                return finishTransfer(Int(head), .ioError)
+            }
+            for index in 0..<ioCompletions.count {
+                let (tag, result) = ioCompletions[index]
+                if case .finished(let writtenLength) = advance(tag, result: result), tag == UInt64(head) {
+                    return writtenLength
+                }
+            }
+        }
+    }
+
+    /// Applies one completion to its transfer.
+    func advance(_ tag: UInt64, result: Int32) -> Step {
+        guard tag < UInt64(transfers.count), transferMemory[Int(tag)] != nil else { return .unknown }
+        let head = Int(tag)
+        if result == -EAGAIN || result == -EINTR {
+            transfers[head].retries += 1
+            guard transfers[head].retries <= Self.retryLimit, enqueue(head) else { return .finished(finishTransfer(head, .ioError)) }
+            return .continuing
+        }
+        guard result >= 0 else { return .finished(finishTransfer(head, .ioError)) }
+        switch transfers[head].operation {
+        case .flush, .writeSync:
+            return .finished(finishTransfer(head, .ok))
+        case .read, .write:
+            let done = Int(result)
+            guard done > 0 else { return .finished(finishTransfer(head, .ioError)) }  // no progress: past the end
+            if done < transfers[head].remaining {
+                skip(done, in: head)
+                guard enqueue(head) else { return .finished(finishTransfer(head, .ioError)) }
+                return .continuing
+            }
+            if transfers[head].operation == .write, transfers[head].syncAfterWrite {
+                transfers[head].operation = .writeSync
+                guard enqueue(head) else { return .finished(finishTransfer(head, .ioError)) }
+                return .continuing
+            }
+            return .finished(finishTransfer(head, .ok))
+        }
+    }
+
+    /// Moves the transfer `done` bytes on after a short transfer: complete iovecs are skipped,
+    /// the one partly done is trimmed.
+    private func skip(_ done: Int, in head: Int) {
+        let vectors = transferVectors + head * Self.slotVectors
+        var transfer = transfers[head]
+        transfer.remaining -= done
+        transfer.offset += UInt64(done)
+        var advance = done
+        while transfer.firstVector < transfer.vectorCount, advance >= vectors[transfer.firstVector].iov_len {
+            advance -= vectors[transfer.firstVector].iov_len
+            transfer.firstVector += 1
+        }
+        if transfer.firstVector < transfer.vectorCount, advance > 0 {
+            vectors[transfer.firstVector].iov_base = vectors[transfer.firstVector].iov_base.map { $0 + advance }
+            vectors[transfer.firstVector].iov_len -= advance
+        }
+        transfers[head] = transfer
+    }
+
+    /// Writes the status byte, lets go of the memory and returns the used length.
+    private func finishTransfer(_ head: Int, _ status: BlockRequestStatus) -> UInt32 {
+        if status == .ioError { statistics.errors += 1 }
+        let transfer = transfers[head]
+        // SAFETY: the chain's last writable byte, accessible when the transfer started, in the
+        // memory `transferMemory` kept mapped until now.
+        transfer.status?.storeBytes(of: status.rawValue, as: UInt8.self)
+        transferMemory[head] = nil
+        return UInt32(clamping: (status == .ok ? transfer.dataWritten : 0) + 1)
+    }
+}
