@@ -50,7 +50,7 @@ let package = Package(
             "VirtioSpec", "VhostSystem", "VhostUserProtocol", "VirtioCore", "IOMMUModel", "CGLib", "CCapNG",
             .product(name: "Logging", package: "swift-log"),
         ]),
-        // I/O engines for storage back ends: io_uring, a thread pool, synchronous I/O.
+        // I/O engines for storage back ends: io_uring, synchronous I/O.
         .target(name: "StorageIO", dependencies: ["VhostSystem"]),
         // The virtio-blk device.
         .target(name: "VirtioBlk", dependencies: [
@@ -77,6 +77,7 @@ let package = Package(
         // Counts allocator calls per thread; a preloaded library, so nothing depends on it.
         .target(name: "VhostAllocationCounter", path: "Tests/VhostAllocationCounter"),
         .testTarget(name: "VhostSystemTests", dependencies: ["VhostSystem"]),
+        .testTarget(name: "StorageIOTests", dependencies: ["StorageIO", "VhostSystem"]),
         .testTarget(name: "VhostUserProtocolTests", dependencies: ["VirtioSpec", "VhostUserProtocol"]),
         .testTarget(name: "VirtioCoreTests", dependencies: ["VirtioSpec", "VhostTestSupport", "VirtioCore", "VhostSystem", "VhostUserFrontEnd"]),
         .testTarget(name: "VirtioBlkTests", dependencies: ["VirtioSpec", "StorageIO", "VhostTestSupport",

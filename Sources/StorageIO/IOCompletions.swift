@@ -25,7 +25,7 @@ public final class IOCompletions {
 
     /// Appends one; false when full.
     @discardableResult
-    func append(tag: UInt64, result: Int32) -> Bool {
+    public func append(tag: UInt64, result: Int32) -> Bool {
         guard count < tags.count else { return false }
         tags[count] = tag
         results[count] = result

@@ -38,8 +38,6 @@ public protocol IOEngine: AnyObject {
 public enum IOEngineKind: String, Sendable, CaseIterable, CustomStringConvertible {
     /// io_uring: many operations in flight, submitted and reaped in batches.
     case ioUring = "io_uring"
-    /// A few threads doing positioned I/O: operations in flight without io_uring.
-    case threads
     /// Positioned I/O on the queue's own thread: one operation at a time.
     case sync
 

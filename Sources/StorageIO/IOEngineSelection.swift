@@ -20,8 +20,6 @@ public enum IOEngineSelection {
             } catch {
                 return "\(error)"
             }
-        case .threads:
-            return "the thread-pool engine is not built yet"
         case .sync:
             return nil
         }
@@ -32,7 +30,7 @@ public enum IOEngineSelection {
     public static func make(_ kind: IOEngineKind, entries: Int, file: Int32?) throws(SystemError) -> any IOEngine {
         switch kind {
         case .ioUring: return try URingEngine(entries: entries, file: file)
-        case .threads, .sync: return SynchronousEngine(capacity: entries)
+        case .sync: return SynchronousEngine(capacity: entries)
         }
     }
 }

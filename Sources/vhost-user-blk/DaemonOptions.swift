@@ -115,7 +115,7 @@ struct DaemonOptions: Equatable {
             case "--io-delay-us": options.ioDelayMicroseconds = try number(UInt32.self)
             case "--aio":
                 let text = try value()
-                guard let kind = IOEngineKind(rawValue: text), kind != .threads else {
+                guard let kind = IOEngineKind(rawValue: text) else {
                     throw UsageError("--aio must be io_uring or sync")
                 }
                 options.ioEngine = kind

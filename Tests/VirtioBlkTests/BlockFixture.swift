@@ -71,7 +71,7 @@ final class BlockFixture {
     ///   - regions: guest RAM; the first region must hold the rings and the fixed addresses.
     init(queueSize: Int = 16, deviceQueueSize: Int? = nil, readOnly: Bool = false, serial: String = "vublk-test-serial",
          features: SplitQueue.Features = [.indirectDescriptors], regions: [GuestRAM.RegionSpec] = BlockFixture.regions,
-         engine: IOEngineKind = IOEngineSelection.preferred) throws {
+         engine: IOEngineKind = IOEngineSelection.preferred, scripted: (any IOEngine)? = nil) throws {
         imagePath = try Self.makeImageFile()
         do {
             image = try BlockImage(path: imagePath, readOnly: readOnly)
@@ -82,8 +82,13 @@ final class BlockFixture {
         device = VirtioBlkDevice(image: image, numberOfQueues: 1, maximumQueueSize: deviceQueueSize ?? queueSize,
                                  serial: serial, ioEngine: engine,
                                  logger: Logger(label: "virtio-blk-tests") { _ in SwiftLogNoOpLogHandler() })
-        handler = try #require(device.makeRequestHandler(queueIndex: 0, queueSize: queueSize, negotiatedFeatures: device.features)
-            as? BlockRequestHandler)
+        if let scripted {
+            handler = BlockRequestHandler(device: device, queueIndex: 0, queueSize: queueSize,
+                                          maximumSegments: max(queueSize, device.maximumChainLength), engine: scripted)
+        } else {
+            handler = try #require(device.makeRequestHandler(queueIndex: 0, queueSize: queueSize, negotiatedFeatures: device.features)
+                as? BlockRequestHandler)
+        }
         ram = try GuestRAM(regions: regions)
         memory = try ram.deviceView()
         driver = try DriverSplitQueue(ram: ram, queueSize: queueSize)
