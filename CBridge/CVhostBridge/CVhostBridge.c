@@ -16,6 +16,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -140,6 +141,22 @@ ssize_t cvb_recv_with_fds(int sock, void *buf, size_t len, int *fds, int *nfds, 
 int cvb_block_device_size(int fd, uint64_t *size) { return ioctl(fd, BLKGETSIZE64, size); }
 
 int cvb_block_device_logical_sector_size(int fd, int *size) { return ioctl(fd, BLKSSZGET, size); }
+
+const int CVB_O_DIRECT = O_DIRECT;
+
+int cvb_direct_io_alignment(int fd, uint32_t *memory, uint32_t *offset) {
+#ifdef STATX_DIOALIGN
+    struct statx info;
+    if (statx(fd, "", AT_EMPTY_PATH, STATX_DIOALIGN, &info) != 0) return -1;
+    if (!(info.stx_mask & STATX_DIOALIGN)) return 0;
+    *memory = info.stx_dio_mem_align;
+    *offset = info.stx_dio_offset_align;
+    return 1;
+#else
+    (void)fd; (void)memory; (void)offset;
+    return 0;
+#endif
+}
 
 int cvb_block_device_discard(int fd, uint64_t offset, uint64_t length) {
     uint64_t range[2] = { offset, length };

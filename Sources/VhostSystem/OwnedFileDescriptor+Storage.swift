@@ -16,6 +16,28 @@ extension OwnedFileDescriptor {
         return bytes
     }
 
+    /// A block device's logical sector size (ioctl BLKSSZGET).
+    public func logicalSectorSize() throws(SystemError) -> Int {
+        var size: Int32 = 0
+        guard cvb_block_device_logical_sector_size(rawValue, &size) == 0 else {
+            throw SystemError(call: "ioctl(BLKSSZGET)", errno: errno)
+        }
+        return Int(size)
+    }
+
+    /// O_DIRECT's alignment for this file as the kernel states it (statx STATX_DIOALIGN):
+    /// buffer addresses (`memory`) and file offsets and lengths (`offset`). Nil when the kernel
+    /// or the file system does not say; zeroes when the file does not support O_DIRECT.
+    public func directIOAlignment() throws(SystemError) -> (memory: Int, offset: Int)? {
+        var memory: UInt32 = 0
+        var offset: UInt32 = 0
+        switch cvb_direct_io_alignment(rawValue, &memory, &offset) {
+        case 1: return (Int(memory), Int(offset))
+        case 0: return nil
+        default: throw SystemError(call: "statx(STATX_DIOALIGN)", errno: errno)
+        }
+    }
+
     /// A regular file: frees the blocks of the range, which then reads as zeroes; the size stays
     /// (fallocate PUNCH_HOLE | KEEP_SIZE).
     public func punchHole(offset: UInt64, length: UInt64) -> Int32 {

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CVhostBridge
 
 /// Sole owner of an open file descriptor: it is closed exactly once, when the owner goes away.
 ///
@@ -61,6 +62,9 @@ public final class OwnedFileDescriptor: @unchecked Sendable {
             _ = try retryingInterrupts("fcntl(F_SETFL)") { fcntl(rawValue, F_SETFL, wanted) }
         }
     }
+
+    /// O_DIRECT, for `open`'s flags: transfers bypass the page cache (and must be aligned).
+    public static let directIOFlag: Int32 = CVB_O_DIRECT
 
     /// Opens a path. `flags` are open(2) flags; O_CLOEXEC is always added.
     public static func open(_ path: String, flags: Int32, mode: mode_t = 0o600) throws(SystemError) -> OwnedFileDescriptor {

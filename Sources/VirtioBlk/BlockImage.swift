@@ -21,18 +21,26 @@ public final class BlockImage: Sendable {
     public let isBlockDevice: Bool
     /// A null disk: every request succeeds without touching storage.
     public let isNull: Bool
+    /// How the image is cached (`--cache`).
+    public let cache: BlockCacheMode
+    /// With O_DIRECT: the alignment of buffer addresses (`memory`) and of file offsets and
+    /// lengths (`offset`) a transfer needs; requests that miss it go through a bounce buffer.
+    public let directAlignment: (memory: Int, offset: Int)?
     /// Fault injection (`--io-delay-us`): every read and write waits this long first, as slow
     /// storage would, so tests can catch requests in flight. 0 in normal use.
     public let ioDelayMicroseconds: UInt32
 
-    public init(path: String, readOnly: Bool, ioDelayMicroseconds: UInt32 = 0) throws(BlockImageError) {
+    public init(path: String, readOnly: Bool, cache: BlockCacheMode = .writeback,
+                ioDelayMicroseconds: UInt32 = 0) throws(BlockImageError) {
         self.ioDelayMicroseconds = ioDelayMicroseconds
         self.path = path
         self.readOnly = readOnly
+        self.cache = cache
         isNull = false
         do {
-            descriptor = try OwnedFileDescriptor.open(path, flags: readOnly ? O_RDONLY : O_RDWR)
+            descriptor = try OwnedFileDescriptor.open(path, flags: (readOnly ? O_RDONLY : O_RDWR) | cache.openFlags)
         } catch {
+            if cache.bypassesPageCache, error.errno == EINVAL { throw .directIOUnsupported(path: path, cache: cache, error) }
             throw .cannotOpen(path: path, error)
         }
         do {
@@ -53,6 +61,24 @@ public final class BlockImage: Sendable {
         }
         guard size > 0 else { throw .empty(path: path) }
         guard size % Self.sectorSize == 0 else { throw .sizeNotMultipleOfSectorSize(path: path, size: size) }
+        directAlignment = cache.bypassesPageCache
+            ? try Self.probeDirectAlignment(descriptor, path: path, cache: cache, isBlockDevice: isBlockDevice) : nil
+        if let directAlignment, size % UInt64(directAlignment.offset) != 0 {
+            // The last partial block could be neither read nor written with O_DIRECT.
+            throw .sizeNotMultipleOfDirectAlignment(path: path, size: size, alignment: directAlignment.offset)
+        }
+    }
+
+    /// O_DIRECT's alignment: what the kernel states (statx), else a block device's logical
+    /// sector size, else 4096 (which every file system accepts).
+    private static func probeDirectAlignment(_ descriptor: OwnedFileDescriptor, path: String, cache: BlockCacheMode,
+                                             isBlockDevice: Bool) throws(BlockImageError) -> (memory: Int, offset: Int) {
+        if let stated = try? descriptor.directIOAlignment() {
+            guard stated.memory > 0, stated.offset > 0 else { throw .directIOUnsupported(path: path, cache: cache, nil) }
+            return stated
+        }
+        if isBlockDevice, let sector = try? descriptor.logicalSectorSize(), sector > 0 { return (sector, sector) }
+        return (4096, 4096)
     }
 
     /// A null disk of `size` bytes (a positive multiple of 512). Its descriptor is /dev/null,
@@ -63,6 +89,8 @@ public final class BlockImage: Sendable {
         self.readOnly = readOnly
         isNull = true
         isBlockDevice = false
+        cache = .writeback
+        directAlignment = nil
         guard size > 0 else { throw .empty(path: path) }
         guard size % Self.sectorSize == 0 else { throw .sizeNotMultipleOfSectorSize(path: path, size: size) }
         self.size = size
@@ -87,9 +115,10 @@ public final class BlockImage: Sendable {
         transfer(vectors, count: count, byteCount: byteCount, offset: offset, write: true)
     }
 
-    /// fdatasync: data written so far reaches stable storage. Returns 0 or an errno.
+    /// fdatasync: data written so far reaches stable storage (nothing with --cache=unsafe).
+    /// Returns 0 or an errno.
     public func flush() -> Int32 {
-        if isNull { return 0 }
+        if isNull || cache.ignoresFlush { return 0 }
         while fdatasync(descriptor.rawValue) != 0 {
             if errno != EINTR { return errno }
         }

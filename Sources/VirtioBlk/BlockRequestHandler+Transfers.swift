@@ -27,22 +27,26 @@ extension BlockRequestHandler {
                        sector: UInt64, length: Int) -> RequestProgress? {
         let head = Int(token.head)
         guard !image.isNull, head < transfers.count, let status = chain.lastWritableByte else { return nil }
-        let slot = UnsafeMutableBufferPointer(start: transferVectors + head * Self.slotVectors, count: Self.slotVectors)
+        let slotBase = transferVectors + head * Self.slotVectors
+        let slot = UnsafeMutableBufferPointer(start: slotBase, count: Self.slotVectors)
         var transfer = BlockTransfer(token: token, operation: operation, status: status)
         switch operation {
         case .read:
             guard length > 0, let offset = byteOffset(sector: sector, length: length),
-                  let count = chain.fillIOVectors(.writable, offset: 0, length: length, into: slot) else { return nil }
+                  let count = chain.fillIOVectors(.writable, offset: 0, length: length, into: slot),
+                  isDirectAligned(slotBase, count: count, offset: offset, length: length) else { return nil }
             (transfer.offset, transfer.remaining, transfer.vectorCount, transfer.dataWritten) = (offset, length, count, length)
         case .write:
             guard !image.readOnly, length > 0, let offset = byteOffset(sector: sector, length: length),
-                  let count = chain.fillIOVectors(.readable, offset: BlockRequestHeader.byteCount, length: length, into: slot)
+                  let count = chain.fillIOVectors(.readable, offset: BlockRequestHeader.byteCount, length: length, into: slot),
+                  isDirectAligned(slotBase, count: count, offset: offset, length: length)
             else { return nil }
             (transfer.offset, transfer.remaining, transfer.vectorCount) = (offset, length, count)
             // Writethrough mode: the write is stable before it completes.
-            transfer.syncAfterWrite = device.writeback.load(ordering: .relaxed) == 0
+            transfer.syncAfterWrite = writethroughNeedsSync
         case .flush, .writeSync:
-            break
+            // --cache=unsafe: answered inline, without an fdatasync.
+            guard !image.cache.ignoresFlush else { return nil }
         }
         transfers[head] = transfer
         transferMemory[head] = chain.memory

@@ -29,6 +29,9 @@ final class BlockRequestHandler: VirtqueueRequestHandler {
     var transferMemory: [GuestMemory?]
     let ioCompletions: IOCompletions
     private let zeroes: UnsafeMutableRawBufferPointer
+    /// With O_DIRECT: where requests whose buffers or offsets miss its alignment are staged
+    /// (`bounceCapacity` bytes, aligned for O_DIRECT).
+    let bounce: UnsafeMutableRawBufferPointer?
     /// The DISCARD / WRITE_ZEROES segments of the request being served, copied out of guest
     /// memory once (max_discard_seg of them).
     private let segments: UnsafeMutablePointer<DiscardSegment>
@@ -39,6 +42,8 @@ final class BlockRequestHandler: VirtqueueRequestHandler {
 
     /// Iovecs per in-flight request: a request whose data needs more is served inline.
     static let slotVectors = 128
+    /// The bounce buffer's size: unaligned requests are staged through it in pieces this large.
+    static let bounceCapacity = 1 << 20
     /// Resubmissions of one transfer after EAGAIN or EINTR before it fails.
     static let retryLimit = 1_000
 
@@ -63,6 +68,9 @@ final class BlockRequestHandler: VirtqueueRequestHandler {
         ioCompletions = IOCompletions(capacity: slots)
         zeroes = .allocate(byteCount: 64 * 1024, alignment: 4096)
         zeroes.initializeMemory(as: UInt8.self, repeating: 0)
+        bounce = device.image.directAlignment.map {
+            .allocate(byteCount: Self.bounceCapacity, alignment: max(4096, $0.memory))
+        }
         segments = .allocate(capacity: Int(BlockRequestLimits.maximumDiscardSegments))
         var identifier = (UInt64(0), UInt64(0), UInt32(0))
         withUnsafeMutableBytes(of: &identifier) { raw in
@@ -76,6 +84,7 @@ final class BlockRequestHandler: VirtqueueRequestHandler {
         transfers.deallocate()  // BlockTransfer is trivial
         transferVectors.deallocate()
         zeroes.deallocate()
+        bounce?.deallocate()
         // DiscardSegment is trivial: nothing to deinitialize.
         segments.deallocate()
         device.logger.info("queue statistics", metadata: [
@@ -173,6 +182,9 @@ final class BlockRequestHandler: VirtqueueRequestHandler {
         guard length > 0, let offset = byteOffset(sector: sector, length: length),
               let count = chain.fillIOVectors(.writable, offset: 0, length: length, into: vectorBuffer)
         else { return .ioError }
+        if !isDirectAligned(vectors, count: count, offset: offset, length: length) {
+            return bounceRead(chain, offset: offset, length: length)
+        }
         return image.read(vectors, count: count, byteCount: length, offset: offset) == 0 ? .ok : .ioError
     }
 
@@ -182,10 +194,19 @@ final class BlockRequestHandler: VirtqueueRequestHandler {
               let count = chain.fillIOVectors(.readable, offset: BlockRequestHeader.byteCount, length: length,
                                                into: vectorBuffer)
         else { return .ioError }
-        guard image.write(vectors, count: count, byteCount: length, offset: offset) == 0 else { return .ioError }
+        let written = isDirectAligned(vectors, count: count, offset: offset, length: length)
+            ? image.write(vectors, count: count, byteCount: length, offset: offset) == 0
+            : bounceWrite(chain, offset: offset, length: length) == .ok
+        guard written else { return .ioError }
         // Writethrough mode: the write is stable before it completes.
-        if device.writeback.load(ordering: .relaxed) == 0, image.flush() != 0 { return .ioError }
+        if writethroughNeedsSync, image.flush() != 0 { return .ioError }
         return .ok
+    }
+
+    /// Whether a write must be followed by an fdatasync: the driver chose writethrough, and
+    /// the cache mode neither makes writes stable already nor ignores flushes.
+    var writethroughNeedsSync: Bool {
+        device.writeback.load(ordering: .relaxed) == 0 && !image.cache.writesAreStable && !image.cache.ignoresFlush
     }
 
     /// GET_ID: the serial, NUL-padded to 20 bytes (no NUL when it is exactly 20 long).

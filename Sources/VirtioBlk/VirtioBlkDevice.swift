@@ -22,7 +22,8 @@ public final class VirtioBlkDevice: VhostUserDevice {
     public let ioEngine: IOEngineKind
     let logger: Logger
     /// The driver's cache mode (the config space `writeback` byte): 1 writeback, 0 writethrough
-    /// (every write is followed by fdatasync). Read per write request by the workers.
+    /// (every write is followed by fdatasync unless the cache mode makes writes stable). Read
+    /// per write request by the workers.
     let writeback = Atomic<UInt8>(1)
 
     /// - Parameter maximumQueueSize: the largest ring accepted (a power of two); by default the
@@ -37,8 +38,12 @@ public final class VirtioBlkDevice: VhostUserDevice {
         self.logger = logger
         var features: VirtioFeatures = [
             .version1, .indirectDescriptors, .eventIndex,
-            .sizeMax, .segMax, .blockSize, .topology, .flush, .configWCE,
+            .sizeMax, .segMax, .blockSize, .topology, .flush,
         ]
+        // The driver may switch between writeback and writethrough unless the host fixed
+        // writethrough (--cache=directsync).
+        if image.cache.driverMayToggleWriteback { features.insert(.configWCE) }
+        writeback.store(image.cache.writebackAtReset, ordering: .relaxed)
         if numberOfQueues > 1 { features.insert(.multiQueue) }
         if image.readOnly {
             features.insert(.readOnly)
@@ -65,7 +70,8 @@ public final class VirtioBlkDevice: VhostUserDevice {
 
     /// Only the writeback byte is writable (VIRTIO_BLK_F_CONFIG_WCE).
     public func writeConfiguration(offset: Int, bytes: [UInt8]) -> Bool {
-        guard offset == BlockDeviceConfiguration.writebackOffset, bytes.count == 1, bytes[0] <= 1 else {
+        guard features.contains(.configWCE), offset == BlockDeviceConfiguration.writebackOffset,
+              bytes.count == 1, bytes[0] <= 1 else {
             return false
         }
         writeback.store(bytes[0], ordering: .relaxed)
@@ -74,7 +80,7 @@ public final class VirtioBlkDevice: VhostUserDevice {
     }
 
     public func reset() {
-        writeback.store(1, ordering: .relaxed)
+        writeback.store(image.cache.writebackAtReset, ordering: .relaxed)
     }
 
     /// The handler takes chains as long as its ring accepts (`SplitQueue`'s limit): a driver

@@ -24,6 +24,7 @@ struct DaemonOptions: Equatable {
     var ioDelayMicroseconds: UInt32 = 0
     /// `--aio`: nil chooses at start (io_uring where the kernel allows it).
     var ioEngine: IOEngineKind?
+    var cache = BlockCacheMode.writeback
     var serial: String?
     var sandbox = false
     var limits = ConnectionLimits()
@@ -49,6 +50,10 @@ struct DaemonOptions: Equatable {
                                   any split ring); a larger ring fails its requests
           --poll-us=N             microseconds a queue keeps polling its ring after a batch
                                   before sleeping (adaptive; 0: off; default 50)
+          --cache=MODE            as QEMU's cache modes: writeback (default: host page cache,
+                                  FLUSH is fdatasync), none (O_DIRECT, FLUSH is fdatasync),
+                                  directsync (O_DIRECT and O_DSYNC: writethrough), unsafe
+                                  (page cache, FLUSH ignored)
           --aio=ENGINE            io_uring (many requests in flight per queue) or sync
                                   (one at a time); default: io_uring when the kernel
                                   allows it, else sync (logged)
@@ -113,6 +118,12 @@ struct DaemonOptions: Equatable {
             case "--queue-size": options.queueSize = try number(Int.self)
             case "--poll-us": options.pollMicroseconds = try number(Int.self)
             case "--io-delay-us": options.ioDelayMicroseconds = try number(UInt32.self)
+            case "--cache":
+                let text = try value()
+                guard let mode = BlockCacheMode(rawValue: text) else {
+                    throw UsageError("--cache must be one of: \(BlockCacheMode.allCases.map(\.rawValue).joined(separator: ", "))")
+                }
+                options.cache = mode
             case "--aio":
                 let text = try value()
                 guard let kind = IOEngineKind(rawValue: text) else {

@@ -40,7 +40,7 @@ struct VhostUserBlkDaemon {
         let image: BlockImage
         do {
             if let blockFile = options.blockFile {
-                image = try BlockImage(path: blockFile, readOnly: options.readOnly,
+                image = try BlockImage(path: blockFile, readOnly: options.readOnly, cache: options.cache,
                                        ioDelayMicroseconds: options.ioDelayMicroseconds)
             } else {
                 image = try BlockImage(nullSize: options.nullSize ?? 0, readOnly: options.readOnly,
@@ -126,7 +126,7 @@ struct VhostUserBlkDaemon {
         logger.notice("serving", metadata: [
             "image": "\(image.path)", "bytes": "\(image.size)", "read-only": "\(options.readOnly)",
             "queues": "\(queues)", "queue-size": "\(options.queueSize)", "poll-us": "\(options.pollMicroseconds)",
-            "aio": "\(engine)",
+            "aio": "\(engine)", "cache": "\(image.isNull ? "n/a (null disk)" : options.cache.description)",
         ])
         controlPlane.run()
         logger.notice("stopped")

@@ -29,7 +29,7 @@ struct DaemonCommandLineTests {
         #expect(finished.status == 0)
         for option in ["--socket-path", "--fd", "--print-capabilities", "--blk-file", "--null-size", "--read-only",
                        "--num-queues", "--queue-size", "--poll-us", "--io-delay-us", "--serial", "--log-level",
-                       "--sandbox", "--max-mem-regions", "--max-iotlb-entries", "--max-guest-memory"] {
+                       "--sandbox", "--max-mem-regions", "--max-iotlb-entries", "--max-guest-memory", "--cache", "--aio"] {
             #expect(finished.output.contains(option), "\(option)")
         }
     }
@@ -65,6 +65,8 @@ struct DaemonCommandLineTests {
         (["--socket-path=/tmp/a.sock", "--blk-file=/tmp/x.img", "--num-queues=0"], "--num-queues must be between"),
         (["--socket-path=/tmp/a.sock", "--blk-file=/tmp/x.img", "--log-level=loud"], "--log-level must be one of"),
         (["--socket-path=/tmp/a.sock", "--blk-file=/tmp/x.img", "--bogus"], "unknown option '--bogus'"),
+        (["--socket-path=/tmp/a.sock", "--blk-file=/tmp/x.img", "--cache=directio"], "--cache must be one of: writeback, none, directsync, unsafe"),
+        (["--socket-path=/tmp/a.sock", "--blk-file=/tmp/x.img", "--aio=native"], "--aio must be io_uring or sync"),
         (["--socket-path"], "--socket-path needs a value"),
         (["--fd=abc", "--blk-file=/tmp/x.img"], "--fd 'abc' is not a number"),
         (["--socket-path=/tmp/a.sock", "--blk-file=/tmp/x.img", "--read-only=yes"], "--read-only takes no value"),

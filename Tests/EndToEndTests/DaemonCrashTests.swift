@@ -9,7 +9,7 @@ import Testing
 /// (`run-guest.sh --reconnect 1`: the chardev's reconnect-ms=1000, or reconnect=1 before QEMU
 /// 9.2), hands the inflight area back, and the restarted daemon resubmits what its predecessor
 /// left in flight: the guest sees no I/O error and every block holds its last write. On every
-/// QEMU build of the matrix.
+/// QEMU build of the matrix, with the default cache mode and with O_DIRECT (--cache=none).
 extension GuestDiskTests {
     static let crashWriters = 4
     static let crashBlocksPerWriter = 8
@@ -51,8 +51,8 @@ extension GuestDiskTests {
         """
     }
 
-    @Test(arguments: QEMUBuild.matrix)
-    func guestDataSurvivesTheDaemonKilledAtRandomMoments(_ qemu: QEMUBuild) throws {
+    @Test(arguments: QEMUBuild.matrix, H.cacheModes)
+    func guestDataSurvivesTheDaemonKilledAtRandomMoments(_ qemu: QEMUBuild, cache: String) throws {
         try qemu.requireInstalled()
         let scratch = try H.Scratch()
         let image = scratch.path("disk.img")
@@ -63,6 +63,7 @@ extension GuestDiskTests {
         // Slow storage (100 ms per read or write) keeps requests in flight most of the time, so
         // the kills land while the daemon holds fetched, unfinished requests.
         let daemonArguments = ["--log-level=info", "--io-delay-us=100000", "--sandbox"]
+            + (cache == "default" ? [] : ["--cache=\(cache)"])
         var daemon = try H.startDaemon(socket: socket, image: image, extra: daemonArguments, log: log(0))
         try Self.crashWorkload.write(toFile: scratch.path("workload.sh"), atomically: true, encoding: .utf8)
 

@@ -17,8 +17,8 @@ struct GuestDiskTests {
     /// the image file from the host afterwards; data the host put in the image reads back too.
     /// Two vCPUs and QEMU's default num-queues (one per vCPU): the daemon's default covers it,
     /// and the writes alternate CPUs so both queues carry them. QEMU negotiates STATUS and uses it.
-    @Test(arguments: QEMUBuild.matrix)
-    func scatteredWritesReachTheImageByteExact(_ qemu: QEMUBuild) throws {
+    @Test(arguments: QEMUBuild.matrix, H.cacheModes)
+    func scatteredWritesReachTheImageByteExact(_ qemu: QEMUBuild, cache: String) throws {
         let scratch = try H.Scratch()
         let (check, lines) = try ScatteredWrites.prepare(in: scratch, cpus: 2)
         let workload = "set -e\n" + lines + """
@@ -30,7 +30,7 @@ struct GuestDiskTests {
         let daemonLog = scratch.path("daemon.log")
         let result = try H.run(qemu, ["--image", check.image, "--daemon", H.daemon, "--smp", "2",
                                       "--workload", scratch.path("workload.sh"), "--add-file", "\(scratch.url.path):/data",
-                                      "--daemon-arg=--log-level=debug", "--daemon-log", daemonLog])
+                                      "--daemon-arg=--log-level=debug", "--daemon-log", daemonLog] + H.cacheArguments(cache))
         try check.verify(result)
         #expect(result.notes.contains("size \(ScatteredWrites.imageSize)"))
         #expect(result.notes.contains("hw-queues 2"), "\(result.notes)")
@@ -46,8 +46,8 @@ struct GuestDiskTests {
     /// The device offers four queues to a guest with two vCPUs. Linux's virtio_blk uses at most
     /// one request queue per CPU (min(num_queues, nr_cpu_ids)), so the guest drives two of them:
     /// writers pinned to each CPU go through both queues concurrently and land byte-exact.
-    @Test(arguments: QEMUBuild.matrix)
-    func fourQueuesServeConcurrentWriters(_ qemu: QEMUBuild) throws {
+    @Test(arguments: QEMUBuild.matrix, H.cacheModes)
+    func fourQueuesServeConcurrentWriters(_ qemu: QEMUBuild, cache: String) throws {
         let scratch = try H.Scratch()
         let image = scratch.path("disk.img")
         try H.makeImage(at: image, size: 64 << 20)
@@ -76,7 +76,7 @@ struct GuestDiskTests {
         let result = try H.run(qemu, ["--image", image, "--daemon", H.daemon, "--num-queues", "4", "--smp", "2",
                                 "--daemon-arg", "--log-level=info", "--daemon-arg", "--sandbox", "--daemon-log", daemonLog,
                                 "--workload", scratch.path("workload.sh"),
-                                "--add-file", "\(scratch.url.path):/data"])
+                                "--add-file", "\(scratch.url.path):/data"] + H.cacheArguments(cache))
         #expect(result.exitCode == 0, "\(result.output)")
         #expect(result.notes.contains("hw-queues 2"))
         let log = try String(contentsOfFile: daemonLog, encoding: .utf8)
@@ -131,8 +131,8 @@ struct GuestDiskTests {
 
     /// FLUSH, DISCARD and WRITE_ZEROES from the guest reach the daemon and have their effect: the
     /// daemon counts the flushes, and discarded / zeroed ranges read back as zeroes on the host.
-    @Test(arguments: QEMUBuild.matrix)
-    func flushDiscardAndWriteZeroesReachTheImage(_ qemu: QEMUBuild) throws {
+    @Test(arguments: QEMUBuild.matrix, H.cacheModes)
+    func flushDiscardAndWriteZeroesReachTheImage(_ qemu: QEMUBuild, cache: String) throws {
         let scratch = try H.Scratch()
         let image = scratch.path("disk.img")
         try H.write(H.pattern(count: 16 << 20, seed: 3), to: image)
@@ -152,7 +152,7 @@ struct GuestDiskTests {
         let result = try H.run(qemu, ["--image", image, "--daemon", H.daemon, "--daemon-arg", "--log-level=info",
                                       "--daemon-arg", "--sandbox",
                                 "--daemon-log", daemonLog, "--workload", scratch.path("workload.sh"),
-                                "--add-file", "\(scratch.url.path):/data"])
+                                "--add-file", "\(scratch.url.path):/data"] + H.cacheArguments(cache))
         #expect(result.exitCode == 0, "\(result.output)")
         #expect(result.notes.contains("zeroes read back"))
         #expect(H.difference(try H.read(image, offset: 1 << 20, count: 1 << 20), [UInt8](repeating: 0, count: 1 << 20)) == nil)

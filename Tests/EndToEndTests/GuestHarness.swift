@@ -65,6 +65,15 @@ enum GuestHarness {
     static var launcher: String { repositoryRoot.appendingPathComponent("vm-images/run-guest.sh").path }
 
     /// The daemon under test: $VHOST_USER_BLK_BIN, which `make test` sets for each build.
+    /// The daemon's default cache mode (no option, as a user starts it) and O_DIRECT: the
+    /// guest tests that move data run with both.
+    static let cacheModes = ["default", "none"]
+
+    /// The launcher's arguments for `cache` (none for the default).
+    static func cacheArguments(_ cache: String) -> [String] {
+        cache == "default" ? [] : ["--daemon-arg", "--cache=\(cache)"]
+    }
+
     static var daemon: String {
         get throws { try TestBinary.daemon.path }
     }

@@ -13,13 +13,15 @@ extension BackEndIntegration {
                     "\(daemon.transcript(after: 0))")
         }
 
-        @Test("--aio forces an engine; each serves a front end, under the sandbox too", arguments: ["io_uring", "sync"])
-        func forcedEngineServes(engine: String) throws {
-            let daemon = try ChildDaemon(extraArguments: ["--aio=\(engine)", "--sandbox"])
+        @Test("--aio forces an engine; each serves a front end in every cache mode, under the sandbox too",
+              arguments: ["io_uring", "sync"], ["writeback", "none", "directsync", "unsafe"])
+        func forcedEngineServes(engine: String, cache: String) throws {
+            let daemon = try ChildDaemon(extraArguments: ["--aio=\(engine)", "--cache=\(cache)", "--sandbox"])
             defer { daemon.stop() }
             expectServesNewFrontEnd(daemon)
-            #expect(daemon.logEntry(containing: "aio=\(engine)", after: 0, waitingUpTo: 1_000) != nil,
-                    "\(daemon.transcript(after: 0))")
+            for setting in ["aio=\(engine)", "cache=\(cache)"] {
+                #expect(daemon.logEntry(containing: setting, after: 0, waitingUpTo: 1_000) != nil, "\(daemon.transcript(after: 0))")
+            }
         }
     }
 }

@@ -71,10 +71,11 @@ final class BlockFixture {
     ///   - regions: guest RAM; the first region must hold the rings and the fixed addresses.
     init(queueSize: Int = 16, deviceQueueSize: Int? = nil, readOnly: Bool = false, serial: String = "vublk-test-serial",
          features: SplitQueue.Features = [.indirectDescriptors], regions: [GuestRAM.RegionSpec] = BlockFixture.regions,
-         engine: IOEngineKind = IOEngineSelection.preferred, scripted: (any IOEngine)? = nil) throws {
+         engine: IOEngineKind = IOEngineSelection.preferred, scripted: (any IOEngine)? = nil,
+         cache: BlockCacheMode = .writeback) throws {
         imagePath = try Self.makeImageFile()
         do {
-            image = try BlockImage(path: imagePath, readOnly: readOnly)
+            image = try BlockImage(path: imagePath, readOnly: readOnly, cache: cache)
         } catch {
             unlink(imagePath)
             throw error

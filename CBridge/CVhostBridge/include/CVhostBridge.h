@@ -43,6 +43,11 @@ ssize_t cvb_recv_with_fds(int sock, void *buf, size_t len, int *fds, int *nfds, 
 int cvb_block_device_size(int fd, uint64_t *size);
 /// ioctl(BLKSSZGET).
 int cvb_block_device_logical_sector_size(int fd, int *size);
+/// open(2)'s O_DIRECT (a _GNU_SOURCE flag Swift's Glibc module does not export).
+extern const int CVB_O_DIRECT;
+/// statx(STATX_DIOALIGN): O_DIRECT's memory and offset alignment for `fd`. 1 when the
+/// kernel told (0 values: O_DIRECT unsupported), 0 when it cannot tell, -1 on error.
+int cvb_direct_io_alignment(int fd, uint32_t *memory, uint32_t *offset);
 /// ioctl(BLKDISCARD) / ioctl(BLKZEROOUT) over [offset, offset+length).
 int cvb_block_device_discard(int fd, uint64_t offset, uint64_t length);
 int cvb_block_device_zeroout(int fd, uint64_t offset, uint64_t length);
