@@ -5,7 +5,7 @@
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 
-APT_PACKAGES := pkg-config libglib2.0-dev libcap-ng-dev liburing-dev qemu-system-x86 qemu-utils cpio busybox-static gcc libc6-dev debootstrap
+APT_PACKAGES := pkg-config libglib2.0-dev libcap-ng-dev liburing-dev fio qemu-system-x86 qemu-utils cpio busybox-static gcc libc6-dev debootstrap
 SWIFT_TEST_FLAGS ?=
 
 .PHONY: setup guest qemu build release demo test unit-test guest-test sanitize bench clean
@@ -93,12 +93,15 @@ sanitize: build guest qemu
 # BENCH_REPETITIONS runs of BENCH_SECONDS each; medians and ratios into docs/benchmarks.md + SVG.
 BENCH_REPETITIONS ?= 3
 BENCH_SECONDS ?= 5
+# The disk cases' image goes on the machine's disk (not tmpfs): /var/tmp.
+BENCH_DISK_DIRECTORY ?= /var/tmp
 bench: setup qemu
 	swift build $(RELEASE_FLAGS) --product vhost-user-blk
 	swift build $(RELEASE_FLAGS) --product vhost-user-blk-bench
 	"$$(swift build $(RELEASE_FLAGS) --show-bin-path)/vhost-user-blk-bench" compare \
 	  --daemon "$$(swift build $(RELEASE_FLAGS) --show-bin-path)/vhost-user-blk" \
 	  --qemu-img "$(CURDIR)/vm-images/out/qemu/debian13-backports/bin/qemu-img" \
+	  --disk-directory "$(BENCH_DISK_DIRECTORY)" --fio "$$(command -v fio)" \
 	  --repetitions $(BENCH_REPETITIONS) --runtime $(BENCH_SECONDS) --write-doc docs/benchmarks.md
 
 unit-test: build

@@ -103,6 +103,10 @@ int cvb_uring_submit(struct cvb_uring *uring) {
     return io_uring_submit(&uring->ring);
 }
 
+int cvb_uring_notify_completions(struct cvb_uring *uring, int enabled) {
+    return io_uring_cq_eventfd_toggle(&uring->ring, enabled != 0);
+}
+
 unsigned cvb_uring_ready(struct cvb_uring *uring) {
     return io_uring_cq_ready(&uring->ring);
 }

@@ -32,6 +32,14 @@ public protocol IOEngine: AnyObject {
     var hasCompletions: Bool { get }
     /// Moves the completions that wait into `completions` (as many as fit) and returns how many.
     func reap(into completions: IOCompletions) -> Int
+    /// The caller is about to sleep on `completionNotifier`: make it signal the next
+    /// completion. True when completions already wait (reap instead of sleeping). While the
+    /// caller is awake the engine need not signal: reaping, or this, re-arms it.
+    func prepareToSleep() -> Bool
+}
+
+extension IOEngine {
+    public func prepareToSleep() -> Bool { hasCompletions }
 }
 
 /// The engines, as `--aio` names them.

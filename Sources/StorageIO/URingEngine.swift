@@ -8,6 +8,9 @@ import VhostSystem
 public final class URingEngine: IOEngine {
     private let ring: IOUring
     private let notifier: EventFD
+    /// Whether the eventfd is signalled on completions: only while the queue's thread sleeps
+    /// (or is about to), so a busy queue spends no eventfd write and no wakeup per completion.
+    private var armed = true
 
     /// - Parameters:
     ///   - entries: operations the ring holds at once (a queue's ring size).
@@ -43,7 +46,11 @@ public final class URingEngine: IOEngine {
     public var hasCompletions: Bool { ring.hasCompletions }
 
     public func reap(into completions: IOCompletions) -> Int {
-        _ = try? notifier.drain()
+        if armed {
+            // Awake now: no more signals until the thread sleeps again; take the one that woke it.
+            armed = !ring.notifyCompletions(false)
+            _ = try? notifier.drain()
+        }
         let free = completions.capacity - completions.count
         let reaped = ring.reap(tags: UnsafeMutableBufferPointer(rebasing: completions.tags[completions.count...]),
                                results: UnsafeMutableBufferPointer(rebasing: completions.results[completions.count...]))
@@ -51,5 +58,14 @@ public final class URingEngine: IOEngine {
         // Reaped only part of what waits: make sure the caller comes back.
         if ring.hasCompletions { try? notifier.signal() }
         return reaped
+    }
+
+    public func prepareToSleep() -> Bool {
+        if !armed {
+            armed = true
+            ring.notifyCompletions(true)
+        }
+        // A completion posted before the flag was set did not signal: look once more.
+        return ring.hasCompletions
     }
 }

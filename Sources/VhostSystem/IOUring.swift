@@ -43,6 +43,13 @@ public final class IOUring {
         registeredFile = descriptor
     }
 
+    /// Turns the eventfd's signal for new completions on or off (a flag in the completion ring,
+    /// no system call). False when the kernel cannot (it then always signals).
+    @discardableResult
+    public func notifyCompletions(_ enabled: Bool) -> Bool {
+        cvb_uring_notify_completions(ring, enabled ? 1 : 0) == 0
+    }
+
     /// Free submission slots.
     public var spaceLeft: Int { Int(cvb_uring_space_left(ring)) }
 

@@ -5,16 +5,17 @@ import VirtioCore
 /// for a while instead of sleeping.
 extension QueueWorker {
     /// After a batch that took requests or followed completions (`worked`), polls for the next
-    /// request within the current window; then turns notifications on (true if requests came
-    /// meanwhile) and notes when the worker went to sleep.
-    func finishBatch(_ queue: inout SplitQueue, worked: Bool) -> Bool {
+    /// request within the current window, reaping completions as they come (the driver
+    /// answers them with its next requests, so no wakeup is spent on either); then turns
+    /// notifications on (true if requests came meanwhile) and notes when the worker went to
+    /// sleep. Works on `ring` itself: reaping publishes into it.
+    func finishBatch(worked: Bool) -> Bool {
         if worked, pollBudgetNanoseconds > 0 {
             let deadline = MonotonicDeadline.now() &+ pollBudgetNanoseconds
             var spins = 0
             while true {
-                if queue.hasPendingAvailable { return true }
-                // Completions came: reaping them (epoll reports the notifier) comes first.
-                if handler?.hasCompletions == true { break }
+                if ring?.hasPendingAvailable == true { return true }
+                if handler?.hasCompletions == true { reapCompletions() }
                 // A command (stop, new memory table, IOTLB change) ends the poll at once; the
                 // ring goes to sleep normally and the command is taken from the mailbox.
                 if mailbox.hasCommands { break }
@@ -24,7 +25,7 @@ extension QueueWorker {
             }
             pollBudgetNanoseconds = pollBudgetNanoseconds < 2_000 ? 0 : pollBudgetNanoseconds / 2
         }
-        if queue.enableNotifications() { return true }
+        if ring?.enableNotifications() == true { return true }
         sleepingSince = MonotonicDeadline.now()
         return false
     }

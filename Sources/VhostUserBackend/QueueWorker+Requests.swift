@@ -72,10 +72,9 @@ extension QueueWorker {
         }
         if waiting { return false }
         if taken == Self.batchLimit { return true }
-        let more = finishBatch(&queue, worked: taken > 0 || completedSinceBatch)
+        let worked = taken > 0 || completedSinceBatch
         completedSinceBatch = false
-        ring = queue
-        return more
+        return finishBatch(worked: worked)
     }
 
     /// Fails the next request without serving it: walked by the same walker over a translator

@@ -138,9 +138,17 @@ final class QueueWorker: @unchecked Sendable {
     private func run() {
         CurrentThread.setName("vq\(queueIndex)")
         while running {
+            let timeout = workPending && heldCommands.isEmpty ? 0 : missWaitMilliseconds()
+            // About to sleep with requests outstanding: the handler's notifier must signal the
+            // next completion (it need not while the worker is awake).
+            if timeout != 0, (ring?.outstandingCount ?? 0) > 0, handler?.prepareToSleep() == true {
+                reapCompletions()
+                performHeldCommandsWhenIdle()
+                continue
+            }
             let ready: Int
             do {
-                ready = try epoll.wait(timeoutMilliseconds: workPending && heldCommands.isEmpty ? 0 : missWaitMilliseconds())
+                ready = try epoll.wait(timeoutMilliseconds: timeout)
             } catch {
                 logger.error("epoll_wait failed, worker stops", metadata: ["error": "\(error)"])
                 return

@@ -60,6 +60,9 @@ public protocol VirtqueueRequestHandler: AnyObject {
     /// Whether completions wait, when the handler can tell without a system call (the worker
     /// stops polling its ring for them).
     var hasCompletions: Bool { get }
+    /// The worker is about to sleep with requests outstanding: arm the completion notifier.
+    /// True when completions already wait (the worker reaps instead of sleeping).
+    func prepareToSleep() -> Bool
 }
 
 extension VirtqueueRequestHandler {
@@ -67,4 +70,5 @@ extension VirtqueueRequestHandler {
     public func submitQueued() {}
     public func reapCompletions(into completions: CompletedRequests) {}
     public var hasCompletions: Bool { false }
+    public func prepareToSleep() -> Bool { false }
 }

@@ -7,6 +7,19 @@ public struct BackEndComparison: Sendable, Codable {
 
         public func reports(_ backEnd: ComparedBackEnd) -> [BenchReport] { samples[backEnd.rawValue] ?? [] }
 
+        /// fio's runs on the same file (disk cases only).
+        public var referenceReports: [BenchReport] { samples[FioReference.key] ?? [] }
+        public var medianReferenceIOPS: Double { median(referenceReports.map(\.iops)) }
+        public var medianReferenceP99: Double { median(referenceReports.map(\.latency.p99)) }
+        public var medianReferenceP50: Double { median(referenceReports.map(\.latency.p50)) }
+        public func medianP50(_ backEnd: ComparedBackEnd) -> Double { median(reports(backEnd).map(\.latency.p50)) }
+
+        /// Our median IOPS over fio's, 0 without fio runs.
+        public var referenceRatio: Double {
+            let reference = medianReferenceIOPS
+            return reference > 0 ? medianIOPS(.ours) / reference : 0
+        }
+
         public func medianIOPS(_ backEnd: ComparedBackEnd) -> Double { median(reports(backEnd).map(\.iops)) }
         public func medianP99(_ backEnd: ComparedBackEnd) -> Double { median(reports(backEnd).map(\.latency.p99)) }
         public func medianCPUPerRequest(_ backEnd: ComparedBackEnd) -> Double {
@@ -28,6 +41,8 @@ public struct BackEndComparison: Sendable, Codable {
     public var repetitions: Int
     public var seconds: Double
     public var imageBytes: UInt64
+    /// The disk cases' image (0 without them).
+    public var diskImageBytes: UInt64 = 0
 
     public func medianIdleResidentBytes(_ backEnd: ComparedBackEnd) -> Double {
         median((idleResidentBytes[backEnd.rawValue] ?? []).map { Double($0) })

@@ -18,6 +18,8 @@ public enum ComparedBackEnd: String, Sendable, Codable, CaseIterable {
         case null(bytes: UInt64)
         /// An image file, through the page cache (q-s-d: `cache.direct=off`, its default aio).
         case image(path: String)
+        /// An image file with O_DIRECT: ours `--cache=none`, q-s-d `cache.direct=on,aio=io_uring`.
+        case directImage(path: String)
     }
 
     /// The command line: executable path, then arguments.
@@ -27,12 +29,15 @@ public enum ComparedBackEnd: String, Sendable, Codable, CaseIterable {
             let diskArgument: String = switch disk {
             case .null(let bytes): "--null-size=\(bytes)"
             case .image(let path): "--blk-file=\(path)"
+            case .directImage(let path): "--blk-file=\(path) --cache=none"
             }
-            return [executable, "--socket-path=\(socket)", diskArgument, "--num-queues=\(queues)", "--log-level=error"]
+            return [executable, "--socket-path=\(socket)"] + diskArgument.split(separator: " ").map(String.init)
+                + ["--num-queues=\(queues)", "--log-level=error"]
         case .qemuStorageDaemon:
             let blockdev: String = switch disk {
             case .null(let bytes): "driver=null-co,node-name=disk,size=\(bytes),read-zeroes=off"
             case .image(let path): "driver=file,node-name=disk,filename=\(path),cache.direct=off"
+            case .directImage(let path): "driver=file,node-name=disk,filename=\(path),cache.direct=on,aio=io_uring"
             }
             return [executable, "--blockdev", blockdev, "--export",
                     "type=vhost-user-blk,id=export0,node-name=disk,addr.type=unix,addr.path=\(socket),writable=on,num-queues=\(queues)"]

@@ -13,17 +13,24 @@ public struct ComparisonCase: Sendable, Codable, Equatable {
     /// True: a null disk; false: the image.
     public var nullDisk: Bool
     public var frontEnd: FrontEnd
+    /// The image on the machine's disk, served with O_DIRECT (ours `--cache=none`, q-s-d
+    /// `cache.direct=on,aio=io_uring`), the page cache dropped before each run, and fio on
+    /// the same file as the reference; otherwise the image on tmpfs.
+    public var onDisk: Bool
 
-    public init(name: String, workload: Workload, nullDisk: Bool, frontEnd: FrontEnd = .bench) {
+    public init(name: String, workload: Workload, nullDisk: Bool, frontEnd: FrontEnd = .bench, onDisk: Bool = false) {
         self.name = name
         self.workload = workload
         self.nullDisk = nullDisk
         self.frontEnd = frontEnd
+        self.onDisk = onDisk
     }
 
     /// The rows issue 5 asks for: null back end, and on a tmpfs image 4 KiB random reads at
     /// QD1 and QD32, random writes at QD32, 4 queues at QD32, 64 KiB sequential reads; and
-    /// issue 12's: 4 KiB sequential reads and writes at QD32 from `qemu-img bench` (libblkio).
+    /// issue 12's: 4 KiB sequential reads and writes at QD32 from `qemu-img bench` (libblkio);
+    /// and issue 14's, on the machine's disk with O_DIRECT: 4 KiB random reads at QD1 and QD32,
+    /// random writes at QD32, 64 KiB sequential reads, 4 queues.
     public static func standard(seconds: Double) -> [ComparisonCase] {
         func workload(_ pattern: AccessPattern, _ mix: ReadWriteMix, blockSize: Int = 4096, depth: Int = 32, queues: Int = 1) -> Workload {
             var workload = Workload()
@@ -46,6 +53,13 @@ public struct ComparisonCase: Sendable, Codable, Equatable {
                            frontEnd: .qemuImgBench),
             ComparisonCase(name: "libblkio: 4k seqwrite QD32", workload: workload(.sequential, .write), nullDisk: false,
                            frontEnd: .qemuImgBench),
+            ComparisonCase(name: "disk: 4k randread QD1", workload: workload(.random, .read, depth: 1), nullDisk: false, onDisk: true),
+            ComparisonCase(name: "disk: 4k randread QD32", workload: workload(.random, .read), nullDisk: false, onDisk: true),
+            ComparisonCase(name: "disk: 4k randwrite QD32", workload: workload(.random, .write), nullDisk: false, onDisk: true),
+            ComparisonCase(name: "disk: 64k seqread QD32", workload: workload(.sequential, .read, blockSize: 65536), nullDisk: false,
+                           onDisk: true),
+            ComparisonCase(name: "disk: 4k randread QD32, 4 queues", workload: workload(.random, .read, queues: 4), nullDisk: false,
+                           onDisk: true),
         ]
     }
 }

@@ -39,12 +39,36 @@ public struct ComparisonDocument: Sendable {
             "| case | ours IOPS | q-s-d IOPS | ours ÷ q-s-d | ours p99 µs | q-s-d p99 µs | ours CPU µs/req | q-s-d CPU µs/req |",
             "|---|---:|---:|---:|---:|---:|---:|---:|",
         ]
-        for row in result.rows {
+        for row in result.rows where !row.comparisonCase.onDisk {
             let latencies = row.comparisonCase.frontEnd == .bench
             lines.append("| \(row.comparisonCase.name) | \(thousands(row.medianIOPS(.ours))) | \(thousands(row.medianIOPS(.qemuStorageDaemon)))"
                 + " | **\(String(format: "%.2f", row.ratio))×**"
                 + " | \(latencies ? micro(row.medianP99(.ours)) : "–") | \(latencies ? micro(row.medianP99(.qemuStorageDaemon)) : "–")"
                 + " | \(microsPerRequest(row.medianCPUPerRequest(.ours))) | \(microsPerRequest(row.medianCPUPerRequest(.qemuStorageDaemon))) |")
+        }
+        let diskRows = result.rows.filter(\.comparisonCase.onDisk)
+        if !diskRows.isEmpty {
+            lines += [
+                "",
+                "### On the machine's disk, O_DIRECT",
+                "",
+                "The `disk:` rows: a \(result.diskImageBytes >> 30) GiB image on the machine's disk (not tmpfs), filled with "
+                    + "non-zero bytes; ours `--cache=none` (io_uring, its default), q-s-d `cache.direct=on,aio=io_uring`, "
+                    + "and fio on the same file (`--ioengine=io_uring --direct=1`, the same block size, the depth per job, "
+                    + "one job per queue) as the storage's own figure. The page cache is dropped before every run; "
+                    + "the three alternate as above.",
+                "",
+                "| case | ours IOPS | q-s-d IOPS | fio IOPS | ours ÷ q-s-d | ours ÷ fio | ours p50 / p99 µs | q-s-d p50 / p99 µs | fio p50 / p99 µs |",
+                "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+            ]
+            for row in diskRows {
+                lines.append("| \(row.comparisonCase.name) | \(thousands(row.medianIOPS(.ours))) | \(thousands(row.medianIOPS(.qemuStorageDaemon)))"
+                    + " | \(thousands(row.medianReferenceIOPS)) | **\(String(format: "%.2f", row.ratio))×**"
+                    + " | **\(String(format: "%.2f", row.referenceRatio))×**"
+                    + " | \(micro(row.medianP50(.ours))) / \(micro(row.medianP99(.ours)))"
+                    + " | \(micro(row.medianP50(.qemuStorageDaemon))) / \(micro(row.medianP99(.qemuStorageDaemon)))"
+                    + " | \(micro(row.medianReferenceP50)) / \(micro(row.medianReferenceP99)) |")
+            }
         }
         let ours = result.medianIdleResidentBytes(.ours) / 1_048_576
         let theirs = result.medianIdleResidentBytes(.qemuStorageDaemon) / 1_048_576
@@ -60,6 +84,9 @@ public struct ComparisonDocument: Sendable {
             for backEnd in ComparedBackEnd.allCases {
                 let samples = row.reports(backEnd).map { thousands($0.iops) }.joined(separator: ", ")
                 lines.append("- \(row.comparisonCase.name), \(backEnd.rawValue): \(samples)")
+            }
+            if !row.referenceReports.isEmpty {
+                lines.append("- \(row.comparisonCase.name), fio: " + row.referenceReports.map { thousands($0.iops) }.joined(separator: ", "))
             }
         }
         lines += ["", "![ours ÷ qemu-storage-daemon, median IOPS per case](\(plotName))", Self.endMarker]

@@ -19,6 +19,11 @@ public struct ComparisonRunner: Sendable {
     public var queues = 4
     public var machine = ""
     public var command = ""
+    /// A directory on the machine's disk for the disk cases' image (not tmpfs).
+    public var diskDirectory: String?
+    public var diskImageBytes: UInt64 = 4 << 30
+    /// fio, the reference for the disk cases.
+    public var fio: String?
 
     public init(ourDaemon: String, qemuStorageDaemon: String, cases: [ComparisonCase], repetitions: Int, directory: String) {
         self.ourDaemon = ourDaemon
@@ -32,15 +37,38 @@ public struct ComparisonRunner: Sendable {
         let image = directory + "/compare.img"
         try Self.makeImage(at: image, bytes: imageBytes)
         defer { unlink(image) }
+        let diskImage = diskDirectory.map { $0 + "/compare-disk.img" }
+        if cases.contains(where: \.onDisk) {
+            guard let diskImage else { throw .invalidWorkload("the disk cases need a directory on the machine's disk") }
+            guard fio != nil else { throw .invalidWorkload("the disk cases need fio") }
+            log("writing a \(diskImageBytes >> 30) GiB image on the disk: \(diskImage)")
+            try Self.makeImage(at: diskImage, bytes: diskImageBytes)
+        }
+        defer { if let diskImage { unlink(diskImage) } }
         var rows: [BackEndComparison.Row] = []
         var resident: [String: [UInt64]] = [:]
         for comparisonCase in cases {
             var row = BackEndComparison.Row(comparisonCase: comparisonCase, samples: [:])
             for repetition in 0..<repetitions {
                 let order: [ComparedBackEnd] = repetition % 2 == 0 ? [.ours, .qemuStorageDaemon] : [.qemuStorageDaemon, .ours]
+                if comparisonCase.onDisk, let fio, let diskImage {
+                    try Self.dropPageCache()
+                    let report = try FioReference(fio: fio, image: diskImage, workload: comparisonCase.workload).run()
+                    row.samples[FioReference.key, default: []].append(report)
+                    log(String(format: "%@ | fio | run %d: %.1fk IOPS, p99 %.0f us", comparisonCase.name, repetition + 1,
+                               report.iops / 1000, report.latency.p99))
+                }
                 for backEnd in order {
                     let socket = directory + "/\(backEnd.rawValue).sock"
-                    let disk: ComparedBackEnd.Disk = comparisonCase.nullDisk ? .null(bytes: imageBytes) : .image(path: image)
+                    let disk: ComparedBackEnd.Disk
+                    if comparisonCase.nullDisk {
+                        disk = .null(bytes: imageBytes)
+                    } else if comparisonCase.onDisk, let diskImage {
+                        try Self.dropPageCache()
+                        disk = .directImage(path: diskImage)
+                    } else {
+                        disk = .image(path: image)
+                    }
                     let executable = backEnd == .ours ? ourDaemon : qemuStorageDaemon
                     let process = try BackEndProcess(
                         arguments: backEnd.arguments(executable: executable, socket: socket, disk: disk, queues: queues),
@@ -69,14 +97,25 @@ public struct ComparisonRunner: Sendable {
             }
             rows.append(row)
         }
-        return BackEndComparison(rows: rows, idleResidentBytes: resident, machine: machine, command: command,
-                                repetitions: repetitions, seconds: cases.first.map { workloadSeconds($0.workload) } ?? 0,
-                                imageBytes: imageBytes)
+        var comparison = BackEndComparison(rows: rows, idleResidentBytes: resident, machine: machine, command: command,
+                                           repetitions: repetitions, seconds: cases.first.map { workloadSeconds($0.workload) } ?? 0,
+                                           imageBytes: imageBytes)
+        comparison.diskImageBytes = cases.contains(where: \.onDisk) ? diskImageBytes : 0
+        return comparison
     }
 
     private func workloadSeconds(_ workload: Workload) -> Double {
         if case .seconds(let seconds) = workload.limit { return seconds }
         return 0
+    }
+
+    /// Writes back and drops the page cache, so a disk case reads from the disk.
+    static func dropPageCache() throws(BenchError) {
+        sync()
+        let fd = open("/proc/sys/vm/drop_caches", O_WRONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw .deviceUnsuitable("dropping the page cache needs root (/proc/sys/vm/drop_caches): errno \(errno)") }
+        defer { close(fd) }
+        guard write(fd, "3\n", 2) == 2 else { throw .deviceUnsuitable("cannot drop the page cache: errno \(errno)") }
     }
 
     /// An image full of non-zero bytes, so reads copy real pages rather than holes.

@@ -102,6 +102,8 @@ final class BlockRequestHandler: VirtqueueRequestHandler {
 
     var hasCompletions: Bool { engine.hasCompletions }
 
+    func prepareToSleep() -> Bool { engine.prepareToSleep() }
+
     func submit(_ chain: DescriptorChain, token: RequestToken) -> RequestProgress {
         // The status byte is the last device-writable byte; without it nothing can be reported.
         guard chain.writableByteCount >= 1 else {

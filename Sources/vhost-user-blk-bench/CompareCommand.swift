@@ -36,6 +36,15 @@ struct CompareCommand: ParsableCommand {
     @Option(help: "A tmpfs directory for the image and sockets.")
     var directory: String = "/dev/shm"
 
+    @Option(help: "A directory on the machine's disk (not tmpfs) for the disk cases' image; without it they are left out.")
+    var diskDirectory: String?
+
+    @Option(help: "Size of the disk cases' image, in GiB.")
+    var diskImageGiB: Int = 4
+
+    @Option(help: "fio, the reference for the disk cases.")
+    var fio: String = "/usr/bin/fio"
+
     @Option(help: "Only the cases whose name contains this text.")
     var only: String?
 
@@ -55,11 +64,15 @@ struct CompareCommand: ParsableCommand {
         defer { try? FileManager.default.removeItem(atPath: workDirectory) }
         var cases = ComparisonCase.standard(seconds: runtime)
         if qemuImg == nil { cases = cases.filter { $0.frontEnd == .bench } }
+        if diskDirectory == nil { cases = cases.filter { !$0.onDisk } }
         if let only { cases = cases.filter { $0.name.contains(only) } }
         guard !cases.isEmpty else { throw ValidationError("no case matches --only '\(only ?? "")'") }
         var runner = ComparisonRunner(ourDaemon: daemon, qemuStorageDaemon: qsd, cases: cases,
                                       repetitions: repetitions, directory: workDirectory)
         runner.qemuImg = qemuImg
+        runner.diskDirectory = diskDirectory
+        runner.diskImageBytes = UInt64(max(diskImageGiB, 1)) << 30
+        runner.fio = fio
         runner.machine = Self.machine(qsd: qsd)
         runner.command = rerunCommand
         let result: BackEndComparison

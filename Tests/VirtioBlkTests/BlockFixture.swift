@@ -247,7 +247,9 @@ final class BlockFixture {
         }
         handler.submitQueued()
         while queue.outstandingCount > 0 {
-            guard let notifier = handler.completionNotifier, waitReadable(notifier, milliseconds: 10_000) else {
+            // As the worker: arm the notifier before sleeping on it, or reap what already waits.
+            guard let notifier = handler.completionNotifier,
+                  handler.prepareToSleep() || waitReadable(notifier, milliseconds: 10_000) else {
                 Issue.record("\(queue.outstandingCount) requests never completed")
                 break
             }

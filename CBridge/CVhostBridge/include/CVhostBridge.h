@@ -112,6 +112,9 @@ int cvb_uring_prep_write_fixed(struct cvb_uring *uring, int fd, int fixed_file, 
 int cvb_uring_prep_fdatasync(struct cvb_uring *uring, int fd, int fixed_file, uint64_t tag);
 /// io_uring_submit: the number submitted, or a negative errno.
 int cvb_uring_submit(struct cvb_uring *uring);
+/// Whether the registered eventfd is signalled for new completions (a flag in the shared
+/// completion ring, no system call): 0, or a negative errno when the kernel cannot toggle it.
+int cvb_uring_notify_completions(struct cvb_uring *uring, int enabled);
 /// Completions waiting (a load of the completion ring's indices, no system call).
 unsigned cvb_uring_ready(struct cvb_uring *uring);
 /// Copies up to `capacity` completions out (tag and result: bytes or a negative errno) and
