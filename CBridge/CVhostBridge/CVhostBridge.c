@@ -16,6 +16,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -143,6 +144,11 @@ int cvb_block_device_size(int fd, uint64_t *size) { return ioctl(fd, BLKGETSIZE6
 int cvb_block_device_logical_sector_size(int fd, int *size) { return ioctl(fd, BLKSSZGET, size); }
 
 const int CVB_O_DIRECT = O_DIRECT;
+
+ssize_t cvb_transfer_nowait(int fd, const struct iovec *vectors, int count, uint64_t offset, int write) {
+    return write ? pwritev2(fd, vectors, count, (off_t)offset, RWF_NOWAIT)
+                 : preadv2(fd, vectors, count, (off_t)offset, RWF_NOWAIT);
+}
 
 int cvb_direct_io_alignment(int fd, uint32_t *memory, uint32_t *offset) {
 #ifdef STATX_DIOALIGN

@@ -38,6 +38,13 @@ extension OwnedFileDescriptor {
         }
     }
 
+    /// preadv2 / pwritev2 with RWF_NOWAIT: the bytes moved if that needs no waiting (page-cache
+    /// hits), else a negative errno (-EAGAIN when it would block).
+    public func transferWithoutWaiting(_ vectors: UnsafePointer<iovec>, count: Int, offset: UInt64, write: Bool) -> Int32 {
+        let result = cvb_transfer_nowait(rawValue, vectors, Int32(truncatingIfNeeded: count), offset, write ? 1 : 0)
+        return result >= 0 ? Int32(clamping: result) : -errno
+    }
+
     /// A regular file: frees the blocks of the range, which then reads as zeroes; the size stays
     /// (fallocate PUNCH_HOLE | KEEP_SIZE).
     public func punchHole(offset: UInt64, length: UInt64) -> Int32 {

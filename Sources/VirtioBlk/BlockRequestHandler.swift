@@ -40,6 +40,20 @@ final class BlockRequestHandler: VirtqueueRequestHandler {
     /// Readable by tests (`@testable`); only the handler changes it.
     var statistics = BlockRequestStatistics()
 
+    /// How reads and writes through the page cache are tried before the engine.
+    enum InlineTransfers {
+        /// Never: O_DIRECT, or the synchronous engine.
+        case never
+        /// At once if that needs no waiting (RWF_NOWAIT: the data is in the page cache).
+        case withoutWaiting
+        /// Always at once: the file system has no RWF_NOWAIT for this direction (tmpfs, all in
+        /// memory; ext4's buffered writes, which only copy into the page cache).
+        case always
+    }
+    /// For reads and for writes.
+    var inlineReads: InlineTransfers
+    var inlineWrites: InlineTransfers
+
     /// Iovecs per in-flight request: a request whose data needs more is served inline.
     static let slotVectors = 128
     /// The bounce buffer's size: unaligned requests are staged through it in pieces this large.
@@ -51,11 +65,17 @@ final class BlockRequestHandler: VirtqueueRequestHandler {
         UnsafeMutableBufferPointer(start: vectors, count: vectorCapacity)
     }
 
-    init(device: VirtioBlkDevice, queueIndex: Int, queueSize: Int, maximumSegments: Int, engine: any IOEngine) {
+    /// - Parameter pageCacheFirst: try page-cache transfers at once before the engine (tests of
+    ///   the engine's own path turn it off).
+    init(device: VirtioBlkDevice, queueIndex: Int, queueSize: Int, maximumSegments: Int, engine: any IOEngine,
+         pageCacheFirst: Bool = true) {
         self.device = device
         image = device.image
         self.queueIndex = queueIndex
         self.engine = engine
+        inlineReads = pageCacheFirst && !device.image.cache.bypassesPageCache && engine.completionNotifier != nil
+            ? .withoutWaiting : .never
+        inlineWrites = inlineReads
         // A chain has at most queue-size descriptors and each may span a few memory regions.
         vectorCapacity = max(maximumSegments, 16) * 4
         vectors = .allocate(capacity: vectorCapacity)

@@ -26,7 +26,7 @@ enum DaemonSandbox {
         // Kicks, calls, error eventfds; the workers' epoll; GLib's main loop and wakeups.
         "read", "write", "eventfd2", "epoll_create1", "epoll_ctl", "epoll_pwait", "ppoll", "pipe2",
         // Block I/O.
-        "pread64", "pwrite64", "preadv", "pwritev", "fsync", "fdatasync", "fallocate", "ioctl",
+        "pread64", "pwrite64", "preadv", "pwritev", "preadv2", "pwritev2", "fsync", "fdatasync", "fallocate", "ioctl",
         // Threads (queue workers), locks, time, memory allocation, signals, exit.
         "clone", "clone3", "set_robust_list", "rseq", "futex", "gettid", "getpid", "sched_yield",
         "brk", "mremap", "clock_gettime", "clock_nanosleep", "nanosleep", "getrandom", "sched_getaffinity",

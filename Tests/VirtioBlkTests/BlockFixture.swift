@@ -72,8 +72,8 @@ final class BlockFixture {
     init(queueSize: Int = 16, deviceQueueSize: Int? = nil, readOnly: Bool = false, serial: String = "vublk-test-serial",
          features: SplitQueue.Features = [.indirectDescriptors], regions: [GuestRAM.RegionSpec] = BlockFixture.regions,
          engine: IOEngineKind = IOEngineSelection.preferred, scripted: (any IOEngine)? = nil,
-         cache: BlockCacheMode = .writeback) throws {
-        imagePath = try Self.makeImageFile()
+         cache: BlockCacheMode = .writeback, imageDirectory: String = "/tmp") throws {
+        imagePath = try Self.makeImageFile(directory: imageDirectory)
         do {
             image = try BlockImage(path: imagePath, readOnly: readOnly, cache: cache)
         } catch {
@@ -85,7 +85,8 @@ final class BlockFixture {
                                  logger: Logger(label: "virtio-blk-tests") { _ in SwiftLogNoOpLogHandler() })
         if let scripted {
             handler = BlockRequestHandler(device: device, queueIndex: 0, queueSize: queueSize,
-                                          maximumSegments: max(queueSize, device.maximumChainLength), engine: scripted)
+                                          maximumSegments: max(queueSize, device.maximumChainLength), engine: scripted,
+                                          pageCacheFirst: false)
         } else {
             handler = try #require(device.makeRequestHandler(queueIndex: 0, queueSize: queueSize, negotiatedFeatures: device.features)
                 as? BlockRequestHandler)
@@ -120,8 +121,8 @@ final class BlockFixture {
     /// The whole image before any request, computed once (debug builds are slow at this).
     static let initialImage: [UInt8] = (0..<imageSize).map(pattern(at:))
 
-    private static func makeImageFile() throws -> String {
-        var template = Array("/tmp/vublk-device-XXXXXX".utf8CString)
+    private static func makeImageFile(directory: String = "/tmp") throws -> String {
+        var template = Array("\(directory)/vublk-device-XXXXXX".utf8CString)
         let fd = mkstemp(&template)
         try #require(fd >= 0)
         defer { close(fd) }

@@ -6,6 +6,7 @@ import Testing
 import VhostSystem
 import VhostUserFrontEnd
 import VirtioCore
+import VhostUserBackend
 import VirtioSpec
 @testable import VirtioBlk
 
@@ -94,5 +95,36 @@ struct CacheModeTests {
                                writable: [try fixture.statusBuffer()])
         #expect(engine.transfers == 1)
         #expect(fixture.imageBytes(offset: 40 * 512, count: 512) == [UInt8](repeating: 0x11, count: 512))
+    }
+
+    @Test("through the page cache, transfers are done at once when that needs no waiting (RWF_NOWAIT), always where a direction has none")
+    func pageCacheTransfersAtOnce() throws {
+        // ext4 (/tmp here) has RWF_NOWAIT for buffered reads only; tmpfs (/dev/shm) for neither.
+        for (directory, reads, writes) in [("/tmp", BlockRequestHandler.InlineTransfers.withoutWaiting, BlockRequestHandler.InlineTransfers.always),
+                                           ("/dev/shm", .always, .always)] {
+            let fixture = try BlockFixture(engine: .ioUring, imageDirectory: directory)
+            #expect(fixture.handler.inlineReads == .withoutWaiting && fixture.handler.inlineWrites == .withoutWaiting)
+            // The image was just written: its pages are cached, so both complete in submit.
+            let data = try fixture.buffer(BlockFixture.dataAddress, 4096, fill: 0x5D)
+            try fixture.driver.addChain(readable: [try fixture.header(BlockRequestType.write.rawValue, sector: 8), data],
+                                        writable: [try fixture.statusBuffer()])
+            try fixture.driver.addChain(readable: [try fixture.header(BlockRequestType.read.rawValue, sector: 8,
+                                                                      at: BlockFixture.headerAddress + 16)],
+                                        writable: [try fixture.buffer(BlockFixture.dataAddress + 0x1000, 4096),
+                                                   try fixture.statusBuffer(at: BlockFixture.statusAddress + 1)])
+            fixture.driver.publish()
+            for expected: UInt32 in [1, 4097] {
+                let chain = try #require(try fixture.queue.popAvailable(memory: fixture.memory))
+                #expect(fixture.handler.submit(chain, token: RequestToken(head: chain.headIndex)) == .completed(writtenLength: expected),
+                        "\(directory)")
+                let pushed = fixture.queue.pushUsed(head: chain.headIndex, writtenLength: expected)
+                #expect(pushed)
+            }
+            #expect(try fixture.status() == BlockRequestStatus.ok.rawValue)
+            #expect(try fixture.status(at: BlockFixture.statusAddress + 1) == BlockRequestStatus.ok.rawValue)
+            #expect(fixture.handler.inlineReads == reads, "\(directory)")
+            #expect(fixture.handler.inlineWrites == writes, "\(directory)")
+            #expect(try fixture.ram.read(4096, at: gpa(BlockFixture.dataAddress + 0x1000)) == [UInt8](repeating: 0x5D, count: 4096))
+        }
     }
 }

@@ -43,6 +43,10 @@ ssize_t cvb_recv_with_fds(int sock, void *buf, size_t len, int *fds, int *nfds, 
 int cvb_block_device_size(int fd, uint64_t *size);
 /// ioctl(BLKSSZGET).
 int cvb_block_device_logical_sector_size(int fd, int *size);
+struct iovec;
+/// preadv2 / pwritev2 with RWF_NOWAIT: the transfer if it can be done without blocking (the
+/// data in the page cache), else -1 with EAGAIN.
+ssize_t cvb_transfer_nowait(int fd, const struct iovec *vectors, int count, uint64_t offset, int write);
 /// open(2)'s O_DIRECT (a _GNU_SOURCE flag Swift's Glibc module does not export).
 extern const int CVB_O_DIRECT;
 /// statx(STATX_DIOALIGN): O_DIRECT's memory and offset alignment for `fd`. 1 when the
