@@ -49,21 +49,9 @@ public struct FioReference: Sendable {
 
     /// Runs fio and reads its JSON: IOPS and completion-latency percentiles.
     public func run(label: String = "fio") throws(BenchError) -> BenchReport {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: fio)
-        process.arguments = arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        do {
-            try process.run()
-        } catch {
-            throw .deviceUnsuitable("cannot start \(fio): \(error)")
-        }
-        let output = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0, let report = Self.report(fromJSON: output, workload: workload, label: label) else {
-            throw .backEndMisbehaved(queue: 0, "fio failed (status \(process.terminationStatus)): "
+        let (status, output) = try runCapturingOutput(fio, arguments)
+        guard status == 0, let report = Self.report(fromJSON: output, workload: workload, label: label) else {
+            throw .backEndMisbehaved(queue: 0, "fio failed (status \(status)): "
                                      + String(decoding: output.prefix(2000), as: UTF8.self))
         }
         return report

@@ -48,22 +48,11 @@ public struct QemuImgBench: Sendable {
             throw .invalidWorkload("qemu-img bench runs one kind of sequential request on one queue")
         }
         let cpuBefore = backEndPID.flatMap(CPUTime.ofProcess)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: qemuImg)
-        process.arguments = arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        do {
-            try process.run()
-        } catch {
-            throw .deviceUnsuitable("cannot start \(qemuImg): \(error)")
-        }
-        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
+        let (status, data) = try runCapturingOutput(qemuImg, arguments)
+        let output = String(decoding: data, as: UTF8.self)
         let cpuAfter = backEndPID.flatMap(CPUTime.ofProcess)
-        guard process.terminationStatus == 0, let seconds = Self.completionSeconds(in: output), seconds > 0 else {
-            throw .backEndMisbehaved(queue: 0, "qemu-img bench failed (status \(process.terminationStatus)): \(output)")
+        guard status == 0, let seconds = Self.completionSeconds(in: output), seconds > 0 else {
+            throw .backEndMisbehaved(queue: 0, "qemu-img bench failed (status \(status)): \(output)")
         }
         let count = requestCount
         let reads = workload.mix.readPercent == 100 ? count : 0

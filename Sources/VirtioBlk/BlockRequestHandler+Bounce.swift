@@ -14,13 +14,15 @@ extension BlockRequestHandler {
     /// are: always without O_DIRECT; with it, every address on the memory alignment, and the
     /// offset and every length on the offset alignment.
     func isDirectAligned(_ vectors: UnsafeMutablePointer<iovec>, count: Int, offset: UInt64, length: Int) -> Bool {
+        // Both alignments are positive (BlockImage's probe); `%` does not assume powers of two.
         guard let alignment = image.directAlignment else { return true }
-        let offsetMask = alignment.offset - 1
-        let memoryMask = UInt(alignment.memory - 1)
-        guard Int(truncatingIfNeeded: offset) & offsetMask == 0, length & offsetMask == 0 else { return false }
+        let offsetAlignment = UInt64(alignment.offset)
+        let memoryAlignment = UInt(alignment.memory)
+        guard offset % offsetAlignment == 0, UInt64(length) % offsetAlignment == 0 else { return false }
         for index in 0..<count {
             let vector = vectors[index]
-            guard UInt(bitPattern: vector.iov_base) & memoryMask == 0, vector.iov_len & offsetMask == 0 else { return false }
+            guard UInt(bitPattern: vector.iov_base) % memoryAlignment == 0,
+                  UInt64(vector.iov_len) % offsetAlignment == 0 else { return false }
         }
         return true
     }
