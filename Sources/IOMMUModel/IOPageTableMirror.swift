@@ -39,11 +39,13 @@ public struct IOPageTableMirror: Sendable {
     }
 
     /// Applies an INVALIDATE to the IOTLB, then unmaps every page the IOTLB unmapped (which may
-    /// be more than asked for, see `IOTLB.invalidate`) from the page table.
-    public mutating func invalidate(iova: UInt64, size: UInt64) {
+    /// be more than asked for, see `IOTLB.invalidate`) from the page table; returns that range.
+    @discardableResult
+    public mutating func invalidate(iova: UInt64, size: UInt64) -> ClosedRange<UInt64> {
         let unmapped = iotlb.invalidate(iova: iova, size: size)
         // The whole space gives size 0, which `forget` reads as the whole space.
         forget(iova: unmapped.lowerBound, size: unmapped.upperBound &- unmapped.lowerBound &+ 1)
+        return unmapped
     }
 
     /// Translates through the page table; on a miss there, through the IOTLB. Same result as

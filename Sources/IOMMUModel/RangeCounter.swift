@@ -19,51 +19,59 @@ struct RangeCounter: Sendable {
 
     /// The bytes of `range` with count 0; nil when that is all 2^64 bytes.
     func uncoveredBytes(in range: ClosedRange<UInt64>) -> UInt64? {
-        var total: UInt64 = 0
-        for hole in holes(in: range) {
-            // The holes of one range add up to at most 2^64, reached only by the whole space.
-            guard let size = Self.byteCount(hole) else { return nil }
-            let (sum, overflow) = total.addingReportingOverflow(size)
-            guard !overflow else { return nil }
-            total = sum
+        var covered: UInt64 = 0
+        var coversAll = false  // the covered bytes add up to 2^64, which does not fit
+        runs.forEach(intersecting: range) { run, _ in
+            guard let bytes = Self.byteCount(run.clamped(to: range)) else {
+                coversAll = true
+                return
+            }
+            // Disjoint pieces of one range overflow only by reaching exactly 2^64.
+            let (sum, overflow) = covered.addingReportingOverflow(bytes)
+            if overflow { coversAll = true }
+            covered = sum
         }
-        return total
+        if coversAll { return 0 }
+        guard let size = Self.byteCount(range) else { return covered == 0 ? nil : 0 &- covered }
+        return size - covered
     }
 
-    /// The maximal runs of `range` with count 0, in order.
-    func holes(in range: ClosedRange<UInt64>) -> [ClosedRange<UInt64>] {
-        var holes: [ClosedRange<UInt64>] = []
-        var cursor: UInt64? = range.lowerBound  // the first byte not yet looked at; nil past the top
-        runs.forEach(intersecting: range) { run, _ in
-            if let start = cursor, start < run.lowerBound { holes.append(start...(run.lowerBound - 1)) }
-            cursor = run.upperBound == UInt64.max ? nil : run.upperBound + 1
-        }
-        if let start = cursor, start <= range.upperBound { holes.append(start...range.upperBound) }
-        return holes
-    }
+    // Changes go piece by piece, each found with one lookup and then stored, with no list of
+    // pieces built first: a queue worker behind a vIOMMU pins and releases per request.
 
     /// Adds one to every byte of `range`.
     mutating func increment(_ range: ClosedRange<UInt64>) {
-        var changes: [(ClosedRange<UInt64>, Int)] = holes(in: range).map { ($0, 1) }
-        runs.forEach(intersecting: range) { run, value in changes.append((run.clamped(to: range), value.count + 1)) }
-        for (piece, count) in changes { runs.store(piece, CoverageCount(count: count)) }
+        var cursor = range.lowerBound
+        while true {
+            guard let (run, value) = runs.firstEntry(intersecting: cursor...range.upperBound) else {
+                runs.store(cursor...range.upperBound, CoverageCount(count: 1))
+                break
+            }
+            if run.lowerBound > cursor { runs.store(cursor...(run.lowerBound - 1), CoverageCount(count: 1)) }
+            let piece = max(run.lowerBound, cursor)...min(run.upperBound, range.upperBound)
+            runs.store(piece, CoverageCount(count: value.count + 1))
+            guard piece.upperBound < range.upperBound else { break }
+            cursor = piece.upperBound + 1
+        }
         coalesce(around: range)
     }
 
     /// Takes one from every byte of `range` (each must have a count); returns how many bytes
     /// dropped to 0 (saturating at `UInt64.max`).
     mutating func decrement(_ range: ClosedRange<UInt64>) -> UInt64 {
-        var changes: [(ClosedRange<UInt64>, Int)] = []
-        runs.forEach(intersecting: range) { run, value in changes.append((run.clamped(to: range), value.count - 1)) }
         var freed: UInt64 = 0
-        for (piece, count) in changes {
-            if count > 0 {
-                runs.store(piece, CoverageCount(count: count))
+        var cursor = range.lowerBound
+        while let (run, value) = runs.firstEntry(intersecting: cursor...range.upperBound) {
+            let piece = max(run.lowerBound, cursor)...min(run.upperBound, range.upperBound)
+            if value.count > 1 {
+                runs.store(piece, CoverageCount(count: value.count - 1))
             } else {
                 runs.erase(piece)
                 let (sum, overflow) = freed.addingReportingOverflow(Self.byteCount(piece) ?? .max)
                 freed = overflow ? .max : sum
             }
+            guard piece.upperBound < range.upperBound else { break }
+            cursor = piece.upperBound + 1
         }
         coalesce(around: range)
         return freed
@@ -73,15 +81,17 @@ struct RangeCounter: Sendable {
     /// equal counts from the run before `range` to the run after it.
     private mutating func coalesce(around range: ClosedRange<UInt64>) {
         let widened = (range.lowerBound == 0 ? 0 : range.lowerBound - 1)...(range.upperBound == UInt64.max ? .max : range.upperBound + 1)
-        var groups: [(ClosedRange<UInt64>, Int, Int)] = []  // range, count, runs joined
-        runs.forEach(intersecting: widened) { run, value in
-            if let (last, count, joined) = groups.last, count == value.count, last.upperBound &+ 1 == run.lowerBound, last.upperBound != .max {
-                groups[groups.count - 1] = (last.lowerBound...run.upperBound, count, joined + 1)
+        guard var (current, value) = runs.firstEntry(intersecting: widened) else { return }
+        while current.upperBound < widened.upperBound,
+              let (next, nextValue) = runs.firstEntry(intersecting: (current.upperBound + 1)...widened.upperBound) {
+            if next.lowerBound == current.upperBound + 1, nextValue.count == value.count {
+                current = current.lowerBound...next.upperBound
+                runs.store(current, value)
             } else {
-                groups.append((run, value.count, 1))
+                current = next
+                value = nextValue
             }
         }
-        for (group, count, joined) in groups where joined > 1 { runs.store(group, CoverageCount(count: count)) }
     }
 
     /// The number of bytes in `range`; nil for the whole space (2^64 does not fit).

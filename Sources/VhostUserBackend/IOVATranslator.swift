@@ -24,9 +24,14 @@ final class IOVATranslator: DescriptorAddressTranslator {
     private(set) var memory: GuestMemory
     private(set) var iotlb: IOPageTableMirror
     private var cache = IOPageTableMirrorCache()
-    /// Why the last walk was deferred; reset by `clearFault`.
+    /// Why the last walk was deferred; reset by `startRequest`.
     private(set) var fault: Fault?
     private let scratch: UnsafeMutableBufferPointer<IOTLBSegment>
+    /// The IOVA ranges of the buffers the last walk translated (not its indirect table), to pin
+    /// while the request is in flight: touching ranges joined, and past the capacity the last
+    /// range widened over the rest, so they may cover more than the request uses, never less.
+    private let recordedRanges: UnsafeMutableBufferPointer<ClosedRange<UInt64>>
+    private var recordedCount = 0
 
     /// The most front-end pieces one buffer may map to (IOTLB entries that do not continue
     /// each other); past it the buffer is refused as needing too many segments.
@@ -36,15 +41,41 @@ final class IOVATranslator: DescriptorAddressTranslator {
         self.iotlb = iotlb
         self.memory = memory
         scratch = .allocate(capacity: Self.scratchCapacity)
+        recordedRanges = .allocate(capacity: InFlightPins.pinsPerRequest)
     }
 
     deinit {
         scratch.deallocate()
+        recordedRanges.deallocate()
     }
 
     func replace(iotlb: IOPageTableMirror) { self.iotlb = iotlb }
     func replace(memory: GuestMemory) { self.memory = memory }
-    func clearFault() { fault = nil }
+
+    /// Forgets the last walk's fault and buffer ranges: a new request is walked.
+    func startRequest() {
+        fault = nil
+        recordedCount = 0
+    }
+
+    /// The IOVA ranges of the walked request's buffers (valid until the next `startRequest`).
+    var requestRanges: UnsafeBufferPointer<ClosedRange<UInt64>> {
+        UnsafeBufferPointer(rebasing: recordedRanges[0..<recordedCount])
+    }
+
+    private func record(_ range: ClosedRange<UInt64>) {
+        if recordedCount > 0 {
+            let last = recordedRanges[recordedCount - 1]
+            let touches = (last.upperBound == .max || range.lowerBound <= last.upperBound + 1)
+                && (range.upperBound == .max || last.lowerBound <= range.upperBound + 1)
+            if touches || recordedCount == recordedRanges.count {
+                recordedRanges[recordedCount - 1] = min(last.lowerBound, range.lowerBound)...max(last.upperBound, range.upperBound)
+                return
+            }
+        }
+        recordedRanges[recordedCount] = range
+        recordedCount += 1
+    }
 
     /// Where `length` bytes at `iova`, allowed for `access`, are in the front end's space.
     enum RingTranslation {
@@ -104,6 +135,22 @@ final class IOVATranslator: DescriptorAddressTranslator {
 
     func segments(_ address: IOVirtualAddress, length: Int, deviceWrites: Bool,
                   into buffer: UnsafeMutableBufferPointer<BufferSegment>) -> SegmentTranslation {
+        let translation = translate(address, length: length, deviceWrites: deviceWrites, into: buffer)
+        if case .translated(let count) = translation, count > 0 {
+            // length > 0 and the end does not overflow, or translate would have refused.
+            record(address.rawValue...(address.rawValue + UInt64(length) - 1))
+        }
+        return translation
+    }
+
+    /// An indirect table is read during the walk only: not recorded for pinning.
+    func tableSegments(_ address: IOVirtualAddress, length: Int,
+                       into buffer: UnsafeMutableBufferPointer<BufferSegment>) -> SegmentTranslation {
+        translate(address, length: length, deviceWrites: false, into: buffer)
+    }
+
+    private func translate(_ address: IOVirtualAddress, length: Int, deviceWrites: Bool,
+                           into buffer: UnsafeMutableBufferPointer<BufferSegment>) -> SegmentTranslation {
         if length == 0 { return .translated(segmentCount: 0) }
         guard length > 0 else { return .notMapped }
         if address.rawValue.addingReportingOverflow(UInt64(length)).overflow { return .addressOverflow }

@@ -3,7 +3,8 @@ import VhostSystem
 import VirtioCore
 import VirtioSpec
 
-/// The control plane's commands, performed between batches with no request outstanding.
+/// The control plane's commands, performed between batches: a new IOTLB at once, the others
+/// with no request outstanding.
 extension QueueWorker {
     func perform(_ command: WorkerCommand) {
         switch command {
@@ -43,9 +44,19 @@ extension QueueWorker {
                 relocate(configuration, keeping: current)
             }
             completion.complete()
-        case .setIOTLB(let iotlb, let completion):
-            if translator != nil { replaceIOTLB(iotlb) }
-            completion?.complete()
+        case .setIOTLB(let iotlb, let invalidated, let completion):
+            guard translator != nil else {
+                completion?.complete()
+                return
+            }
+            replaceIOTLB(iotlb)
+            if let completion {
+                if let invalidated {
+                    pins.invalidate(invalidated, acknowledging: completion)
+                } else {
+                    completion.complete()
+                }
+            }
         case .exit:
             running = false
         }
@@ -115,6 +126,7 @@ extension QueueWorker {
         }
         guard let handler else { return }
         completions = CompletedRequests(capacity: configuration.size)
+        pins = InFlightPins(queueSize: configuration.size)
         unwatchCompletions()
         if let notifier = handler.completionNotifier {
             do {

@@ -19,7 +19,8 @@ extension QueueWorker {
     /// waits (`ringMapped` false, `missingRingIOVA` set) until an UPDATE maps it. A part
     /// contiguous in IOVA space but not in the front end's (the guest's IOMMU maps the pages
     /// of a ring larger than a page wherever it likes: Linux does for QEMU 10.0's 1024-entry
-    /// rings) is seen through a contiguous view of its pages.
+    /// rings) is seen through a contiguous view of its pages. A ring that breaks here is kept,
+    /// stopped: its requests in flight still complete into it (and release their pins).
     func resolveIOVARing() {
         guard let translator, let configuration, !broken else { return }
         missingRingIOVA = nil
@@ -35,7 +36,6 @@ extension QueueWorker {
             switch translator.ringAddress(iova, length: length, access: access) {
             case .mapped(let user):
                 guard let host = memory.pointer(user, length: length) else {
-                    ring = nil
                     ringMapped = false
                     markBroken(.ringNotInGuestMemory(part, address: iova, length: length))
                     return
@@ -47,7 +47,6 @@ extension QueueWorker {
                 return
             case .scattered(let pages):
                 guard let view = ringViews[part].flatMap({ $0.pages == pages ? $0.view : nil }) ?? scatteredRingView(pages) else {
-                    ring = nil
                     ringMapped = false
                     markBroken(.ringNotInGuestMemory(part, address: iova, length: length))
                     return
@@ -72,7 +71,6 @@ extension QueueWorker {
             }
             ringMapped = true
         } catch {
-            ring = nil
             ringMapped = false
             markBroken(error)
         }

@@ -27,7 +27,7 @@ extension QueueWorker {
         // A command (stop, exit on SIGTERM, a new memory table or IOTLB) ends the batch between
         // requests: what was taken is finished, nothing more is taken before it.
         while taken < Self.batchLimit, !mailbox.hasCommands {
-            self.translator?.clearFault()
+            self.translator?.startRequest()
             let chain: DescriptorChain
             do {
                 guard let popped = try queue.popAvailable(translator: translator) else { break }
@@ -56,8 +56,15 @@ extension QueueWorker {
                 queue.pushUsed(head: chain.headIndex, writtenLength: handler.fail(chain))
                 continue
             }
+            guard pinBuffers(of: chain.headIndex) else {
+                logger.error("a request uses an IOVA range an INVALIDATE is removing; request fails",
+                             metadata: ["head": "\(chain.headIndex)"])
+                queue.pushUsed(head: chain.headIndex, writtenLength: handler.fail(chain))
+                continue
+            }
             switch handler.submit(chain, token: RequestToken(head: chain.headIndex)) {
             case .completed(let writtenLength):
+                pins.release(head: chain.headIndex)
                 queue.pushUsed(head: chain.headIndex, writtenLength: writtenLength)
             case .inFlight:
                 break
@@ -102,6 +109,14 @@ extension QueueWorker {
         }
     }
 
+    /// Behind a vIOMMU, pins the IOVA ranges of the request just walked while it is served, so
+    /// an INVALIDATE of them waits until it completes. False when an INVALIDATE still waiting
+    /// removes one of them (nothing is pinned then).
+    private func pinBuffers(of head: UInt16) -> Bool {
+        guard let translator else { return true }
+        return pins.pin(head: head, ranges: translator.requestRanges)
+    }
+
     /// Takes the requests the handler completed since the last time and publishes them.
     func reapCompletions() {
         guard let handler, var queue = ring else { return }
@@ -109,7 +124,9 @@ extension QueueWorker {
         handler.reapCompletions(into: completions)
         for index in 0..<completions.count {
             let (token, writtenLength) = completions.entry(index)
-            if !queue.pushUsed(head: token.head, writtenLength: writtenLength) {
+            if queue.pushUsed(head: token.head, writtenLength: writtenLength) {
+                pins.release(head: token.head)
+            } else {
                 logger.error("the device completed a request that is not outstanding; ignored",
                              metadata: ["head": "\(token.head)"])
             }

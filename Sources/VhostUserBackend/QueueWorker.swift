@@ -45,8 +45,9 @@ final class QueueWorker: @unchecked Sendable {
     var workPending = false
     var running = true
     /// Commands taken from the mailbox and not yet performed: they wait until no request is
-    /// outstanding, and no request is taken meanwhile. So a stop, a new memory table or IOTLB,
-    /// and exit never act under a request in flight.
+    /// outstanding, and no request is taken meanwhile. So a stop, a new memory table and exit
+    /// never act under a request in flight. A new IOTLB is not held (unless behind a held
+    /// command): its INVALIDATE waits only for the requests pinning the range (`pins`).
     var heldCommands: [WorkerCommand] = []
 
     // ACCESS_PLATFORM only (nil / unused otherwise): the IOVA translator holding this worker's
@@ -61,6 +62,8 @@ final class QueueWorker: @unchecked Sendable {
     /// Contiguous views of scattered ring parts, by part, with the pages they show: an IOTLB
     /// change that leaves a part's pages alone keeps its view.
     var ringViews: [VirtqueueError.Ring: (pages: [IOTLBSegment], view: MemoryMapping)] = [:]
+    /// The IOVA ranges of the requests in flight, and the INVALIDATEs waiting for them.
+    var pins = InFlightPins(queueSize: 0)
 
     // Adaptive polling (QueuePolling): the current window, and when the worker last went to
     // sleep with notifications on (0 while awake).
@@ -157,7 +160,7 @@ final class QueueWorker: @unchecked Sendable {
                 switch epoll.token(at: index) {
                 case Self.wakeToken:
                     _ = try? mailbox.wakeup.drain()
-                    heldCommands.append(contentsOf: mailbox.takeAll())
+                    for command in mailbox.takeAll() { take(command) }
                 case Self.kickToken:
                     _ = try? kick?.drain()
                     workPending = true
@@ -181,6 +184,17 @@ final class QueueWorker: @unchecked Sendable {
             if workPending, running, heldCommands.isEmpty {
                 workPending = serve()
             }
+        }
+    }
+
+    /// A command from the mailbox: a new IOTLB is performed at once (its INVALIDATE waits for
+    /// the pins on its range, not for the queue to be idle) unless commands before it are held,
+    /// whose order it keeps; anything else is held until no request is outstanding.
+    private func take(_ command: WorkerCommand) {
+        if case .setIOTLB = command, heldCommands.isEmpty {
+            perform(command)
+        } else {
+            heldCommands.append(command)
         }
     }
 

@@ -35,9 +35,9 @@ extension VhostUserConnection {
     /// An UPDATE only adds translations: workers get the new snapshot by command and the reply
     /// goes at once (the worker stalled on a MISS retries when it takes the snapshot). An
     /// INVALIDATE is answered only after every worker has switched to the snapshot without
-    /// the range: workers take commands between batches, and every request of a batch is
-    /// translated, served and completed within the batch, so after the switch no request in
-    /// flight can still use the old translation and the guest may reuse the IOVA.
+    /// the range (between two requests it walks) and no request in flight still uses the
+    /// range (each pins its buffers' IOVA ranges until it completes: `InFlightPins`). Only
+    /// then may the guest reuse the IOVA. Requests elsewhere go on meanwhile.
     func handleIOTLBMessage(_ message: IOTLBMessage) throws(BackendError) {
         logger.debug("IOTLB message", metadata: [
             "type": "\(message.type)", "iova": "0x\(String(message.iova, radix: 16))",
@@ -54,16 +54,16 @@ extension VhostUserConnection {
             }
             iotlbUpdates += 1
             for worker in workers {
-                worker?.mailbox.post(.setIOTLB(iotlb, nil))
+                worker?.mailbox.post(.setIOTLB(iotlb, invalidated: nil, nil))
             }
         case .invalidate:
-            iotlb.invalidate(iova: message.iova, size: message.size)
+            let removed = iotlb.invalidate(iova: message.iova, size: message.size)
             iotlbInvalidations += 1
             var pending: [(Int, CommandCompletion)] = []
             for (index, worker) in workers.enumerated() {
                 guard let worker else { continue }
                 let completion = CommandCompletion()
-                worker.mailbox.post(.setIOTLB(iotlb, completion))
+                worker.mailbox.post(.setIOTLB(iotlb, invalidated: removed, completion))
                 pending.append((index, completion))
             }
             for (index, completion) in pending where completion.wait(milliseconds: Self.workerTimeoutMilliseconds) == nil {

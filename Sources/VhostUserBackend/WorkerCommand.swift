@@ -40,8 +40,9 @@ enum WorkerCommand: Sendable {
     case setEnabled(Bool)
     /// Replaces the memory table; completes once the worker no longer uses the old one.
     case setMemory(GuestMemory, CommandCompletion)
-    /// Replaces the IOTLB snapshot (ACCESS_PLATFORM). Taken between batches, so once the
-    /// completion (if any) fires no request is using the old snapshot.
-    case setIOTLB(IOPageTableMirror, CommandCompletion?)
+    /// Replaces the IOTLB snapshot (ACCESS_PLATFORM) at once, even with requests in flight:
+    /// requests walked afterwards use the new one. For an INVALIDATE, `invalidated` is the
+    /// range it removed and the completion fires once no request in flight uses any of it.
+    case setIOTLB(IOPageTableMirror, invalidated: ClosedRange<UInt64>?, CommandCompletion?)
     case exit
 }

@@ -2,10 +2,13 @@
 import Glibc
 #endif
 import IOMMUModel
+import StorageIO
 import Testing
 import VhostSystem
+import VhostUserBackend
 import VhostUserFrontEnd
 import VhostUserProtocol
+import VirtioBlk
 import VirtioCore
 import VirtioSpec
 
@@ -35,8 +38,10 @@ final class IOMMUScene {
     /// `mapEverything`), queue 0's descriptor table straddles a page boundary and its second
     /// page is mapped through a second front-end view of the same memory: contiguous in IOVA
     /// space, not in the front end's, as a guest IOMMU maps a ring's pages wherever they are.
-    init(mapEverything: Bool, mapRings: Bool = true, scatteredDescriptorTable: Bool = false) throws {
-        backEnd = try InProcessBackEnd()
+    init(mapEverything: Bool, mapRings: Bool = true, scatteredDescriptorTable: Bool = false,
+         ioEngine: IOEngineKind = IOEngineSelection.preferred,
+         serving: ((VirtioBlkDevice) -> any VhostUserDevice)? = nil) throws {
+        backEnd = try InProcessBackEnd(ioEngine: ioEngine, serving: serving)
         session = try backEnd.connect()
         let negotiated = try session.negotiate(
             wanted: FrontEndSession.qemu72BlockFeatures, wantedProtocol: FrontEndSession.qemu72ProtocolFeatures,
