@@ -46,6 +46,9 @@ extension IOEngine {
 public enum IOEngineKind: String, Sendable, CaseIterable, CustomStringConvertible {
     /// io_uring: many operations in flight, submitted and reaped in batches.
     case ioUring = "io_uring"
+    /// Positioned I/O on a few threads per queue (`ThreadPoolEngine`): where io_uring is not
+    /// available.
+    case threads
     /// Positioned I/O on the queue's own thread: one operation at a time.
     case sync
 

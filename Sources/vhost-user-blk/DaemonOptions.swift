@@ -54,9 +54,10 @@ struct DaemonOptions: Equatable {
                                   FLUSH is fdatasync), none (O_DIRECT, FLUSH is fdatasync),
                                   directsync (O_DIRECT and O_DSYNC: writethrough), unsafe
                                   (page cache, FLUSH ignored)
-          --aio=ENGINE            io_uring (many requests in flight per queue) or sync
-                                  (one at a time); default: io_uring when the kernel
-                                  allows it, else sync (logged)
+          --aio=ENGINE            io_uring (many requests in flight per queue), threads
+                                  (4 I/O threads per queue) or sync (one at a time);
+                                  default: io_uring when the kernel allows it, else
+                                  threads (logged)
           --io-delay-us=N         fault injection for tests: every read and write waits N
                                   microseconds first, as slow storage would (default 0)
           --serial=TEXT           serial number returned by GET_ID (at most 20 bytes)
@@ -127,7 +128,7 @@ struct DaemonOptions: Equatable {
             case "--aio":
                 let text = try value()
                 guard let kind = IOEngineKind(rawValue: text) else {
-                    throw UsageError("--aio must be io_uring or sync")
+                    throw UsageError("--aio must be io_uring, threads or sync")
                 }
                 options.ioEngine = kind
             case "--serial": options.serial = try value()

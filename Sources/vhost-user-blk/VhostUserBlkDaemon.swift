@@ -60,7 +60,7 @@ struct VhostUserBlkDaemon {
         } else {
             engine = IOEngineSelection.preferred
             if engine != .ioUring {
-                logger.warning("io_uring is not available; queues use synchronous I/O (one request in flight each)",
+                logger.warning("io_uring is not available; queues use a thread pool (--aio=\(engine))",
                                metadata: ["reason": "\(IOEngineSelection.unavailability(of: .ioUring) ?? "")"])
             }
         }

@@ -66,7 +66,7 @@ struct DaemonCommandLineTests {
         (["--socket-path=/tmp/a.sock", "--blk-file=/tmp/x.img", "--log-level=loud"], "--log-level must be one of"),
         (["--socket-path=/tmp/a.sock", "--blk-file=/tmp/x.img", "--bogus"], "unknown option '--bogus'"),
         (["--socket-path=/tmp/a.sock", "--blk-file=/tmp/x.img", "--cache=directio"], "--cache must be one of: writeback, none, directsync, unsafe"),
-        (["--socket-path=/tmp/a.sock", "--blk-file=/tmp/x.img", "--aio=native"], "--aio must be io_uring or sync"),
+        (["--socket-path=/tmp/a.sock", "--blk-file=/tmp/x.img", "--aio=native"], "--aio must be io_uring, threads or sync"),
         (["--socket-path"], "--socket-path needs a value"),
         (["--fd=abc", "--blk-file=/tmp/x.img"], "--fd 'abc' is not a number"),
         (["--socket-path=/tmp/a.sock", "--blk-file=/tmp/x.img", "--read-only=yes"], "--read-only takes no value"),

@@ -6,10 +6,10 @@ import Testing
 import VhostSystem
 
 /// The engines on a real file: io_uring (when this kernel offers it: `make test` machines do)
-/// and synchronous I/O.
+/// the thread pool, and synchronous I/O.
 @Suite("I/O engines")
 struct EngineTests {
-    private static let engines: [IOEngineKind] = [.ioUring, .sync]
+    private static let engines: [IOEngineKind] = [.ioUring, .threads, .sync]
 
     /// A temporary file of `size` zero bytes, open read-write, unlinked at once.
     private static func scratchFile(size: Int) throws -> OwnedFileDescriptor {
@@ -68,7 +68,7 @@ struct EngineTests {
         #expect(Set(read.map(\.tag)) == Set(100..<164).union([999]))
         // The 66th operation does not fit before a submit.
         for tag in 0..<65 { _ = engine.synchronize(file.rawValue, tag: UInt64(tag)) }
-        if kind == .sync { #expect(!engine.synchronize(file.rawValue, tag: 65)) }
+        if kind != .ioUring { #expect(!engine.synchronize(file.rawValue, tag: 65)) }
         engine.submit()
         _ = try Self.collect(engine, count: 65)
         #expect(read.allSatisfy { $0.result == ($0.tag == 999 ? 0 : 4096) })
@@ -92,10 +92,11 @@ struct EngineTests {
         #expect(results[2] == 0)
     }
 
-    @Test("completions beyond the caller's buffer wait for the next reap; an armed notifier or prepareToSleep says so")
-    func partialReap() throws {
+    @Test("completions beyond the caller's buffer wait for the next reap; an armed notifier or prepareToSleep says so",
+          arguments: [IOEngineKind.ioUring, .threads])
+    func partialReap(kind: IOEngineKind) throws {
         let file = try Self.scratchFile(size: 4096)
-        let engine = try IOEngineSelection.make(.ioUring, entries: 16, file: file.rawValue)
+        let engine = try IOEngineSelection.make(kind, entries: 16, file: file.rawValue)
         for tag in 0..<10 { #expect(engine.synchronize(file.rawValue, tag: UInt64(tag))) }
         engine.submit()
         let notifier = try #require(engine.completionNotifier)

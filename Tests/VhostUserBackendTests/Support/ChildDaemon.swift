@@ -19,19 +19,38 @@ final class ChildDaemon: BackEndUnderTest {
     var pid: Int32 { process.processIdentifier }
     var processID: Int32? { pid }
 
-    init(imageSize: Int = InProcessBackEnd.imageSize, extraArguments: [String] = []) throws {
+    /// Execs the daemon under a seccomp filter that answers io_uring_setup with ENOSYS, as a
+    /// kernel without io_uring or a container runtime's filter does (libseccomp's Python
+    /// binding, python3-seccomp, installed by `make setup`).
+    static let refusingIOUring = """
+        import errno, os, sys, seccomp
+        rules = seccomp.SyscallFilter(defaction=seccomp.ALLOW)
+        rules.add_rule(seccomp.ERRNO(errno.ENOSYS), "io_uring_setup")
+        rules.load()
+        os.execv(sys.argv[1], sys.argv[1:])
+        """
+
+    /// - Parameter withoutIOUring: start it under `refusingIOUring`.
+    init(imageSize: Int = InProcessBackEnd.imageSize, extraArguments: [String] = [], withoutIOUring: Bool = false) throws {
         directory = try TemporaryDirectory()
         socketPath = directory.path("vhost-user-blk.sock")
         imagePath = directory.path("disk.img")
         logPath = directory.path("daemon.log")
         try makeSparseFile(at: imagePath, size: imageSize)
         process = Process()
-        process.executableURL = URL(fileURLWithPath: try TestBinary.daemon.path)
-        process.arguments = [
+        let daemon = try TestBinary.daemon.path
+        let arguments = [
             "--socket-path=\(socketPath)", "--blk-file=\(imagePath)",
             "--num-queues=\(InProcessBackEnd.queueCount)", "--queue-size=\(InProcessBackEnd.queueSize)",
             "--serial=\(InProcessBackEnd.serial)", "--log-level=info",
         ] + extraArguments
+        if withoutIOUring {
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/python3")
+            process.arguments = ["-c", Self.refusingIOUring, daemon] + arguments
+        } else {
+            process.executableURL = URL(fileURLWithPath: daemon)
+            process.arguments = arguments
+        }
         _ = FileManager.default.createFile(atPath: logPath, contents: nil)
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         process.standardError = log
