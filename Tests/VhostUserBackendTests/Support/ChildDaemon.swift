@@ -30,13 +30,16 @@ final class ChildDaemon: BackEndUnderTest {
         os.execv(sys.argv[1], sys.argv[1:])
         """
 
-    /// - Parameter withoutIOUring: start it under `refusingIOUring`.
-    init(imageSize: Int = InProcessBackEnd.imageSize, extraArguments: [String] = [], withoutIOUring: Bool = false) throws {
+    /// - Parameters:
+    ///   - image: an image file to serve instead of a new sparse one of `imageSize` bytes.
+    ///   - withoutIOUring: start it under `refusingIOUring`.
+    init(imageSize: Int = InProcessBackEnd.imageSize, image: String? = nil, extraArguments: [String] = [],
+         withoutIOUring: Bool = false) throws {
         directory = try TemporaryDirectory()
         socketPath = directory.path("vhost-user-blk.sock")
-        imagePath = directory.path("disk.img")
+        imagePath = image ?? directory.path("disk.img")
         logPath = directory.path("daemon.log")
-        try makeSparseFile(at: imagePath, size: imageSize)
+        if image == nil { try makeSparseFile(at: imagePath, size: imageSize) }
         process = Process()
         let daemon = try TestBinary.daemon.path
         let arguments = [

@@ -1,0 +1,75 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import VhostSystem
+
+/// A small ext4 file system in an image file, loop-mounted in a temporary directory (the test
+/// machines run as root), so a test can fill it and see what a full disk does. No blocks are
+/// reserved for root (`mkfs.ext4 -m 0`): the daemon drops its capabilities, and the test's own
+/// filler should leave exactly what it says.
+final class LoopMountedFileSystem {
+    let directory: TemporaryDirectory
+    let mountPoint: String
+    private let fillerPath: String
+
+    init(megabytes: Int) throws {
+        directory = try TemporaryDirectory()
+        let image = directory.path("fs.img")
+        mountPoint = directory.path("mnt")
+        fillerPath = mountPoint + "/filler"
+        try makeSparseFile(at: image, size: megabytes << 20)
+        try Self.run("/sbin/mkfs.ext4", ["-q", "-F", "-m", "0", image])
+        try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: true)
+        try Self.run("/bin/mount", ["-o", "loop", image, mountPoint])
+    }
+
+    deinit {
+        // Before the directory goes (stored properties are released after this body). Still
+        // busy (a daemon not gone yet): detached lazily, so no mount outlives the test.
+        if (try? Self.run("/bin/umount", [mountPoint])) == nil { try? Self.run("/bin/umount", ["-l", mountPoint]) }
+    }
+
+    /// The bytes an unprivileged writer may still allocate.
+    var availableBytes: Int {
+        var info = statvfs()
+        guard statvfs(mountPoint, &info) == 0 else { return -1 }
+        return Int(info.f_bavail) * Int(info.f_frsize)
+    }
+
+    /// Allocates a filler file so that about `bytes` stay available.
+    func fill(leaving bytes: Int) throws {
+        let size = availableBytes - bytes
+        guard size > 0 else { return }
+        let filler = try OwnedFileDescriptor.open(fillerPath, flags: O_RDWR | O_CREAT | O_TRUNC)
+        let result = posix_fallocate(filler.rawValue, 0, off_t(size))
+        guard result == 0 else { throw SystemError(call: "posix_fallocate(\(fillerPath))", errno: result) }
+    }
+
+    /// Frees what `fill` took.
+    func removeFiller() throws {
+        guard unlink(fillerPath) == 0 else { throw SystemError(call: "unlink(\(fillerPath))", errno: errno) }
+    }
+
+    private static func run(_ program: String, _ arguments: [String]) throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: program)
+        process.arguments = arguments
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else {
+            throw LoopMountError.failed("\(program) \(arguments.joined(separator: " ")) exited with \(process.terminationStatus)")
+        }
+    }
+}
+
+enum LoopMountError: Error, CustomStringConvertible {
+    case failed(String)
+
+    var description: String {
+        switch self {
+        case .failed(let what): what
+        }
+    }
+}
