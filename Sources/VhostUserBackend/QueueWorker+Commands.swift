@@ -3,8 +3,8 @@ import VhostSystem
 import VirtioCore
 import VirtioSpec
 
-/// The control plane's commands, performed between batches: a new IOTLB at once, the others
-/// with no request outstanding.
+/// The control plane's commands, performed between batches: a new IOTLB or memory table at
+/// once, the others with no request outstanding.
 extension QueueWorker {
     func perform(_ command: WorkerCommand) {
         switch command {
@@ -35,6 +35,7 @@ extension QueueWorker {
             // Kicks that came while the ring was disabled were drained but not served.
             if value { workPending = ring != nil }
         case .setMemory(let newMemory, let completion):
+            let replaced = memory
             memory = newMemory
             if let translator {
                 translator.replace(memory: newMemory)
@@ -43,7 +44,7 @@ extension QueueWorker {
             } else if let configuration, let current = ring {
                 relocate(configuration, keeping: current)
             }
-            completion.complete()
+            retiredMemory.retire(replaced, answering: completion)
         case .setIOTLB(let iotlb, let invalidated, let completion):
             guard translator != nil else {
                 completion?.complete()
@@ -127,6 +128,7 @@ extension QueueWorker {
         guard let handler else { return }
         completions = CompletedRequests(capacity: configuration.size)
         pins = InFlightPins(queueSize: configuration.size)
+        retiredMemory.prepare(queueSize: configuration.size)
         unwatchCompletions()
         if let notifier = handler.completionNotifier {
             do {
@@ -194,7 +196,7 @@ extension QueueWorker {
             try queue.relocate(to: layout)
             ring = queue
         } catch {
-            ring = nil
+            // Kept, stopped: its requests in flight still complete into it.
             markBroken(error)
         }
     }

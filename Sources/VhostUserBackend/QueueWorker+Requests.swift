@@ -67,7 +67,7 @@ extension QueueWorker {
                 pins.release(head: chain.headIndex)
                 queue.pushUsed(head: chain.headIndex, writtenLength: writtenLength)
             case .inFlight:
-                break
+                retiredMemory.submitted(head: chain.headIndex)
             }
         }
         if taken > 0 { handler.submitQueued() }
@@ -126,6 +126,7 @@ extension QueueWorker {
             let (token, writtenLength) = completions.entry(index)
             if queue.pushUsed(head: token.head, writtenLength: writtenLength) {
                 pins.release(head: token.head)
+                retiredMemory.completed(head: token.head)
             } else {
                 logger.error("the device completed a request that is not outstanding; ignored",
                              metadata: ["head": "\(token.head)"])

@@ -45,9 +45,10 @@ final class QueueWorker: @unchecked Sendable {
     var workPending = false
     var running = true
     /// Commands taken from the mailbox and not yet performed: they wait until no request is
-    /// outstanding, and no request is taken meanwhile. So a stop, a new memory table and exit
-    /// never act under a request in flight. A new IOTLB is not held (unless behind a held
-    /// command): its INVALIDATE waits only for the requests pinning the range (`pins`).
+    /// outstanding, and no request is taken meanwhile. So a stop, a ring start and exit never
+    /// act under a request in flight. A new IOTLB or memory table is not held (unless behind a
+    /// held command): it is answered once the requests still using what it removes complete
+    /// (`pins`, `retiredMemory`), and the queue goes on meanwhile.
     var heldCommands: [WorkerCommand] = []
 
     // ACCESS_PLATFORM only (nil / unused otherwise): the IOVA translator holding this worker's
@@ -64,6 +65,8 @@ final class QueueWorker: @unchecked Sendable {
     var ringViews: [VirtqueueError.Ring: (pages: [IOTLBSegment], view: MemoryMapping)] = [:]
     /// The IOVA ranges of the requests in flight, and the INVALIDATEs waiting for them.
     var pins = InFlightPins(queueSize: 0)
+    /// Memory tables replaced while requests submitted under them were in flight.
+    var retiredMemory = RetiredMemoryTables()
 
     // Adaptive polling (QueuePolling): the current window, and when the worker last went to
     // sleep with notifications on (0 while awake).
@@ -187,15 +190,21 @@ final class QueueWorker: @unchecked Sendable {
         }
     }
 
-    /// A command from the mailbox: a new IOTLB is performed at once (its INVALIDATE waits for
-    /// the pins on its range, not for the queue to be idle) unless commands before it are held,
-    /// whose order it keeps; anything else is held until no request is outstanding.
+    /// A command from the mailbox: a new IOTLB or memory table is performed at once (its answer
+    /// waits for the requests using what it removes, not for the queue to be idle) unless
+    /// commands before it are held, whose order it keeps; anything else is held until no
+    /// request is outstanding.
     private func take(_ command: WorkerCommand) {
-        if case .setIOTLB = command, heldCommands.isEmpty {
-            perform(command)
-        } else {
-            heldCommands.append(command)
+        switch command {
+        case .setIOTLB, .setMemory:
+            if heldCommands.isEmpty {
+                perform(command)
+                return
+            }
+        default:
+            break
         }
+        heldCommands.append(command)
     }
 
     /// Performs the held commands once no request is outstanding.

@@ -38,7 +38,9 @@ enum WorkerCommand: Sendable {
     case setCall(EventFD?)
     case setError(EventFD?)
     case setEnabled(Bool)
-    /// Replaces the memory table; completes once the worker no longer uses the old one.
+    /// Replaces the memory table at once, even with requests in flight: requests walked
+    /// afterwards use the new one. Completes once no request submitted under the old one (or
+    /// an older one) is in flight: until then the old regions stay mapped.
     case setMemory(GuestMemory, CommandCompletion)
     /// Replaces the IOTLB snapshot (ACCESS_PLATFORM) at once, even with requests in flight:
     /// requests walked afterwards use the new one. For an INVALIDATE, `invalidated` is the

@@ -1,8 +1,10 @@
 import Testing
 import VhostSystem
+import VhostTestSupport
 import VhostUserFrontEnd
 import VhostUserProtocol
 import VirtioCore
+import VirtioSpec
 
 extension BackEndIntegration {
     @Suite("Memory table changes while rings run")
@@ -46,6 +48,61 @@ extension BackEndIntegration {
             #expect(try guest.write(queue: 1, sector: 128, more, dataRAM: extra) == BlockGuest.statusOK)
             #expect(try guest.read(queue: 0, sector: 128, count: more.count).data == more)
             #expect(try QEMUSequence.stop(session, queueCount: 2) == [3, 2])
+        }
+
+        @Test("REM_MEM_REG of a region a request in flight uses is answered once it completes; the region stays mapped until then and the queue goes on meanwhile")
+        func removalWaitsForItsRequestsInFlight() throws {
+            var deferring: DeferringDevice?
+            let backEnd = try InProcessBackEnd(ioEngine: .sync) { block in
+                let device = DeferringDevice(block)
+                deferring = device
+                return device
+            }
+            defer { backEnd.stop() }
+            let device = try #require(deferring)
+            defer { device.release() }
+            let started = try StartedFrontEnd.start(backEnd, memory: .addMemReg)
+            let (session, guest) = (started.session, started.guest)
+            let (extra, extraRegion, extraFD) = try Self.extraRAM(at: 4)
+            try session.addMemoryRegion(extraRegion, fd: extraFD.rawValue)
+            let expected = pattern(count: 4096, seed: 31)
+            try writeFile(backEnd.imagePath, expected, offset: 40 * 512)
+            // A read into the extra region, served and held by the device.
+            let read = try guest.submit(queue: 0, type: BlockRequestType.read.rawValue, sector: 40, inLength: 4096,
+                                        dataRAM: extra)
+            #expect(WorkerThreads.waitUntilKickTaken(guest.kicks[0].rawValue, queue: 0))
+
+            let answered = Locked(false)
+            let front = UncheckedSendable(session)
+            let removal = try TestThread {
+                do {
+                    try front.value.removeMemoryRegion(extraRegion)
+                    answered.withLock { $0 = true }
+                } catch {
+                    Issue.record("REM_MEM_REG failed: \(error)")
+                }
+            }
+            usleepMilliseconds(200)
+            #expect(!answered.withLock { $0 })
+            // Still mapped by the back end (and by the test): the read may still write into it.
+            let inode = try #require(DescriptorCensus.identity(of: extraFD.rawValue)).inode
+            #expect(DescriptorCensus.memfdMappings(ofInode: inode) == 2)
+            // The queue is not stalled: a write through the base RAM is served meanwhile.
+            let written = pattern(count: 4096, seed: 32)
+            let write = try guest.submit(queue: 0, type: BlockRequestType.write.rawValue, sector: 80, outData: written)
+            #expect(WorkerThreads.waitUntilKickTaken(guest.kicks[0].rawValue, queue: 0))
+            #expect(try backEnd.imageBytes(offset: 80 * 512, count: 4096) == written)
+            #expect(!answered.withLock { $0 })
+
+            device.release()
+            removal.join()
+            #expect(answered.withLock { $0 })
+            withExtendedLifetime(extra) {
+                #expect(DescriptorCensus.memfdMappings(ofInode: inode) == 1)
+            }
+            let done = try guest.complete([read, write], dataRAM: extra)
+            #expect(done.allSatisfy { $0.status == BlockGuest.statusOK })
+            #expect(done[0].data == expected)
         }
 
         @Test("after REM_MEM_REG, a request into the removed region breaks only its queue")
