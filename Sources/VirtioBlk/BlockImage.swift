@@ -23,6 +23,8 @@ public final class BlockImage: Sendable {
     public let isNull: Bool
     /// How the image is cached (`--cache`).
     public let cache: BlockCacheMode
+    /// Held by bounced writes that read-modify-write a partly covered aligned block.
+    let partialBlockLocks = PartialBlockLocks()
     /// With O_DIRECT: the alignment of buffer addresses (`memory`) and of file offsets and
     /// lengths (`offset`) a transfer needs; requests that miss it go through a bounce buffer.
     public let directAlignment: (memory: Int, offset: Int)?

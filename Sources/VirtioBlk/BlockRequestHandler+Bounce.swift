@@ -8,7 +8,8 @@ import VirtioSpec
 /// virtio-blk allows any buffer alignment. A request that misses the alignment is staged
 /// through the queue's bounce buffer, served inline, piece by piece. A piece whose ends are not
 /// aligned on the file (only when the file's alignment exceeds the 512-byte sector) is read
-/// first and written back whole.
+/// first and written back whole, under `PartialBlockLocks` so queues cannot lose each other's
+/// sectors of one block.
 extension BlockRequestHandler {
     /// Whether `count` iovecs for `length` bytes at file `offset` can go to the file as they
     /// are: always without O_DIRECT; with it, every address on the memory alignment, and the
@@ -48,16 +49,30 @@ extension BlockRequestHandler {
         var done = 0
         while done < length {
             let (start, skip, piece, span) = bouncePiece(offset: offset, done: done, length: length)
-            // The piece does not cover whole aligned blocks: keep the bytes around it.
+            let staged: Bool
             if skip != 0 || piece != span {
-                guard stage(base, span: span, at: start, write: false) else { return .ioError }
+                // The piece does not cover whole aligned blocks: keep the bytes around it, with
+                // no other queue changing them between the read and the write back.
+                let alignment = image.directAlignment?.offset ?? Int(BlockImage.sectorSize)
+                staged = image.partialBlockLocks.withBlocks(first: start, last: start + UInt64(span) - 1, alignment: alignment) {
+                    stage(base, span: span, at: start, write: false)
+                        && copyPiece(chain, into: base + skip, count: piece, from: done)
+                        && stage(base, span: span, at: start, write: true)
+                }
+            } else {
+                staged = copyPiece(chain, into: base + skip, count: piece, from: done)
+                    && stage(base, span: span, at: start, write: true)
             }
-            let copied = chain.copyReadableBytes(into: UnsafeMutableRawBufferPointer(start: base + skip, count: piece),
-                                                 from: BlockRequestHeader.byteCount + done)
-            guard copied == piece, stage(base, span: span, at: start, write: true) else { return .ioError }
+            guard staged else { return .ioError }
             done += piece
         }
         return .ok
+    }
+
+    /// Copies `count` bytes of the chain's data, `done` bytes in, to `destination`.
+    private func copyPiece(_ chain: DescriptorChain, into destination: UnsafeMutableRawPointer, count: Int, from done: Int) -> Bool {
+        chain.copyReadableBytes(into: UnsafeMutableRawBufferPointer(start: destination, count: count),
+                                from: BlockRequestHeader.byteCount + done) == count
     }
 
     /// The next piece of a bounced transfer: the aligned file range it stages (`start`,

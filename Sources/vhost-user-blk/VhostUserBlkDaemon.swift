@@ -127,6 +127,7 @@ struct VhostUserBlkDaemon {
             "image": "\(image.path)", "bytes": "\(image.size)", "read-only": "\(options.readOnly)",
             "queues": "\(queues)", "queue-size": "\(options.queueSize)", "poll-us": "\(options.pollMicroseconds)",
             "aio": "\(engine)", "cache": "\(image.isNull ? "n/a (null disk)" : options.cache.description)",
+            "direct-io-alignment": "\(image.directAlignment.map { "memory \($0.memory), offset \($0.offset)" } ?? "n/a")",
         ])
         controlPlane.run()
         logger.notice("stopped")

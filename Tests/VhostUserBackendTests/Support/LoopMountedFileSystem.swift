@@ -5,29 +5,41 @@ import Foundation
 import VhostSystem
 
 /// A small ext4 file system in an image file, loop-mounted in a temporary directory (the test
-/// machines run as root), so a test can fill it and see what a full disk does. No blocks are
+/// machines run as root), so a test can fill it and see what a full disk does, or give it
+/// 4 KiB sectors. No blocks are
 /// reserved for root (`mkfs.ext4 -m 0`): the daemon drops its capabilities, and the test's own
 /// filler should leave exactly what it says.
 final class LoopMountedFileSystem {
     let directory: TemporaryDirectory
     let mountPoint: String
     private let fillerPath: String
+    private let loopDevice: String
 
-    init(megabytes: Int) throws {
+    /// - Parameter sectorSize: the loop device's logical sector size: 4096 makes a disk whose
+    ///   O_DIRECT alignment is 4 KiB (a 4Kn disk), as `losetup --sector-size` does.
+    init(megabytes: Int, sectorSize: Int = 512) throws {
         directory = try TemporaryDirectory()
         let image = directory.path("fs.img")
         mountPoint = directory.path("mnt")
         fillerPath = mountPoint + "/filler"
         try makeSparseFile(at: image, size: megabytes << 20)
-        try Self.run("/sbin/mkfs.ext4", ["-q", "-F", "-m", "0", image])
-        try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: true)
-        try Self.run("/bin/mount", ["-o", "loop", image, mountPoint])
+        loopDevice = try Self.run("/sbin/losetup", ["--find", "--show", "--sector-size", "\(sectorSize)", image])
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        do {
+            try Self.run("/sbin/mkfs.ext4", ["-q", "-F", "-m", "0", loopDevice])
+            try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: true)
+            try Self.run("/bin/mount", [loopDevice, mountPoint])
+        } catch {
+            _ = try? Self.run("/sbin/losetup", ["--detach", loopDevice])
+            throw error
+        }
     }
 
     deinit {
         // Before the directory goes (stored properties are released after this body). Still
         // busy (a daemon not gone yet): detached lazily, so no mount outlives the test.
-        if (try? Self.run("/bin/umount", [mountPoint])) == nil { try? Self.run("/bin/umount", ["-l", mountPoint]) }
+        if (try? Self.run("/bin/umount", [mountPoint])) == nil { _ = try? Self.run("/bin/umount", ["-l", mountPoint]) }
+        _ = try? Self.run("/sbin/losetup", ["--detach", loopDevice])
     }
 
     /// The bytes an unprivileged writer may still allocate.
@@ -51,16 +63,21 @@ final class LoopMountedFileSystem {
         guard unlink(fillerPath) == 0 else { throw SystemError(call: "unlink(\(fillerPath))", errno: errno) }
     }
 
-    private static func run(_ program: String, _ arguments: [String]) throws {
+    /// Runs `program` and returns what it printed.
+    @discardableResult
+    private static func run(_ program: String, _ arguments: [String]) throws -> String {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: program)
         process.arguments = arguments
-        process.standardOutput = FileHandle.nullDevice
+        let output = Pipe()
+        process.standardOutput = output
         try process.run()
+        let printed = output.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
         guard process.terminationStatus == 0 else {
             throw LoopMountError.failed("\(program) \(arguments.joined(separator: " ")) exited with \(process.terminationStatus)")
         }
+        return String(decoding: printed, as: UTF8.self)
     }
 }
 
