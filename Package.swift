@@ -33,7 +33,9 @@ let package = Package(
         // The thin C bridge: what Swift cannot call directly. It decides nothing.
         .target(name: "CVhostBridge", dependencies: ["CGLib", "CCapNG", "CLiburing"], path: "CBridge/CVhostBridge"),
         // Owned fds, mappings, eventfd, epoll, memfd, unix sockets with fd passing.
-        .target(name: "VhostSystem", dependencies: ["CVhostBridge"]),
+        // The one module that calls C: the bridge and the system libraries (GLib's main loop,
+        // libcap-ng, liburing through the bridge).
+        .target(name: "VhostSystem", dependencies: ["CVhostBridge", "CGLib", "CCapNG"]),
         // The VIRTIO specification's numbers: feature bits, the split ring's format, virtio-blk's
         // request types and status codes. Declared here once; no code that does anything.
         .target(name: "VirtioSpec"),
@@ -47,7 +49,7 @@ let package = Package(
         .target(name: "VirtioCore", dependencies: ["VirtioSpec", "VhostSystem"]),
         // Connection, dispatch, queue workers, GLib control plane: the back-end framework.
         .target(name: "VhostUserBackend", dependencies: [
-            "VirtioSpec", "VhostSystem", "VhostUserProtocol", "VirtioCore", "IOMMUModel", "CGLib", "CCapNG",
+            "VirtioSpec", "VhostSystem", "VhostUserProtocol", "VirtioCore", "IOMMUModel",
             .product(name: "Logging", package: "swift-log"),
         ]),
         // I/O engines for storage back ends: io_uring, synchronous I/O.

@@ -22,8 +22,6 @@ public enum BackendError: Error, CustomStringConvertible, Sendable {
     case workerUnresponsive(queue: Int)
     /// The worker thread or its resources could not be created.
     case workerStartFailed(SystemError)
-    /// libcap-ng could not drop the process's capabilities.
-    case privilegeDropFailed
     /// The request would take `resource` past the connection's limit (`ConnectionLimits`).
     case limitExceeded(request: VhostUserRequest, resource: String, limit: UInt64, requested: UInt64)
 
@@ -39,7 +37,7 @@ public enum BackendError: Error, CustomStringConvertible, Sendable {
         case .unsupportedRequest, .invalidValue:
             .refuseRequest
         case .malformedMessage, .connection, .descriptorsTruncated, .memoryTable, .invalidState, .limitExceeded,
-             .workerUnresponsive, .workerStartFailed, .privilegeDropFailed:
+             .workerUnresponsive, .workerStartFailed:
             .closeConnection
         }
     }
@@ -55,7 +53,6 @@ public enum BackendError: Error, CustomStringConvertible, Sendable {
         case .unsupportedRequest(let request): "\(request) is not supported by this back end"
         case .workerUnresponsive(let queue): "queue \(queue) worker did not answer in time"
         case .workerStartFailed(let error): "cannot start a queue worker: \(error)"
-        case .privilegeDropFailed: "libcap-ng could not drop capabilities"
         case .limitExceeded(let request, let resource, let limit, let requested):
             "\(request) refused: \(requested == .max ? "more than 2^64" : "\(requested)") \(resource) exceed the limit of \(limit)"
         }

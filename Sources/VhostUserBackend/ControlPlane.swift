@@ -1,12 +1,11 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import CGLib
 import Logging
 import VhostSystem
 
-/// The daemon's control plane: a GLib main loop that accepts front ends on the listening socket,
-/// serves one connection at a time, and stops cleanly on SIGINT / SIGTERM (g_unix_signal_add).
+/// The daemon's control plane: a GLib main loop (`MainLoop`) that accepts front ends on the
+/// listening socket, serves one connection at a time, and stops cleanly on SIGINT / SIGTERM.
 /// It never touches the data path; queue workers run on their own threads.
 public final class ControlPlane {
     private let listener: UnixSocket
@@ -16,10 +15,10 @@ public final class ControlPlane {
     private let socketDirectory: OwnedFileDescriptor?
     private let device: any VhostUserDevice
     private let logger: Logger
-    private let loop: OpaquePointer
-    private var listenerSource: guint = 0
-    private var connectionSource: guint = 0
-    private var signalSources: [guint] = []
+    private let loop = MainLoop()
+    private var listenerSource: MainLoop.Source?
+    private var connectionSource: MainLoop.Source?
+    private var signalSources: [MainLoop.Source] = []
     private var connection: VhostUserConnection?
     private let polling: QueuePolling
     private let limits: ConnectionLimits
@@ -42,11 +41,6 @@ public final class ControlPlane {
         }
         self.device = device
         self.logger = logger
-        loop = g_main_loop_new(nil, 0)
-    }
-
-    deinit {
-        g_main_loop_unref(loop)
     }
 
     /// The descriptor the socket file is removed through (`unlinkat`), for the sandbox's rules.
@@ -64,24 +58,20 @@ public final class ControlPlane {
     /// Runs until SIGINT or SIGTERM, then closes the connection (stopping its workers) and
     /// removes the socket file.
     public func run() {
-        let context = Unmanaged.passUnretained(self).toOpaque()
         for signal in [SIGINT, SIGTERM] {
-            signalSources.append(g_unix_signal_add(signal, { data in
-                guard let data else { return 0 }
-                let plane = Unmanaged<ControlPlane>.fromOpaque(data).takeUnretainedValue()
-                plane.logger.notice("signal received, shutting down")
-                g_main_loop_quit(plane.loop)
-                return 1  // G_SOURCE_CONTINUE: removed by run() once the loop ends
-            }, context))
+            signalSources.append(loop.watchSignal(signal) { [unowned self] in
+                logger.notice("signal received, shutting down")
+                loop.quit()
+            })
         }
         watchListener()
         logger.notice("waiting for a front end", metadata: socketPath.map { ["socket": "\($0)"] } ?? [:])
-        g_main_loop_run(loop)
-        for source in signalSources { g_source_remove(source) }
+        loop.run()
+        for source in signalSources { loop.remove(source) }
         signalSources = []
         closeConnection(reason: "daemon stopping")
-        if listenerSource != 0 { g_source_remove(listenerSource) }
-        listenerSource = 0
+        if let listenerSource { loop.remove(listenerSource) }
+        listenerSource = nil
         if let socketPath {
             if let socketDirectory {
                 unlinkat(socketDirectory.rawValue, Self.fileName(of: socketPath), 0)
@@ -93,16 +83,11 @@ public final class ControlPlane {
 
     /// Stops the loop from another thread (tests).
     public func stop() {
-        g_main_loop_quit(loop)
+        loop.quit()
     }
 
     private func watchListener() {
-        let context = Unmanaged.passUnretained(self).toOpaque()
-        listenerSource = g_unix_fd_add(listener.rawValue, G_IO_IN, { _, _, data in
-            guard let data else { return 0 }
-            let plane = Unmanaged<ControlPlane>.fromOpaque(data).takeUnretainedValue()
-            return plane.acceptConnection() ? 1 : 0
-        }, context)
+        listenerSource = loop.watch(listener.rawValue) { [unowned self] in acceptConnection() }
     }
 
     /// - Returns: whether to keep watching the listener (false while a connection is served).
@@ -131,15 +116,9 @@ public final class ControlPlane {
         device.reset()
         connection = VhostUserConnection(socket: accepted, device: device, polling: polling, limits: limits,
                                          logger: connectionLogger)
-        let context = Unmanaged.passUnretained(self).toOpaque()
-        let condition = GIOCondition(G_IO_IN.rawValue | G_IO_HUP.rawValue | G_IO_ERR.rawValue)
-        connectionSource = g_unix_fd_add(accepted.rawValue, condition, { _, _, data in
-            guard let data else { return 0 }
-            let plane = Unmanaged<ControlPlane>.fromOpaque(data).takeUnretainedValue()
-            return plane.serveConnection() ? 1 : 0
-        }, context)
+        connectionSource = loop.watch(accepted.rawValue) { [unowned self] in serveConnection() }
         // Further front ends wait in the backlog until this one goes away.
-        listenerSource = 0
+        listenerSource = nil
         return false
     }
 
@@ -150,7 +129,7 @@ public final class ControlPlane {
         case .keepServing:
             return true
         case .closed(let reason):
-            connectionSource = 0
+            connectionSource = nil
             closeConnection(reason: reason)
             watchListener()
             return false
@@ -159,9 +138,9 @@ public final class ControlPlane {
 
     private func closeConnection(reason: String) {
         guard let connection else { return }
-        if connectionSource != 0 {
-            g_source_remove(connectionSource)
-            connectionSource = 0
+        if let connectionSource {
+            loop.remove(connectionSource)
+            self.connectionSource = nil
         }
         connection.close()
         self.connection = nil

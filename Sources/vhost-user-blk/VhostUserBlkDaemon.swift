@@ -103,7 +103,7 @@ struct VhostUserBlkDaemon {
             }
         }
         do {
-            let holding = try Privileges.dropAll()
+            let holding = try Capabilities.dropAll()
             logger.info("capabilities dropped", metadata: ["holding": "\(holding)"])
         } catch {
             logger.critical("\(error)")
