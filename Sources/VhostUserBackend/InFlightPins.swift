@@ -11,36 +11,32 @@ import IOMMUModel
 /// range at once (new requests miss on it) and is acknowledged when the last pin on the range
 /// is released. Requests that do not touch the range neither wait nor hold it up.
 ///
-/// The tokens live in one block allocated when the ring starts, `pinsPerRequest` per head, so
-/// pinning and releasing allocate nothing here; the tracker itself stores runs in a
-/// ``RangeStore`` whose nodes are reused.
+/// The tokens live in slots made when the ring starts, `pinsPerRequest` per head, so pinning
+/// and releasing allocate nothing here (the tracker's own store may, docs/iommu.md).
 struct InFlightPins: ~Copyable {
     /// The most ranges one request pins; a request with more buffers pins the last range
     /// widened over the rest (``IOVATranslator/requestRanges``).
     static let pinsPerRequest = 4
 
+    /// Where a token waits for its release: a class, so that a non-copyable token can sit in
+    /// an array. (Unsafe pointers to non-copyable tokens compile wrongly under ThreadSanitizer
+    /// with Swift 6.3.1: "Invalid bitcast".)
+    private final class TokenSlot {
+        var token: PinToken?
+    }
+
     private var tracker = PinTracker()
     private let queueSize: Int
     /// `pinsPerRequest` slots per head; those below `counts[head]` hold tokens.
-    private let tokens: UnsafeMutablePointer<PinToken>
-    private let counts: UnsafeMutableBufferPointer<UInt8>
+    private let slots: [TokenSlot]
+    private var counts: [UInt8]
     /// The INVALIDATEs not acknowledged yet, with the answer each waits for.
     private var waiting: [(id: InvalidationID, completion: CommandCompletion)] = []
 
     init(queueSize: Int) {
         self.queueSize = max(queueSize, 0)
-        tokens = .allocate(capacity: max(queueSize, 1) * Self.pinsPerRequest)
-        counts = .allocate(capacity: max(queueSize, 1))
-        counts.initialize(repeating: 0)
-    }
-
-    deinit {
-        for head in 0..<queueSize {
-            let base = tokens + head * Self.pinsPerRequest
-            base.deinitialize(count: Int(counts[head]))
-        }
-        tokens.deallocate()
-        counts.deallocate()
+        slots = (0..<(self.queueSize * Self.pinsPerRequest)).map { _ in TokenSlot() }
+        counts = Array(repeating: 0, count: self.queueSize)
     }
 
     /// The pins held, over every head.
@@ -53,11 +49,10 @@ struct InFlightPins: ~Copyable {
     mutating func pin(head: UInt16, ranges: UnsafeBufferPointer<ClosedRange<UInt64>>) -> Bool {
         let slot = Int(head)
         guard slot < queueSize, counts[slot] == 0, ranges.count <= Self.pinsPerRequest else { return false }
-        let base = tokens + slot * Self.pinsPerRequest
+        let base = slot * Self.pinsPerRequest
         for range in ranges {
             do {
-                let token = try tracker.pin(range)
-                (base + Int(counts[slot])).initialize(to: token)
+                slots[base + Int(counts[slot])].token = try tracker.pin(range)
                 counts[slot] += 1
             } catch {
                 release(head: head)
@@ -72,11 +67,11 @@ struct InFlightPins: ~Copyable {
     mutating func release(head: UInt16) {
         let slot = Int(head)
         guard slot < queueSize, counts[slot] > 0 else { return }
-        let base = tokens + slot * Self.pinsPerRequest
+        let base = slot * Self.pinsPerRequest
         while counts[slot] > 0 {
             counts[slot] -= 1
             // Every token here came from `tracker`: release cannot refuse it.
-            try? tracker.release((base + Int(counts[slot])).move())
+            if let token = slots[base + Int(counts[slot])].token.take() { try? tracker.release(token) }
         }
         guard !waiting.isEmpty else { return }
         for id in tracker.completedInvalidations() {
