@@ -35,16 +35,9 @@ extension QueueWorker {
             // Kicks that came while the ring was disabled were drained but not served.
             if value { workPending = ring != nil }
         case .setMemory(let newMemory, let completion):
-            let replaced = memory
-            memory = newMemory
-            if let translator {
-                translator.replace(memory: newMemory)
-                ringViews = [:]  // their pages may belong to a region that went
-                resolveIOVARing()
-            } else if let configuration, let current = ring {
-                relocate(configuration, keeping: current)
-            }
-            retiredMemory.retire(replaced, answering: completion)
+            // Answered once the replaced table is let go (unmapping what it alone held), or
+            // later by `retiredMemory` when requests still use it.
+            switchMemory(to: newMemory, answering: completion)?.complete()
         case .setIOTLB(let iotlb, let invalidated, let completion):
             guard translator != nil else {
                 completion?.complete()
@@ -61,6 +54,22 @@ extension QueueWorker {
         case .exit:
             running = false
         }
+    }
+
+    /// Makes `newMemory` the table requests are translated through and moves the ring onto it.
+    /// - Returns: the completion to fire now (nothing in flight uses the replaced table, which
+    ///   this function's return lets go), or nil when `retiredMemory` keeps it.
+    private func switchMemory(to newMemory: GuestMemory, answering completion: CommandCompletion) -> CommandCompletion? {
+        let replaced = memory
+        memory = newMemory
+        if let translator {
+            translator.replace(memory: newMemory)
+            ringViews = [:]  // their pages may belong to a region that went
+            resolveIOVARing()
+        } else if let configuration, let current = ring {
+            relocate(configuration, keeping: current)
+        }
+        return retiredMemory.retire(replaced, answering: completion)
     }
 
     private func start(_ configuration: RingStartConfiguration) {

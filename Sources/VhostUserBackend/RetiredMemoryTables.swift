@@ -50,20 +50,22 @@ struct RetiredMemoryTables {
         }
         guard let index = retired.firstIndex(where: { $0.epoch == requestEpoch }) else { return }
         retired[index].remaining -= 1
-        while let first = retired.first, first.remaining <= 0 {
-            retired.removeFirst().completion.complete()
+        while let remaining = retired.first?.remaining, remaining <= 0 {
+            // The table goes with this statement; the front end hears after its regions are unmapped.
+            let completion = retired.removeFirst().completion
+            completion.complete()
         }
     }
 
-    /// `memory` was just replaced: answers `completion` at once if no request of it (or of a
-    /// table before it) is in flight, otherwise once they have completed.
-    mutating func retire(_ memory: GuestMemory, answering completion: CommandCompletion) {
-        guard inFlight > 0 || !retired.isEmpty else {
-            completion.complete()
-            return
-        }
+    /// `memory` was just replaced. If a request of it (or of a table before it) is in flight,
+    /// keeps it and answers `completion` once they have completed; returns nil. Otherwise
+    /// returns `completion` for the caller to answer once it has let go of `memory`, so the
+    /// front end hears only after the regions are unmapped.
+    mutating func retire(_ memory: GuestMemory, answering completion: CommandCompletion) -> CommandCompletion? {
+        guard inFlight > 0 || !retired.isEmpty else { return completion }
         retired.append(Retired(memory: memory, epoch: epoch, remaining: inFlight, completion: completion))
         epoch &+= 1
         inFlight = 0
+        return nil
     }
 }

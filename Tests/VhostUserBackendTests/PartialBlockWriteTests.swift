@@ -44,7 +44,12 @@ extension BackEndIntegration {
                 // Both queues start at once: their workers walk the same blocks side by side.
                 for queue in 0..<2 { try guest.kicks[queue].signal() }
                 for queue in 0..<2 {
-                    #expect(try guest.complete(pending[queue]).allSatisfy { $0.status == BlockGuest.statusOK })
+                    do {
+                        #expect(try guest.complete(pending[queue]).allSatisfy { $0.status == BlockGuest.statusOK })
+                    } catch {
+                        Issue.record("\(error)\n\(daemon.transcript(after: 0))")
+                        return
+                    }
                 }
                 for index in 0..<blocksPerRound {
                     let block = round * blocksPerRound + index
