@@ -136,7 +136,8 @@ extension QueueWorker {
         }
         guard let handler else { return }
         completions = CompletedRequests(capacity: configuration.size)
-        pins = InFlightPins(queueSize: configuration.size)
+        // Pins exist only behind a vIOMMU: without one, no slot is made.
+        pins = InFlightPins(queueSize: configuration.iotlb == nil ? 0 : configuration.size)
         retiredMemory.prepare(queueSize: configuration.size)
         unwatchCompletions()
         if let notifier = handler.completionNotifier {
