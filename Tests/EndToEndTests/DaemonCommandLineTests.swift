@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Foundation
+import VhostTestSupport
 import Testing
 import VhostSystem
 import VhostUserFrontEnd
@@ -18,7 +19,7 @@ struct DaemonCommandLineTests {
     }
 
     static func runDaemon(_ arguments: [String]) throws -> Finished {
-        let finished = try H.runProgram(H.daemon, arguments)
+        let finished = try runProgram(H.daemon, arguments)
         return Finished(status: finished.status, output: finished.output)
     }
 

@@ -190,19 +190,6 @@ enum GuestHarness {
         return process
     }
 
-    /// Runs `program` with `arguments` to its end: exit status and everything it printed.
-    static func runProgram(_ program: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: program)
-        process.arguments = arguments
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = output
-        try process.run()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
-    }
 
     enum HarnessError: Error, CustomStringConvertible {
         case daemonDidNotStart(log: String)

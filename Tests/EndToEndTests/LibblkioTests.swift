@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Foundation
+import VhostTestSupport
 import Testing
 import VhostUserBlkBench
 
@@ -59,7 +60,7 @@ struct LibblkioTests {
     /// qemu-io with `commands` (each one `-c`) on the served disk.
     static func qemuIO(_ qemu: QEMUBuild, _ served: Served, _ commands: [String]) throws -> (status: Int32, output: String) {
         try qemu.requireInstalled()
-        return try H.runProgram(qemu.tool("qemu-io"), ["--image-opts", served.imageOptions] + commands.flatMap { ["-c", $0] })
+        return try runProgram(qemu.tool("qemu-io"), ["--image-opts", served.imageOptions] + commands.flatMap { ["-c", $0] })
     }
 
     static let writes: [(offset: Int, length: Int, pattern: UInt8)] = [
@@ -104,15 +105,15 @@ struct LibblkioTests {
         source.replaceSubrange((4 << 20)..<(6 << 20), with: repeatElement(0, count: 2 << 20))
         let sourcePath = served.scratch.path("source.raw")
         try H.write(source, to: sourcePath)
-        let into = try H.runProgram(qemu.tool("qemu-img"), ["convert", "-n", "-f", "raw", "--target-image-opts",
+        let into = try runProgram(qemu.tool("qemu-img"), ["convert", "-n", "-f", "raw", "--target-image-opts",
                                                              sourcePath, served.imageOptions])
         #expect(into.status == 0, "\(into.output)")
-        let compared = try H.runProgram(qemu.tool("qemu-img"), ["compare", "--image-opts",
+        let compared = try runProgram(qemu.tool("qemu-img"), ["compare", "--image-opts",
                                                                  "driver=file,filename=\(sourcePath)", served.imageOptions])
         #expect(compared.status == 0, "\(compared.output)")
         #expect(compared.output.contains("Images are identical"), "\(compared.output)")
         let copyPath = served.scratch.path("copy.raw")
-        let out = try H.runProgram(qemu.tool("qemu-img"), ["convert", "--image-opts", served.imageOptions,
+        let out = try runProgram(qemu.tool("qemu-img"), ["convert", "--image-opts", served.imageOptions,
                                                             "-O", "raw", copyPath])
         #expect(out.status == 0, "\(out.output)")
         _ = try served.stop()

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Foundation
+import VhostTestSupport
 import VhostSystem
 
 /// A small ext4 file system in an image file, loop-mounted in a temporary directory (the test
@@ -63,21 +64,14 @@ final class LoopMountedFileSystem {
         guard unlink(fillerPath) == 0 else { throw SystemError(call: "unlink(\(fillerPath))", errno: errno) }
     }
 
-    /// Runs `program` and returns what it printed.
+    /// Runs `program`; returns what it printed, or throws with it when it fails.
     @discardableResult
     private static func run(_ program: String, _ arguments: [String]) throws -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: program)
-        process.arguments = arguments
-        let output = Pipe()
-        process.standardOutput = output
-        try process.run()
-        let printed = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            throw LoopMountError.failed("\(program) \(arguments.joined(separator: " ")) exited with \(process.terminationStatus)")
+        let finished = try runProgram(program, arguments)
+        guard finished.status == 0 else {
+            throw LoopMountError.failed("\(program) \(arguments.joined(separator: " ")) exited with \(finished.status): \(finished.output)")
         }
-        return String(decoding: printed, as: UTF8.self)
+        return finished.output
     }
 }
 
