@@ -1,0 +1,61 @@
+/// A bounded cache of one-cluster metadata tables (L2 tables, refcount blocks) keyed by their
+/// offset in the image file, least recently used evicted. Write-through: whoever changes a
+/// table writes the change to the file at once, so an evicted table never needs writing back.
+/// Buffers are allocated as slots are first used and reused after.
+final class TableCache {
+    private let clusterSize: Int
+    let capacity: Int
+    private var buffers: [AlignedBuffer] = []
+    private var offsets: [UInt64] = []
+    private var lastUse: [UInt64] = []
+    private var slots: [UInt64: Int] = [:]
+    private var clock: UInt64 = 0
+
+    init(clusterSize: Int, capacity: Int) {
+        self.clusterSize = clusterSize
+        self.capacity = max(capacity, 1)
+        slots.reserveCapacity(self.capacity)
+    }
+
+    /// The table at `offset`, if cached.
+    func lookup(_ offset: UInt64) -> AlignedBuffer? {
+        guard let slot = slots[offset] else { return nil }
+        clock &+= 1
+        lastUse[slot] = clock
+        return buffers[slot]
+    }
+
+    /// A slot for the table at `offset` (evicting the least recently used when full); the caller
+    /// fills it, or calls `remove` if it cannot.
+    func insert(_ offset: UInt64) -> AlignedBuffer {
+        if let existing = lookup(offset) { return existing }
+        clock &+= 1
+        let slot: Int
+        if buffers.count < capacity {
+            buffers.append(AlignedBuffer(byteCount: clusterSize))
+            offsets.append(offset)
+            lastUse.append(clock)
+            slot = buffers.count - 1
+        } else {
+            var oldest = 0
+            for index in 1..<lastUse.count where lastUse[index] < lastUse[oldest] { oldest = index }
+            slot = oldest
+            slots[offsets[slot]] = nil
+            offsets[slot] = offset
+            lastUse[slot] = clock
+        }
+        slots[offset] = slot
+        return buffers[slot]
+    }
+
+    /// Forgets the table at `offset` (failed to load, or freed).
+    func remove(_ offset: UInt64) {
+        guard let slot = slots[offset] else { return }
+        slots[offset] = nil
+        offsets[slot] = UInt64.max
+        lastUse[slot] = 0
+    }
+
+    /// Tables cached now.
+    var count: Int { slots.count }
+}
