@@ -41,7 +41,13 @@ extension OwnedFileDescriptor {
     /// preadv2 / pwritev2 with RWF_NOWAIT: the bytes moved if that needs no waiting (page-cache
     /// hits), else a negative errno (-EAGAIN when it would block).
     public func transferWithoutWaiting(_ vectors: UnsafePointer<iovec>, count: Int, offset: UInt64, write: Bool) -> Int32 {
-        let result = cvb_transfer_nowait(rawValue, vectors, Int32(truncatingIfNeeded: count), offset, write ? 1 : 0)
+        Self.transferWithoutWaiting(rawValue, vectors, count: count, offset: offset, write: write)
+    }
+
+    /// As the method, on a descriptor some owner keeps open (a file of a qcow2 chain).
+    public static func transferWithoutWaiting(_ descriptor: Int32, _ vectors: UnsafePointer<iovec>, count: Int, offset: UInt64,
+                                              write: Bool) -> Int32 {
+        let result = cvb_transfer_nowait(descriptor, vectors, Int32(truncatingIfNeeded: count), offset, write ? 1 : 0)
         return result >= 0 ? Int32(clamping: result) : -errno
     }
 

@@ -1,9 +1,23 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Logging
+import Qcow2
 import VhostSystem
 
-/// The disk behind the device: a regular file or a block device, opened once; or a null disk
+/// How the image file's bytes become the disk's (`--format`): never guessed from the contents,
+/// so a guest that writes an image header into a raw disk gains nothing at the next start.
+public enum BlockImageFormat: String, Sendable, CaseIterable, CustomStringConvertible {
+    /// The file is the disk, byte for byte.
+    case raw
+    /// A qcow2 image (versions 2 and 3), with its backing chain.
+    case qcow2
+
+    public var description: String { rawValue }
+}
+
+/// The disk behind the device: a regular file or a block device, opened once, raw or holding a
+/// qcow2 image (`qcow2`, which then maps guest offsets to the file's); or a null disk
 /// of a given size that stores nothing (reads leave the guest's buffers as they are, writes are
 /// dropped), to measure the request path without I/O, as qemu-storage-daemon's null-co does.
 ///
@@ -31,9 +45,15 @@ public final class BlockImage: Sendable {
     /// Fault injection (`--io-delay-us`): every read and write waits this long first, as slow
     /// storage would, so tests can catch requests in flight. 0 in normal use.
     public let ioDelayMicroseconds: UInt32
+    /// The qcow2 image in the file (`--format=qcow2`); nil for raw files and the null disk.
+    public let qcow2: Qcow2Disk?
 
-    public init(path: String, readOnly: Bool, cache: BlockCacheMode = .writeback,
-                ioDelayMicroseconds: UInt32 = 0) throws(BlockImageError) {
+    /// - Parameters:
+    ///   - format: how the file's contents are read; never probed.
+    ///   - l2CacheBytes: qcow2's L2 table cache (`--l2-cache-size`); nil for QEMU's default.
+    public init(path: String, readOnly: Bool, cache: BlockCacheMode = .writeback, format: BlockImageFormat = .raw,
+                l2CacheBytes: Int? = nil, ioDelayMicroseconds: UInt32 = 0,
+                logger: Logger = Logger(label: "vhost-user-blk.image")) throws(BlockImageError) {
         self.ioDelayMicroseconds = ioDelayMicroseconds
         self.path = path
         self.readOnly = readOnly
@@ -45,12 +65,13 @@ public final class BlockImage: Sendable {
             if cache.bypassesPageCache, error.errno == EINVAL { throw .directIOUnsupported(path: path, cache: cache, error) }
             throw .cannotOpen(path: path, error)
         }
+        let fileSize: UInt64
         do {
             isBlockDevice = try descriptor.isBlockDevice()
             if isBlockDevice {
-                size = try descriptor.blockDeviceSize()
+                fileSize = try descriptor.blockDeviceSize()
             } else if try descriptor.isRegularFile() {
-                size = try descriptor.size()
+                fileSize = try descriptor.size()
             } else {
                 throw BlockImageError.notAFileOrBlockDevice(path: path)
             }
@@ -61,10 +82,26 @@ public final class BlockImage: Sendable {
         } catch {
             throw .notAFileOrBlockDevice(path: path)
         }
-        guard size > 0 else { throw .empty(path: path) }
-        guard size % Self.sectorSize == 0 else { throw .sizeNotMultipleOfSectorSize(path: path, size: size) }
+        guard fileSize > 0 else { throw .empty(path: path) }
         directAlignment = cache.bypassesPageCache
             ? try Self.probeDirectAlignment(descriptor, path: path, cache: cache, isBlockDevice: isBlockDevice) : nil
+        switch format {
+        case .raw:
+            qcow2 = nil
+            size = fileSize
+        case .qcow2:
+            do {
+                let disk = try Qcow2Disk(descriptor: descriptor, path: path, readOnly: readOnly, directAlignment: directAlignment,
+                                         backingOpenFlags: cache.openFlags, l2CacheBytes: l2CacheBytes, logger: logger)
+                qcow2 = disk
+                size = disk.virtualSize
+            } catch {
+                throw .qcow2(error)
+            }
+            // The image file's own size is qcow2's business; the virtual size is checked there.
+            return
+        }
+        guard size % Self.sectorSize == 0 else { throw .sizeNotMultipleOfSectorSize(path: path, size: size) }
         if let directAlignment, size % UInt64(directAlignment.offset) != 0 {
             // The last partial block could be neither read nor written with O_DIRECT.
             throw .sizeNotMultipleOfDirectAlignment(path: path, size: size, alignment: directAlignment.offset)
@@ -93,6 +130,7 @@ public final class BlockImage: Sendable {
         isBlockDevice = false
         cache = .writeback
         directAlignment = nil
+        qcow2 = nil
         guard size > 0 else { throw .empty(path: path) }
         guard size % Self.sectorSize == 0 else { throw .sizeNotMultipleOfSectorSize(path: path, size: size) }
         self.size = size
@@ -117,6 +155,14 @@ public final class BlockImage: Sendable {
         transfer(vectors, count: count, byteCount: byteCount, offset: offset, write: true)
     }
 
+    /// Where `length` bytes at disk `offset` are in one file, for the I/O engine: the image
+    /// file itself for raw, the run qcow2 maps them to (nil when qcow2 must serve them itself).
+    @inline(__always)
+    public func directMapping(offset: UInt64, length: Int, forWrite: Bool) -> (descriptor: Int32, offset: UInt64)? {
+        guard let qcow2 else { return (descriptor.rawValue, offset) }
+        return qcow2.directMapping(offset: offset, length: length, forWrite: forWrite)
+    }
+
     /// fdatasync: data written so far reaches stable storage (nothing with --cache=unsafe).
     /// Returns 0 or an errno.
     public func flush() -> Int32 {
@@ -130,6 +176,7 @@ public final class BlockImage: Sendable {
     /// Deallocates a range (punch hole / BLKDISCARD). Returns 0 or an errno.
     public func discard(offset: UInt64, length: UInt64) -> Int32 {
         if isNull { return 0 }
+        if let qcow2 { return qcow2.discard(offset: offset, length: length) }
         return isBlockDevice
             ? descriptor.discardBlocks(offset: offset, length: length)
             : descriptor.punchHole(offset: offset, length: length)
@@ -139,6 +186,7 @@ public final class BlockImage: Sendable {
     /// zeroes from `zeroes` when the file system supports neither hole punching nor zero ranges.
     public func writeZeroes(offset: UInt64, length: UInt64, unmap: Bool, zeroes: UnsafeRawBufferPointer) -> Int32 {
         if isNull { return 0 }
+        if let qcow2 { return qcow2.writeZeroes(offset: offset, length: length, unmap: unmap) }
         if isBlockDevice {
             if descriptor.zeroOutBlocks(offset: offset, length: length) == 0 { return 0 }
         } else {
@@ -164,6 +212,10 @@ public final class BlockImage: Sendable {
     private func transfer(_ vectors: UnsafeMutablePointer<iovec>, count: Int, byteCount: Int, offset: UInt64, write: Bool) -> Int32 {
         if ioDelayMicroseconds > 0 { usleep(ioDelayMicroseconds) }
         if isNull { return 0 }
+        if let qcow2 {
+            return write ? qcow2.write(vectors, count: count, offset: offset, length: byteCount)
+                : qcow2.read(vectors, count: count, offset: offset, length: byteCount)
+        }
         var done = 0
         var first = 0
         var position = offset

@@ -1,3 +1,4 @@
+import Qcow2
 import VhostSystem
 
 /// Why a disk image cannot be served, found when it is opened.
@@ -10,6 +11,8 @@ public enum BlockImageError: Error, Equatable, Sendable, CustomStringConvertible
     case directIOUnsupported(path: String, cache: BlockCacheMode, SystemError?)
     case sizeNotMultipleOfDirectAlignment(path: String, size: UInt64, alignment: Int)
     case system(SystemError)
+    /// `--format=qcow2` and the image (or its backing chain) cannot be served.
+    case qcow2(Qcow2Error)
 
     public var description: String {
         switch self {
@@ -27,6 +30,8 @@ public enum BlockImageError: Error, Equatable, Sendable, CustomStringConvertible
         case .sizeNotMultipleOfDirectAlignment(let path, let size, let alignment):
             "disk image \(path) is \(size) bytes, not a multiple of the \(alignment) bytes O_DIRECT needs on its file system; resize it or use --cache=writeback"
         case .system(let error):
+            "\(error)"
+        case .qcow2(let error):
             "\(error)"
         }
     }

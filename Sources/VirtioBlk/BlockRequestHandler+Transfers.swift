@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import StorageIO
+import VhostSystem
 import VhostUserBackend
 import VirtioCore
 import VirtioSpec
@@ -34,20 +35,24 @@ extension BlockRequestHandler {
         switch operation {
         case .read:
             guard length > 0, let offset = byteOffset(sector: sector, length: length),
+                  let (descriptor, fileOffset) = image.directMapping(offset: offset, length: length, forWrite: false),
                   let count = chain.fillIOVectors(.writable, offset: 0, length: length, into: slot),
-                  isDirectAligned(slotBase, count: count, offset: offset, length: length) else { return nil }
-            (transfer.offset, transfer.remaining, transfer.vectorCount, transfer.dataWritten) = (offset, length, count, length)
+                  isDirectAligned(slotBase, count: count, offset: fileOffset, length: length) else { return nil }
+            (transfer.descriptor, transfer.offset, transfer.remaining) = (descriptor, fileOffset, length)
+            (transfer.vectorCount, transfer.dataWritten) = (count, length)
         case .write:
             guard !image.readOnly, length > 0, let offset = byteOffset(sector: sector, length: length),
+                  let (descriptor, fileOffset) = image.directMapping(offset: offset, length: length, forWrite: true),
                   let count = chain.fillIOVectors(.readable, offset: BlockRequestHeader.byteCount, length: length, into: slot),
-                  isDirectAligned(slotBase, count: count, offset: offset, length: length)
+                  isDirectAligned(slotBase, count: count, offset: fileOffset, length: length)
             else { return nil }
-            (transfer.offset, transfer.remaining, transfer.vectorCount) = (offset, length, count)
+            (transfer.descriptor, transfer.offset, transfer.remaining, transfer.vectorCount) = (descriptor, fileOffset, length, count)
             // Writethrough mode: the write is stable before it completes.
             transfer.syncAfterWrite = writethroughNeedsSync
         case .flush, .writeSync:
             // --cache=unsafe: answered inline, without an fdatasync.
             guard !image.cache.ignoresFlush else { return nil }
+            transfer.descriptor = image.descriptor.rawValue
         }
         transfers[head] = transfer
         transferMemory[head] = chain.memory
@@ -56,8 +61,8 @@ extension BlockRequestHandler {
         // io_uring round trip costs more than the copy. What would block goes to the engine.
         if (operation == .read && inlineReads == .withoutWaiting) || (operation == .write && inlineWrites == .withoutWaiting) {
             let vectors = transferVectors + head * Self.slotVectors
-            let result = image.descriptor.transferWithoutWaiting(vectors, count: transfer.vectorCount, offset: transfer.offset,
-                                                                  write: operation == .write)
+            let result = OwnedFileDescriptor.transferWithoutWaiting(transfer.descriptor, vectors, count: transfer.vectorCount,
+                                                                     offset: transfer.offset, write: operation == .write)
             if result == -EOPNOTSUPP {
                 // No RWF_NOWAIT for this direction here: its transfers are done at once from
                 // now on (they only copy to or from memory: tmpfs, or the page cache).
@@ -85,7 +90,7 @@ extension BlockRequestHandler {
     /// Hands the slot's transfer, as it stands, to the engine.
     func enqueue(_ head: Int) -> Bool {
         let transfer = transfers[head]
-        let fd = image.descriptor.rawValue
+        let fd = transfer.descriptor
         let tag = UInt64(head)
         let vectors = transferVectors + head * Self.slotVectors + transfer.firstVector
         let count = transfer.vectorCount - transfer.firstVector

@@ -204,7 +204,8 @@ final class BlockRequestHandler: VirtqueueRequestHandler {
         guard length > 0, let offset = byteOffset(sector: sector, length: length),
               let count = chain.fillIOVectors(.writable, offset: 0, length: length, into: vectorBuffer)
         else { return .ioError }
-        if !isDirectAligned(vectors, count: count, offset: offset, length: length) {
+        // qcow2 stages what O_DIRECT cannot take itself (its offsets are not the disk's).
+        if image.qcow2 == nil, !isDirectAligned(vectors, count: count, offset: offset, length: length) {
             return bounceRead(chain, offset: offset, length: length)
         }
         return image.read(vectors, count: count, byteCount: length, offset: offset) == 0 ? .ok : .ioError
@@ -216,7 +217,7 @@ final class BlockRequestHandler: VirtqueueRequestHandler {
               let count = chain.fillIOVectors(.readable, offset: BlockRequestHeader.byteCount, length: length,
                                                into: vectorBuffer)
         else { return .ioError }
-        let written = isDirectAligned(vectors, count: count, offset: offset, length: length)
+        let written = image.qcow2 != nil || isDirectAligned(vectors, count: count, offset: offset, length: length)
             ? image.write(vectors, count: count, byteCount: length, offset: offset) == 0
             : bounceWrite(chain, offset: offset, length: length) == .ok
         guard written else { return .ioError }

@@ -18,7 +18,10 @@ struct BlockTransfer {
 
     var token = RequestToken(head: 0)
     var operation = Operation.read
-    /// The image offset of the next byte to transfer.
+    /// The file the engine moves the bytes to or from: the image file, or (qcow2) the file of
+    /// the chain that holds them.
+    var descriptor: Int32 = -1
+    /// The file offset of the next byte to transfer.
     var offset: UInt64 = 0
     /// Bytes still to transfer.
     var remaining = 0

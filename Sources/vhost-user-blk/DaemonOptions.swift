@@ -25,6 +25,9 @@ struct DaemonOptions: Equatable {
     /// `--aio`: nil chooses at start (io_uring where the kernel allows it).
     var ioEngine: IOEngineKind?
     var cache = BlockCacheMode.writeback
+    var format = BlockImageFormat.raw
+    /// `--l2-cache-size` in bytes; nil: QEMU's default (the whole disk's L2 tables, at most 32 MiB).
+    var l2CacheBytes: UInt64?
     var serial: String?
     var sandbox = false
     var limits = ConnectionLimits()
@@ -41,6 +44,10 @@ struct DaemonOptions: Equatable {
           --fd=FD                 use this inherited, already listening Unix socket descriptor
           --print-capabilities    print the back end's capabilities as JSON and exit
           --blk-file=PATH         the disk image: a regular file or a block device
+          --format=FORMAT          raw (default: the file is the disk) or qcow2 (with its
+                                  backing chain); never guessed from the file's contents
+          --l2-cache-size=SIZE    qcow2: bytes of L2 tables kept in memory (default: enough
+                                  for the whole disk, at most 32m, as QEMU)
           --null-size=SIZE        instead of --blk-file: a null disk of SIZE bytes (4096, 64k, 1g)
                                   that stores nothing, for benchmarks
           --read-only             offer a read-only disk (VIRTIO_BLK_F_RO); writes fail
@@ -114,6 +121,18 @@ struct DaemonOptions: Equatable {
                     throw UsageError("--null-size '\(text)' is not a size (bytes, or with k, m, g, t)")
                 }
                 options.nullSize = bytes
+            case "--format":
+                let text = try value()
+                guard let format = BlockImageFormat(rawValue: text) else {
+                    throw UsageError("--format must be one of: \(BlockImageFormat.allCases.map(\.rawValue).joined(separator: ", "))")
+                }
+                options.format = format
+            case "--l2-cache-size":
+                let text = try value()
+                guard let bytes = ByteSize.parse(text), bytes > 0, bytes <= 1 << 40 else {
+                    throw UsageError("--l2-cache-size '\(text)' is not a size between 1 and 1t (bytes, or with k, m, g, t)")
+                }
+                options.l2CacheBytes = bytes
             case "--read-only": try flag(); options.readOnly = true
             case "--num-queues": options.numberOfQueues = try number(Int.self)
             case "--queue-size": options.queueSize = try number(Int.self)
@@ -161,6 +180,12 @@ struct DaemonOptions: Equatable {
         }
         if (blockFile == nil) == (nullSize == nil) {
             throw UsageError("exactly one of --blk-file and --null-size is required")
+        }
+        if nullSize != nil, format != .raw {
+            throw UsageError("--format applies to --blk-file; a null disk has no format")
+        }
+        if l2CacheBytes != nil, format != .qcow2 {
+            throw UsageError("--l2-cache-size applies to --format=qcow2")
         }
         if let numberOfQueues, !(1...VirtioBlkDevice.maximumQueues).contains(numberOfQueues) {
             throw UsageError("--num-queues must be between 1 and \(VirtioBlkDevice.maximumQueues)")

@@ -40,8 +40,9 @@ struct VhostUserBlkDaemon {
         let image: BlockImage
         do {
             if let blockFile = options.blockFile {
-                image = try BlockImage(path: blockFile, readOnly: options.readOnly, cache: options.cache,
-                                       ioDelayMicroseconds: options.ioDelayMicroseconds)
+                image = try BlockImage(path: blockFile, readOnly: options.readOnly, cache: options.cache, format: options.format,
+                                       l2CacheBytes: options.l2CacheBytes.map { Int(clamping: $0) },
+                                       ioDelayMicroseconds: options.ioDelayMicroseconds, logger: logger)
             } else {
                 image = try BlockImage(nullSize: options.nullSize ?? 0, readOnly: options.readOnly,
                                        ioDelayMicroseconds: options.ioDelayMicroseconds)
@@ -123,12 +124,17 @@ struct VhostUserBlkDaemon {
             logger.notice("sandboxed", metadata: sandbox)
         }
 
-        logger.notice("serving", metadata: [
+        var formatMetadata: Logger.Metadata = ["format": "\(image.isNull ? "n/a (null disk)" : options.format.description)"]
+        if let qcow2 = image.qcow2 {
+            formatMetadata["qcow2"] = "version \(qcow2.version), \(qcow2.clusterSize)-byte clusters"
+            formatMetadata["chain"] = "\(qcow2.chain.joined(separator: " <- "))"
+        }
+        logger.notice("serving", metadata: formatMetadata.merging([
             "image": "\(image.path)", "bytes": "\(image.size)", "read-only": "\(options.readOnly)",
             "queues": "\(queues)", "queue-size": "\(options.queueSize)", "poll-us": "\(options.pollMicroseconds)",
             "aio": "\(engine)", "cache": "\(image.isNull ? "n/a (null disk)" : options.cache.description)",
             "direct-io-alignment": "\(image.directAlignment.map { "memory \($0.memory), offset \($0.offset)" } ?? "n/a")",
-        ])
+        ]) { _, new in new })
         controlPlane.run()
         logger.notice("stopped")
         return 0
