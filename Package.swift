@@ -105,7 +105,7 @@ let package = Package(
         // replay of files without it), and the corpora replayed in the normal suite.
         .target(name: "FuzzBodies", dependencies: [
             "VirtioSpec", "StorageIO",
-            "VhostUserProtocol", "VhostUserBackend", "VirtioBlk", "VirtioCore", "IOMMUModel", "VhostSystem",
+            "VhostUserProtocol", "VhostUserBackend", "VirtioBlk", "VirtioCore", "IOMMUModel", "VhostSystem", "Qcow2",
             .product(name: "Logging", package: "swift-log"),
         ], path: "Tests/Fuzz/FuzzBodies"),
         .executableTarget(name: "fuzz-message-decoder", dependencies: ["FuzzBodies"], path: "Tests/Fuzz/fuzz-message-decoder"),
@@ -113,6 +113,7 @@ let package = Package(
         .executableTarget(name: "fuzz-descriptor-chain", dependencies: ["FuzzBodies"], path: "Tests/Fuzz/fuzz-descriptor-chain"),
         .executableTarget(name: "fuzz-block-request", dependencies: ["FuzzBodies"], path: "Tests/Fuzz/fuzz-block-request"),
         .executableTarget(name: "fuzz-iommu-model", dependencies: ["FuzzBodies"], path: "Tests/Fuzz/fuzz-iommu-model"),
+        .executableTarget(name: "fuzz-qcow2-image", dependencies: ["FuzzBodies"], path: "Tests/Fuzz/fuzz-qcow2-image"),
         .testTarget(name: "FuzzReplayTests", dependencies: ["FuzzBodies"]),
         .testTarget(name: "EndToEndTests", dependencies: ["VhostTestSupport", "VhostSystem", "VhostUserFrontEnd", "VhostUserProtocol", "VhostUserBlkBench"]),
     ],

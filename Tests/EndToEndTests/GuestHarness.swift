@@ -93,8 +93,11 @@ enum GuestHarness {
     /// A scratch directory removed at the end of the test.
     final class Scratch {
         let url: URL
-        init() throws {
-            url = FileManager.default.temporaryDirectory.appendingPathComponent("vublk-e2e-\(UUID().uuidString)")
+        /// - Parameter base: a directory on another file system (O_DIRECT needs one tmpfs may
+        ///   not be); the system's temporary directory by default.
+        init(under base: String? = nil) throws {
+            let parent = base.map { URL(fileURLWithPath: $0) } ?? FileManager.default.temporaryDirectory
+            url = parent.appendingPathComponent("vublk-e2e-\(UUID().uuidString)")
             try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
         }
         deinit { try? FileManager.default.removeItem(at: url) }

@@ -6,14 +6,14 @@
 #
 #   Tests/Fuzz/run-fuzzers.sh [SECONDS] [TARGET...]     e.g. Tests/Fuzz/run-fuzzers.sh 600
 #
-# Targets: message-decoder dispatch descriptor-chain block-request iommu-model (default: all).
+# Targets: message-decoder dispatch descriptor-chain block-request iommu-model qcow2-image (default: all).
 # FUZZ_SCRATCH overrides the build directory (.build-fuzz).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 seconds=${1:-60}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(message-decoder dispatch descriptor-chain block-request iommu-model)
+[ ${#targets[@]} -gt 0 ] || targets=(message-decoder dispatch descriptor-chain block-request iommu-model qcow2-image)
 
 scratch=${FUZZ_SCRATCH:-.build-fuzz}
 # -enable-testing: the bodies reach internal entry points (@testable import) in release builds.

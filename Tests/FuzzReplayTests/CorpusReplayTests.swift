@@ -28,6 +28,8 @@ struct CorpusReplayTests {
             "mapper-reserve-link-replace-release", "mirror-huge-leaves-split-and-punched", "mirror-top-of-space-and-refusals",
             "pins-deferred-invalidation-and-limit", "regression-invalidate-split-at-entry-limit", "reverse-translation-regions",
         ],
+        "qcow2-image": ["compressed", "extended-l2", "missing-backing", "refcount-1-bit", "refcount-64-bit", "v2-data",
+                        "v3-data", "zero-clusters"],
         "dispatch": ["add-remove-region", "config", "get-features-with-fds", "handshake", "inflight", "iotlb", "mem-table",
                      "reset", "rings-start-and-stop"],
     ]
