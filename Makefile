@@ -41,7 +41,7 @@ demo: release guest
 
 # Unit and integration tests first, then the QEMU guests and the libblkio front end on their
 # own (they need the daemon binary, and run side by side, one per core, against every QEMU build).
-GUEST_SUITES := EndToEndTests\.(GuestDiskTests|LibblkioTests)
+GUEST_SUITES := EndToEndTests\.(GuestDiskTests|LibblkioTests|Qcow2EndToEndTests)
 # The programs the tests start, from the build under test (flags in $(1)): tests never guess
 # them (VhostTestSupport's TestBinary), so a sanitized run tests its own binaries.
 test_binaries = VHOST_USER_BLK_BIN="$$(swift build $(1) --show-bin-path)/vhost-user-blk" \

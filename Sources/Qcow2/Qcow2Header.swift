@@ -165,8 +165,8 @@ public struct Qcow2Header: Sendable, Equatable {
             guard backingFileSize > 0, backingFileSize <= maximumBackingNameLength else {
                 throw invalid("backing_file_size \(backingFileSize) is not between 1 and 1023")
             }
-            guard backingFileOffset >= UInt64(headerLength),
-                  backingFileOffset + UInt64(backingFileSize) <= UInt64(headerCluster) else {
+            guard backingFileOffset >= UInt64(headerLength), backingFileOffset <= UInt64(headerCluster),
+                  UInt64(backingFileSize) <= UInt64(headerCluster) - backingFileOffset else {
                 throw invalid("the backing file name lies outside the header cluster")
             }
             let name = UnsafeRawBufferPointer(start: bytes + Int(backingFileOffset), count: Int(backingFileSize))

@@ -89,8 +89,18 @@ extension Qcow2Metadata {
     /// returns, before anything points to it. Returns its offset.
     func allocateCluster() throws(Qcow2Error) -> UInt64 {
         let index = nextFreeCluster
+        let offset = try clusterOffset(index)
         nextFreeCluster += 1
         try setRefcount(ofCluster: index, to: 1)
+        return offset
+    }
+
+    /// The file offset of cluster `index`, which tables can name (below 2^56): a refcount
+    /// table claiming clusters past that cannot make an offset wrap around to the header.
+    func clusterOffset(_ index: UInt64) throws(Qcow2Error) -> UInt64 {
+        guard index < (ClusterGeometry.offsetMask >> UInt64(geometry.clusterBits)) else {
+            throw .io(path: path, call: "allocate", errno: EFBIG)
+        }
         return index << UInt64(geometry.clusterBits)
     }
 
@@ -119,8 +129,8 @@ extension Qcow2Metadata {
         // A new block at the next free cluster, counting itself when it covers itself; written
         // whole before the table points to it.
         let blockIndex = nextFreeCluster
+        let blockOffset = try clusterOffset(blockIndex)
         nextFreeCluster += 1
-        let blockOffset = blockIndex << UInt64(geometry.clusterBits)
         let block = refcountCache.insert(blockOffset)
         block.zero()
         if blockIndex / entries == tableIndex { _ = setRefcountEntry(block, Int(blockIndex % entries), 1) }
@@ -152,9 +162,10 @@ extension Qcow2Metadata {
         let newTable = AlignedBuffer(byteCount: Int(clusters) << Int(geometry.clusterBits))
         newTable.base.copyMemory(from: old.table.base, byteCount: old.table.count)
         let first = nextFreeCluster
+        let tableOffset = try clusterOffset(first + clusters)
         nextFreeCluster += clusters
         refcountTable = newTable
-        refcountTableOffset = first << UInt64(geometry.clusterBits)
+        refcountTableOffset = tableOffset - (clusters << UInt64(geometry.clusterBits))
         refcountTableClusters = clusters
         do {
             for index in first..<(first + clusters) {

@@ -130,6 +130,11 @@ extension Qcow2Metadata {
             target = try allocateCluster()
             replaced = mapping.referencedClusters(geometry: geometry)
         }
+        // A standard cluster without the copied flag claims others share it (refcount 2 or
+        // more): dropping our reference must not free it for them.
+        if case .data(let host, copied: false) = mapping, try refcount(ofCluster: geometry.clusterIndex(host)) < 2 {
+            throw markCorrupt("cluster at 0x\(String(host, radix: 16)) is shared (no copied flag) but its refcount is below 2")
+        }
         try file.write(UnsafeRawBufferPointer(staging.bytes), at: target)
         fileSize = max(fileSize, target + geometry.clusterSize64)
         try setL2Entry(target | ClusterMapping.copiedFlag, at: tableOffset, index: index)

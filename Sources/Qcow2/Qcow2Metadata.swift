@@ -120,8 +120,10 @@ final class Qcow2Metadata {
             }
             let cluster = geometry.clusterIndex(offset)
             guard !fixed.contains(cluster) else { throw corrupt("L2 table at 0x\(String(offset, radix: 16)) overlaps the header or a table") }
-            // Two L1 entries may share an L2 table only through snapshots; refcount blocks may not.
-            metadataClusters.insert(cluster)
+            // One L2 table per entry of the active L1 table, none on a refcount block.
+            guard metadataClusters.insert(cluster).inserted else {
+                throw corrupt("L2 table at 0x\(String(offset, radix: 16)) is shared or overlaps a refcount block")
+            }
         }
     }
 

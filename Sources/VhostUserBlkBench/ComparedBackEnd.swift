@@ -20,6 +20,9 @@ public enum ComparedBackEnd: String, Sendable, Codable, CaseIterable {
         case image(path: String)
         /// An image file with O_DIRECT: ours `--cache=none`, q-s-d `cache.direct=on,aio=io_uring`.
         case directImage(path: String)
+        /// A qcow2 image through the page cache: ours `--format=qcow2`, q-s-d its qcow2 driver
+        /// over a file node, both with their defaults otherwise.
+        case qcow2(path: String)
     }
 
     /// The command line: executable path, then arguments.
@@ -30,6 +33,7 @@ public enum ComparedBackEnd: String, Sendable, Codable, CaseIterable {
             case .null(let bytes): "--null-size=\(bytes)"
             case .image(let path): "--blk-file=\(path)"
             case .directImage(let path): "--blk-file=\(path) --cache=none"
+            case .qcow2(let path): "--blk-file=\(path) --format=qcow2"
             }
             return [executable, "--socket-path=\(socket)"] + diskArgument.split(separator: " ").map(String.init)
                 + ["--num-queues=\(queues)", "--log-level=error"]
@@ -38,6 +42,7 @@ public enum ComparedBackEnd: String, Sendable, Codable, CaseIterable {
             case .null(let bytes): "driver=null-co,node-name=disk,size=\(bytes),read-zeroes=off"
             case .image(let path): "driver=file,node-name=disk,filename=\(path),cache.direct=off"
             case .directImage(let path): "driver=file,node-name=disk,filename=\(path),cache.direct=on,aio=io_uring"
+            case .qcow2(let path): "driver=qcow2,node-name=disk,file.driver=file,file.filename=\(path)"
             }
             return [executable, "--blockdev", blockdev, "--export",
                     "type=vhost-user-blk,id=export0,node-name=disk,addr.type=unix,addr.path=\(socket),writable=on,num-queues=\(queues)"]

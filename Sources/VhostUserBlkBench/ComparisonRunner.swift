@@ -24,6 +24,10 @@ public struct ComparisonRunner: Sendable {
     public var diskImageBytes: UInt64 = 4 << 30
     /// fio, the reference for the disk cases.
     public var fio: String?
+    /// qemu-img, to make the qcow2 cases' images.
+    public var imageTool = "/usr/bin/qemu-img"
+    /// The virtual size of the empty qcow2 image the allocating cases write into.
+    public var emptyQcow2Bytes: UInt64 = 64 << 30
 
     public init(ourDaemon: String, qemuStorageDaemon: String, cases: [ComparisonCase], repetitions: Int, directory: String) {
         self.ourDaemon = ourDaemon
@@ -45,6 +49,13 @@ public struct ComparisonRunner: Sendable {
             try Self.makeImage(at: diskImage, bytes: diskImageBytes)
         }
         defer { if let diskImage { unlink(diskImage) } }
+        let allocatedQcow2 = directory + "/compare.qcow2"
+        let emptyQcow2 = directory + "/compare-empty.qcow2"
+        if cases.contains(where: { $0.image == .qcow2Allocated }) {
+            log("converting the image to qcow2: \(allocatedQcow2)")
+            try runTool([imageTool, "convert", "-O", "qcow2", image, allocatedQcow2])
+        }
+        defer { unlink(allocatedQcow2) }
         var rows: [BackEndComparison.Row] = []
         var resident: [String: [UInt64]] = [:]
         for comparisonCase in cases {
@@ -66,6 +77,12 @@ public struct ComparisonRunner: Sendable {
                     } else if comparisonCase.onDisk, let diskImage {
                         try Self.dropPageCache()
                         disk = .directImage(path: diskImage)
+                    } else if comparisonCase.image == .qcow2Allocated {
+                        disk = .qcow2(path: allocatedQcow2)
+                    } else if comparisonCase.image == .qcow2Empty {
+                        unlink(emptyQcow2)
+                        try runTool([imageTool, "create", "-q", "-f", "qcow2", emptyQcow2, "\(emptyQcow2Bytes)"])
+                        disk = .qcow2(path: emptyQcow2)
                     } else {
                         disk = .image(path: image)
                     }
@@ -102,6 +119,14 @@ public struct ComparisonRunner: Sendable {
                                            imageBytes: imageBytes)
         comparison.diskImageBytes = cases.contains(where: \.onDisk) ? diskImageBytes : 0
         return comparison
+    }
+
+    /// Runs a tool to its end; a failure is the comparison's.
+    private func runTool(_ arguments: [String]) throws(BenchError) {
+        let (status, output) = try runCapturingOutput(arguments[0], Array(arguments.dropFirst()))
+        guard status == 0 else {
+            throw .deviceUnsuitable("\(arguments.joined(separator: " ")): \(String(decoding: output, as: UTF8.self))")
+        }
     }
 
     private func workloadSeconds(_ workload: Workload) -> Double {

@@ -149,7 +149,7 @@ struct Qcow2EndToEndTests {
             let bench = Process()
             bench.executableURL = URL(fileURLWithPath: try TestBinary.benchFrontEnd.path)
             bench.arguments = ["run", "--socket", socket, "--rw", "randwrite", "--bs", "\([512, 4096, 12288][round % 3])",
-                               "--runtime", "10", "--queues", "2", "--no-progress", "--seed", "\(round + 1)"]
+                               "--runtime", "3", "--queues", "2", "--no-progress", "--seed", "\(round + 1)"]
             bench.standardOutput = FileHandle.nullDevice
             bench.standardError = FileHandle.nullDevice
             try bench.run()
