@@ -43,6 +43,12 @@ enum ClusterMapping: Equatable {
         return .data(host: host, copied: entry & copiedFlag != 0)
     }
 
+    /// A zero cluster keeping a host cluster that only it uses (written in place on copy-on-write).
+    func hasPreallocatedCopiedCluster(_ entry: UInt64) -> Bool {
+        if case .zero(preallocated: _?) = self { return entry & Self.copiedFlag != 0 }
+        return false
+    }
+
     var isCompressed: Bool {
         if case .compressed = self { return true }
         return false

@@ -32,11 +32,14 @@ enum DiskLayer {
         }
     }
 
-    /// Bytes the layer's file holds (reads past them are zeroes, not fast-path material).
-    func fileSize() -> UInt64 {
+    /// Whether the file holds all of `length` bytes at `host` of an extent this layer mapped
+    /// (reads past the end are zeroes, which only the qcow2 module's own reads supply). Tables
+    /// point inside the file as it was opened, so only its last cluster can be partial; clusters
+    /// allocated since are written or extended whole.
+    func holdsWholly(host: UInt64, length: Int) -> Bool {
         switch self {
-        case .qcow2(let image): return image.metadata.withLock { $0.fileSize }
-        case .raw(_, let size): return size
+        case .qcow2(let image): return host >= image.openedFileSize || host + UInt64(length) <= image.openedFileSize
+        case .raw: return true
         }
     }
 }

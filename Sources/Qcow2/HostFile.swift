@@ -15,12 +15,22 @@ final class HostFile: @unchecked Sendable {
     let alignment: Int
     /// The buffer address alignment O_DIRECT needs (1 without O_DIRECT).
     let memoryAlignment: Int
+    /// A regular file: what was never written reads as zeroes (a block device's does not).
+    let isRegularFile: Bool
 
     init(descriptor: OwnedFileDescriptor, path: String, directAlignment: (memory: Int, offset: Int)?) {
         self.descriptor = descriptor
         self.path = path
         alignment = max(512, directAlignment?.offset ?? 512)
         memoryAlignment = max(1, directAlignment?.memory ?? 1)
+        isRegularFile = (try? descriptor.isRegularFile()) ?? false
+    }
+
+    /// Makes the file at least `size` bytes long (the new bytes read as zeroes).
+    func extend(to size: UInt64) throws(Qcow2Error) {
+        while ftruncate(descriptor.rawValue, off_t(truncatingIfNeeded: size)) != 0 {
+            guard errno == EINTR else { throw .io(path: path, call: "ftruncate", errno: errno) }
+        }
     }
 
     var rawValue: Int32 { descriptor.rawValue }

@@ -56,7 +56,7 @@ public final class Qcow2Disk: @unchecked Sendable {
         let file = layers[layer].file
         // The caller checks alignment against the top file's; a backing file must agree.
         guard file.alignment == top.file.alignment, file.memoryAlignment == top.file.memoryAlignment,
-              host + UInt64(length) <= layers[layer].fileSize() else { return nil }
+              layers[layer].holdsWholly(host: host, length: length) else { return nil }
         return (file.rawValue, host)
     }
 

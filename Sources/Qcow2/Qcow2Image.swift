@@ -14,6 +14,8 @@ final class Qcow2Image: @unchecked Sendable {
     let file: HostFile
     let readOnly: Bool
     let metadata: Locked<Qcow2Metadata>
+    /// The file's size when opened (what the tables may point into).
+    let openedFileSize: UInt64
 
     /// Reads and checks the header, then the tables. Read-write opens refuse what could not be
     /// written safely: the corrupt or dirty bit, internal snapshots, extended L2 entries.
@@ -48,6 +50,7 @@ final class Qcow2Image: @unchecked Sendable {
         let metadata = try Qcow2Metadata(header: header, file: file, path: path, readOnly: readOnly,
                                          l2CacheBytes: cacheBytes, logger: logger)
         self.metadata = Locked(metadata)
+        openedFileSize = metadata.validationLimit
         // Auto-clear features (bitmaps) describe data this implementation does not keep up to
         // date: the format asks a writer to clear them first.
         if !readOnly, header.version >= 3, header.autoclearFeatures != 0 {

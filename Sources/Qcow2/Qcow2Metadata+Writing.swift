@@ -105,6 +105,32 @@ extension Qcow2Metadata {
                              replacing mapping: ClusterMapping, entry: UInt64, tableOffset: UInt64,
                              index: Int, readBelow: (UInt64, UnsafeMutableRawBufferPointer) throws(Qcow2Error) -> Void)
         throws(Qcow2Error) {
+        // A new cluster of a regular file was never written (allocation only moves forward
+        // and nothing is reused), so it reads as zeroes already: when the old contents are
+        // zeroes too, only the new bytes (to the file's alignment) are written.
+        let oldIsZero: Bool
+        switch mapping {
+        case .zero: oldIsZero = true
+        case .unallocated: oldIsZero = !hasBacking
+        case .data, .compressed: oldIsZero = false
+        }
+        if oldIsZero, file.isRegularFile, !mapping.hasPreallocatedCopiedCluster(entry) {
+            let alignment = file.alignment
+            let start = inCluster / alignment * alignment
+            let end = min(geometry.clusterSize, (inCluster + length + alignment - 1) / alignment * alignment)
+            let staging = self.staging
+            staging.base.initializeMemory(as: UInt8.self, repeating: 0, count: end - start)
+            source.copy(skipping: skipping, length: length, into: staging.base + (inCluster - start))
+            let target = try allocateCluster()
+            try file.write(UnsafeRawBufferPointer(start: staging.base, count: end - start), at: target + UInt64(start))
+            if fileSize < target + geometry.clusterSize64 {
+                try file.extend(to: target + geometry.clusterSize64)
+                fileSize = target + geometry.clusterSize64
+            }
+            try setL2Entry(target | ClusterMapping.copiedFlag, at: tableOffset, index: index)
+            if let replaced = mapping.referencedClusters(geometry: geometry) { try release(replaced) }
+            return
+        }
         let staging = self.staging
         if length < geometry.clusterSize {
             switch mapping {
