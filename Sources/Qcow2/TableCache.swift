@@ -17,11 +17,17 @@ final class TableCache {
         slots.reserveCapacity(self.capacity)
     }
 
+    /// The table found last: requests near each other use the same table, and one L2 table
+    /// maps 512 MiB with 64 KiB clusters, so this spares most dictionary lookups.
+    private var recent: (offset: UInt64, slot: Int)?
+
     /// The table at `offset`, if cached.
     func lookup(_ offset: UInt64) -> AlignedBuffer? {
+        if let recent, recent.offset == offset { return buffers[recent.slot] }
         guard let slot = slots[offset] else { return nil }
         clock &+= 1
         lastUse[slot] = clock
+        recent = (offset, slot)
         return buffers[slot]
     }
 
@@ -30,6 +36,7 @@ final class TableCache {
     func insert(_ offset: UInt64) -> AlignedBuffer {
         if let existing = lookup(offset) { return existing }
         clock &+= 1
+        recent = nil
         let slot: Int
         if buffers.count < capacity {
             buffers.append(AlignedBuffer(byteCount: clusterSize))
@@ -50,6 +57,7 @@ final class TableCache {
 
     /// Forgets the table at `offset` (failed to load, or freed).
     func remove(_ offset: UInt64) {
+        if recent?.offset == offset { recent = nil }
         guard let slot = slots[offset] else { return }
         slots[offset] = nil
         offsets[slot] = UInt64.max
