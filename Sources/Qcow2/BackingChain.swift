@@ -95,9 +95,8 @@ enum BackingChain {
         return FileIdentity(device: UInt64(info.st_dev), inode: UInt64(info.st_ino))
     }
 
-    /// O_DIRECT's alignment as the kernel states it, else 4096 (what every file system accepts).
+    /// O_DIRECT's alignment (the system layer's probe; 4096 where the kernel says none).
     static func directAlignment(_ descriptor: OwnedFileDescriptor) -> (memory: Int, offset: Int) {
-        if let stated = try? descriptor.directIOAlignment(), stated.memory > 0, stated.offset > 0 { return stated }
-        return (4096, 4096)
+        descriptor.probedDirectIOAlignment(isBlockDevice: (try? descriptor.isBlockDevice()) ?? false) ?? (4096, 4096)
     }
 }

@@ -93,41 +93,9 @@ final class HostFile: @unchecked Sendable {
         return 0
     }
 
-    /// preadv / pwritev until done; reads past the end of the file fill zeroes. 0 or an errno.
-    /// The iovecs are consumed (advanced) as the transfer goes.
+    /// The whole transfer; reads past the end of the file fill zeroes. 0 or an errno.
     private func transfer(_ vectors: UnsafeMutablePointer<iovec>, count: Int, byteCount: Int, offset: UInt64, write: Bool) -> Int32 {
-        var done = 0
-        var first = 0
-        var position = offset
-        while done < byteCount {
-            let batch = Int32(min(count - first, 1024))
-            let result = write
-                ? pwritev(descriptor.rawValue, vectors + first, batch, off_t(truncatingIfNeeded: position))
-                : preadv(descriptor.rawValue, vectors + first, batch, off_t(truncatingIfNeeded: position))
-            if result < 0 {
-                if errno == EINTR || errno == EAGAIN { continue }
-                return errno
-            }
-            if result == 0 {
-                guard !write else { return EIO }
-                // Past the end of the file: the rest reads as zeroes.
-                for index in first..<count where vectors[index].iov_len > 0 {
-                    vectors[index].iov_base?.initializeMemory(as: UInt8.self, repeating: 0, count: vectors[index].iov_len)
-                }
-                return 0
-            }
-            done += result
-            position += UInt64(result)
-            var advance = result
-            while first < count && advance >= vectors[first].iov_len {
-                advance -= vectors[first].iov_len
-                first += 1
-            }
-            if first < count && advance > 0 {
-                vectors[first].iov_base = vectors[first].iov_base.map { $0 + advance }
-                vectors[first].iov_len -= advance
-            }
-        }
-        return 0
+        PositionedTransfer.run(descriptor.rawValue, vectors, count: count, byteCount: byteCount, offset: offset, write: write,
+                               pastEnd: .zeroFill)
     }
 }

@@ -155,7 +155,7 @@ extension Qcow2Metadata {
         // Room for the new table's own refcount blocks too.
         let wanted = max(tableIndex + 2, UInt64(refcountTableEntries) * 2)
         let clusters = (wanted + entriesPerCluster - 1) / entriesPerCluster
-        guard clusters << UInt64(geometry.clusterBits) <= Qcow2Header.maximumRefcountTableBytes else {
+        guard clusters <= Qcow2Header.maximumRefcountTableBytes >> UInt64(geometry.clusterBits) else {
             throw .unsupported(path: path, feature: "an image that needs a refcount table over 8 MiB")
         }
         let old = (table: refcountTable, offset: refcountTableOffset, clusters: refcountTableClusters)

@@ -38,6 +38,18 @@ extension OwnedFileDescriptor {
         }
     }
 
+    /// O_DIRECT's alignment for this file: what the kernel states (statx), else a block
+    /// device's logical sector size, else 4096 (which every file system accepts). Nil when the
+    /// kernel says the file does no direct I/O.
+    public func probedDirectIOAlignment(isBlockDevice: Bool) -> (memory: Int, offset: Int)? {
+        if let stated = try? directIOAlignment() {
+            guard stated.memory > 0, stated.offset > 0 else { return nil }
+            return stated
+        }
+        if isBlockDevice, let sector = try? logicalSectorSize(), sector > 0 { return (sector, sector) }
+        return (4096, 4096)
+    }
+
     /// preadv2 / pwritev2 with RWF_NOWAIT: the bytes moved if that needs no waiting (page-cache
     /// hits), else a negative errno (-EAGAIN when it would block).
     public func transferWithoutWaiting(_ vectors: UnsafePointer<iovec>, count: Int, offset: UInt64, write: Bool) -> Int32 {

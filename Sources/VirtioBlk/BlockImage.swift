@@ -24,9 +24,6 @@ public enum BlockImageFormat: String, Sendable, CaseIterable, CustomStringConver
 /// Every method is safe to call from several queue workers at once (positioned I/O only).
 public final class BlockImage: Sendable {
     public static let sectorSize: UInt64 = 512
-    /// IOV_MAX: the most iovecs preadv / pwritev accept in one call (Linux UIO_MAXIOV,
-    /// include/uapi/linux/uio.h; glibc's IOV_MAX macro does not import into Swift).
-    static let maximumVectorsPerCall = 1024
 
     public let path: String
     public let descriptor: OwnedFileDescriptor
@@ -108,16 +105,13 @@ public final class BlockImage: Sendable {
         }
     }
 
-    /// O_DIRECT's alignment: what the kernel states (statx), else a block device's logical
-    /// sector size, else 4096 (which every file system accepts).
+    /// O_DIRECT's alignment (`OwnedFileDescriptor.probedDirectIOAlignment`).
     private static func probeDirectAlignment(_ descriptor: OwnedFileDescriptor, path: String, cache: BlockCacheMode,
                                              isBlockDevice: Bool) throws(BlockImageError) -> (memory: Int, offset: Int) {
-        if let stated = try? descriptor.directIOAlignment() {
-            guard stated.memory > 0, stated.offset > 0 else { throw .directIOUnsupported(path: path, cache: cache, nil) }
-            return stated
+        guard let alignment = descriptor.probedDirectIOAlignment(isBlockDevice: isBlockDevice) else {
+            throw .directIOUnsupported(path: path, cache: cache, nil)
         }
-        if isBlockDevice, let sector = try? descriptor.logicalSectorSize(), sector > 0 { return (sector, sector) }
-        return (4096, 4096)
+        return alignment
     }
 
     /// A null disk of `size` bytes (a positive multiple of 512). Its descriptor is /dev/null,
@@ -216,34 +210,7 @@ public final class BlockImage: Sendable {
             return write ? qcow2.write(vectors, count: count, offset: offset, length: byteCount)
                 : qcow2.read(vectors, count: count, offset: offset, length: byteCount)
         }
-        var done = 0
-        var first = 0
-        var position = offset
-        while done < byteCount {
-            // At most IOV_MAX vectors per call (EINVAL otherwise); the loop goes on with the rest
-            // as after a short transfer.
-            let batch = Int32(min(count - first, Self.maximumVectorsPerCall))
-            let result = write
-                ? pwritev(descriptor.rawValue, vectors + first, batch, off_t(truncatingIfNeeded: position))
-                : preadv(descriptor.rawValue, vectors + first, batch, off_t(truncatingIfNeeded: position))
-            if result < 0 {
-                if errno == EINTR { continue }
-                return errno
-            }
-            if result == 0 { return EIO }
-            done += result
-            position += UInt64(result)
-            // Skip the iovecs that are complete and trim the partly done one (short transfer).
-            var advance = result
-            while first < count && advance >= vectors[first].iov_len {
-                advance -= vectors[first].iov_len
-                first += 1
-            }
-            if first < count && advance > 0 {
-                vectors[first].iov_base = vectors[first].iov_base.map { $0 + advance }
-                vectors[first].iov_len -= advance
-            }
-        }
-        return 0
+        return PositionedTransfer.run(descriptor.rawValue, vectors, count: count, byteCount: byteCount, offset: offset,
+                                      write: write, pastEnd: .fail)
     }
 }

@@ -14,6 +14,7 @@ import VhostTestSupport
 struct Qcow2EndToEndTests {
     typealias H = GuestHarness
 
+    @discardableResult
     static func qemuImg(_ qemu: QEMUBuild? = nil, _ arguments: [String]) throws -> String {
         let program = qemu?.tool("qemu-img") ?? "/usr/bin/qemu-img"
         let (status, output) = try runProgram(program, arguments)

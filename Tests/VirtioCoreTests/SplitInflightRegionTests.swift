@@ -1,4 +1,5 @@
 import Testing
+import VhostTestSupport
 import VirtioCore
 
 /// The inflight log of a split queue, crashed at every point of its documented update order.
