@@ -47,7 +47,8 @@ public final class Qcow2Disk: @unchecked Sendable {
     public func directMapping(offset: UInt64, length: Int, forWrite: Bool) -> (descriptor: Int32, offset: UInt64)? {
         guard length > 0 else { return nil }
         if forWrite {
-            guard !readOnly, let extent = try? top.extent(at: offset, maximum: length), extent.length == length,
+            guard !readOnly, let extent = try? top.extentForWritingInPlace(at: offset, maximum: length),
+                  extent.length == length,
                   case .data(let host, writable: true) = extent.kind else { return nil }
             return (top.file.rawValue, host)
         }

@@ -72,4 +72,13 @@ final class Qcow2Image: @unchecked Sendable {
     func extent(at offset: UInt64, maximum: Int) throws(Qcow2Error) -> LayerExtent {
         try metadata.withLock { (state) throws(Qcow2Error) -> LayerExtent in try state.extent(at: offset, maximum: maximum) }
     }
+
+    /// The extent at `offset` for a write straight to the file: nil while an allocation for one
+    /// of its clusters is in flight (that write must order itself behind it: `Qcow2Request`).
+    func extentForWritingInPlace(at offset: UInt64, maximum: Int) throws(Qcow2Error) -> LayerExtent? {
+        try metadata.withLock { (state) throws(Qcow2Error) -> LayerExtent? in
+            let extent = try state.extent(at: offset, maximum: maximum)
+            return state.hasAllocationInFlight(offset: offset, length: extent.length) ? nil : extent
+        }
+    }
 }

@@ -120,7 +120,7 @@ extension Qcow2Metadata {
 
     /// The offset of the refcount block covering cluster `index`, made (and the refcount table
     /// grown) when there is none.
-    private func refcountBlockOffset(covering index: UInt64) throws(Qcow2Error) -> UInt64 {
+    func refcountBlockOffset(covering index: UInt64) throws(Qcow2Error) -> UInt64 {
         let entries = UInt64(geometry.refcountBlockEntries)
         let tableIndex = index / entries
         if tableIndex >= UInt64(refcountTableEntries) { try growRefcountTable(covering: tableIndex) }

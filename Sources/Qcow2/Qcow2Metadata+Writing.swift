@@ -13,7 +13,8 @@ import Glibc
 /// 4. only then is a replaced cluster's refcount dropped.
 ///
 /// Each write-through happens while the image's lock is held, so two writes to one unallocated
-/// cluster cannot both allocate it.
+/// cluster cannot both allocate it; an allocation an asynchronous write has in flight is
+/// settled first (`settleAllocationInFlight`).
 extension Qcow2Metadata {
     /// The L2 table mapping guest `offset`, made when there is none: (table, its file offset,
     /// the entry's index).
@@ -66,6 +67,7 @@ extension Qcow2Metadata {
             let inCluster = geometry.offsetInCluster(position)
             let piece = min(length - done, geometry.clusterSize - inCluster)
             let guestCluster = position - UInt64(inCluster)
+            try settleAllocationInFlight(guestCluster)
             let (table, tableOffset, index) = try l2TableForWriting(guestCluster)
             let entry = UnsafeRawPointer(table.base).bigEndianUInt64(at: index * geometry.l2EntrySize)
             guard let mapping = ClusterMapping.decode(entry, geometry: geometry, version: version) else {
@@ -184,6 +186,7 @@ extension Qcow2Metadata {
             let l1Index = Int(geometry.l1Index(guestCluster))
             let l1Entry = l1.base.bigEndianUInt64(at: l1Index * 8)
             if l1Entry & ClusterGeometry.offsetMask == 0, !hasBacking { continue }  // already reads as zeroes
+            try settleAllocationInFlight(guestCluster)
             let (table, tableOffset, index) = try l2TableForWriting(guestCluster)
             let entry = UnsafeRawPointer(table.base).bigEndianUInt64(at: index * geometry.l2EntrySize)
             guard let mapping = ClusterMapping.decode(entry, geometry: geometry, version: version) else {

@@ -47,6 +47,8 @@ final class Qcow2Metadata {
     var validatedL2 = Set<UInt64>()
     /// Set when metadata found while serving breaks the format: writes stop.
     var corruption: String?
+    /// Allocations of asynchronous writes not finished yet, by guest cluster offset.
+    var inFlight: [UInt64: InFlightAllocation] = [:]
 
     /// A cluster staged for copy-on-write; allocated on first use.
     private var stagingBuffer: AlignedBuffer?
@@ -79,6 +81,7 @@ final class Qcow2Metadata {
         refcountTableClusters = UInt64(header.refcountTableClusters)
         refcountTable = AlignedBuffer(byteCount: Int(refcountTableClusters) * clusterSize)
         try file.read(into: refcountTable.bytes, at: refcountTableOffset)
+        inFlight.reserveCapacity(Self.expectedInFlightAllocations)
         l2Cache = TableCache(clusterSize: clusterSize, capacity: max(2, l2CacheBytes / clusterSize))
         refcountCache = TableCache(clusterSize: clusterSize, capacity: 4)
         fileSize = try file.size()

@@ -2,12 +2,17 @@
 /// offset in the image file, least recently used evicted. Write-through: whoever changes a
 /// table writes the change to the file at once, so an evicted table never needs writing back.
 /// Buffers are allocated as slots are first used and reused after.
+///
+/// A table an asynchronous write is reading from is pinned: it is not evicted (its buffer not
+/// reused) until unpinned. When every slot is pinned the cache grows past its capacity rather
+/// than wait (by as many slots as were pinned at once; pins last one request).
 final class TableCache {
     private let clusterSize: Int
     let capacity: Int
     private var buffers: [AlignedBuffer] = []
     private var offsets: [UInt64] = []
     private var lastUse: [UInt64] = []
+    private var pins: [Int] = []
     private var slots: [UInt64: Int] = [:]
     private var clock: UInt64 = 0
 
@@ -38,18 +43,24 @@ final class TableCache {
         clock &+= 1
         recent = nil
         let slot: Int
-        if buffers.count < capacity {
+        var oldest: Int?
+        if buffers.count >= capacity {
+            for index in 0..<lastUse.count where pins[index] == 0 {
+                if let current = oldest, lastUse[current] <= lastUse[index] { continue }
+                oldest = index
+            }
+        }
+        if let oldest {
+            slot = oldest
+            if offsets[slot] != UInt64.max { slots[offsets[slot]] = nil }
+            offsets[slot] = offset
+            lastUse[slot] = clock
+        } else {
             buffers.append(AlignedBuffer(byteCount: clusterSize))
             offsets.append(offset)
             lastUse.append(clock)
+            pins.append(0)
             slot = buffers.count - 1
-        } else {
-            var oldest = 0
-            for index in 1..<lastUse.count where lastUse[index] < lastUse[oldest] { oldest = index }
-            slot = oldest
-            slots[offsets[slot]] = nil
-            offsets[slot] = offset
-            lastUse[slot] = clock
         }
         slots[offset] = slot
         return buffers[slot]
@@ -62,6 +73,18 @@ final class TableCache {
         slots[offset] = nil
         offsets[slot] = UInt64.max
         lastUse[slot] = 0
+    }
+
+    /// Keeps the cached table at `offset` in its buffer until `unpin`. False when not cached.
+    func pin(_ offset: UInt64) -> Bool {
+        guard let slot = slots[offset] else { return false }
+        pins[slot] += 1
+        return true
+    }
+
+    func unpin(_ offset: UInt64) {
+        guard let slot = slots[offset], pins[slot] > 0 else { return }
+        pins[slot] -= 1
     }
 
     /// Tables cached now.

@@ -23,6 +23,9 @@ public enum ComparedBackEnd: String, Sendable, Codable, CaseIterable {
         /// A qcow2 image through the page cache: ours `--format=qcow2`, q-s-d its qcow2 driver
         /// over a file node, both with their defaults otherwise.
         case qcow2(path: String)
+        /// A qcow2 image with O_DIRECT: ours `--format=qcow2 --cache=none`, q-s-d its qcow2
+        /// driver over a file node with `cache.direct=on,aio=io_uring`.
+        case directQcow2(path: String)
     }
 
     /// The command line: executable path, then arguments.
@@ -34,6 +37,7 @@ public enum ComparedBackEnd: String, Sendable, Codable, CaseIterable {
             case .image(let path): "--blk-file=\(path)"
             case .directImage(let path): "--blk-file=\(path) --cache=none"
             case .qcow2(let path): "--blk-file=\(path) --format=qcow2"
+            case .directQcow2(let path): "--blk-file=\(path) --format=qcow2 --cache=none"
             }
             return [executable, "--socket-path=\(socket)"] + diskArgument.split(separator: " ").map(String.init)
                 + ["--num-queues=\(queues)", "--log-level=error"]
@@ -43,6 +47,8 @@ public enum ComparedBackEnd: String, Sendable, Codable, CaseIterable {
             case .image(let path): "driver=file,node-name=disk,filename=\(path),cache.direct=off"
             case .directImage(let path): "driver=file,node-name=disk,filename=\(path),cache.direct=on,aio=io_uring"
             case .qcow2(let path): "driver=qcow2,node-name=disk,file.driver=file,file.filename=\(path)"
+            case .directQcow2(let path):
+                "driver=qcow2,node-name=disk,file.driver=file,file.filename=\(path),file.cache.direct=on,file.aio=io_uring"
             }
             return [executable, "--blockdev", blockdev, "--export",
                     "type=vhost-user-blk,id=export0,node-name=disk,addr.type=unix,addr.path=\(socket),writable=on,num-queues=\(queues)"]

@@ -47,7 +47,8 @@ public struct ComparisonCase: Sendable, Codable, Equatable {
     /// and issue 14's, on the machine's disk with O_DIRECT: 4 KiB random reads at QD1 and QD32,
     /// random writes at QD32, 64 KiB sequential reads, 4 queues; and issue 15's, qcow2 through
     /// the page cache: 4 KiB random reads and writes at QD1 and QD32 on allocated clusters, and
-    /// random writes that allocate (a fixed number of requests, so the image stays small).
+    /// random writes that allocate (a fixed number of requests, so the image stays small), also
+    /// on the machine's disk with O_DIRECT, where an allocating write waits for the disk.
     public static func standard(seconds: Double) -> [ComparisonCase] {
         func workload(_ pattern: AccessPattern, _ mix: ReadWriteMix, blockSize: Int = 4096, depth: Int = 32, queues: Int = 1,
                       requests: Int? = nil) -> Workload {
@@ -88,6 +89,8 @@ public struct ComparisonCase: Sendable, Codable, Equatable {
                            nullDisk: false, image: .qcow2Empty),
             ComparisonCase(name: "qcow2 allocating: 4k randwrite QD32", workload: workload(.random, .write, requests: 16000),
                            nullDisk: false, image: .qcow2Empty),
+            ComparisonCase(name: "disk qcow2 allocating: 4k randwrite QD32", workload: workload(.random, .write, requests: 16000),
+                           nullDisk: false, onDisk: true, image: .qcow2Empty),
         ]
     }
 }

@@ -55,14 +55,19 @@ public struct ComparisonRunner: Sendable {
             log("converting the image to qcow2: \(allocatedQcow2)")
             try runTool([imageTool, "convert", "-O", "qcow2", image, allocatedQcow2])
         }
-        defer { unlink(allocatedQcow2) }
+        defer {
+            unlink(allocatedQcow2)
+            unlink(emptyQcow2)
+            if let diskDirectory { unlink(diskDirectory + "/compare-disk-empty.qcow2") }
+        }
         var rows: [BackEndComparison.Row] = []
         var resident: [String: [UInt64]] = [:]
         for comparisonCase in cases {
             var row = BackEndComparison.Row(comparisonCase: comparisonCase, samples: [:])
             for repetition in 0..<repetitions {
                 let order: [ComparedBackEnd] = repetition % 2 == 0 ? [.ours, .qemuStorageDaemon] : [.qemuStorageDaemon, .ours]
-                if comparisonCase.onDisk, let fio, let diskImage {
+                // fio is the reference for the raw disk rows (it has no qcow2).
+                if comparisonCase.onDisk, comparisonCase.image == .raw, let fio, let diskImage {
                     try Self.dropPageCache()
                     let report = try FioReference(fio: fio, image: diskImage, workload: comparisonCase.workload).run()
                     row.samples[FioReference.key, default: []].append(report)
@@ -74,6 +79,12 @@ public struct ComparisonRunner: Sendable {
                     let disk: ComparedBackEnd.Disk
                     if comparisonCase.nullDisk {
                         disk = .null(bytes: imageBytes)
+                    } else if comparisonCase.onDisk, comparisonCase.image == .qcow2Empty, let diskDirectory {
+                        let path = diskDirectory + "/compare-disk-empty.qcow2"
+                        unlink(path)
+                        try runTool([imageTool, "create", "-q", "-f", "qcow2", path, "\(emptyQcow2Bytes)"])
+                        try Self.dropPageCache()
+                        disk = .directQcow2(path: path)
                     } else if comparisonCase.onDisk, let diskImage {
                         try Self.dropPageCache()
                         disk = .directImage(path: diskImage)

@@ -35,17 +35,21 @@ extension BlockRequestHandler {
         switch operation {
         case .read:
             guard length > 0, let offset = byteOffset(sector: sector, length: length),
-                  let (descriptor, fileOffset) = image.directMapping(offset: offset, length: length, forWrite: false),
-                  let count = chain.fillIOVectors(.writable, offset: 0, length: length, into: slot),
-                  isDirectAligned(slotBase, count: count, offset: fileOffset, length: length) else { return nil }
-            (transfer.descriptor, transfer.offset, transfer.remaining) = (descriptor, fileOffset, length)
-            (transfer.vectorCount, transfer.dataWritten) = (count, length)
+                  let count = chain.fillIOVectors(.writable, offset: 0, length: length, into: slot) else { return nil }
+            transfer.dataWritten = length
+            guard let (descriptor, fileOffset) = image.directMapping(offset: offset, length: length, forWrite: false),
+                  isDirectAligned(slotBase, count: count, offset: fileOffset, length: length) else {
+                return startQcow2Transfer(transfer, chain: chain, head: head, count: count, offset: offset, length: length)
+            }
+            (transfer.descriptor, transfer.offset, transfer.remaining, transfer.vectorCount) = (descriptor, fileOffset, length, count)
         case .write:
             guard !image.readOnly, length > 0, let offset = byteOffset(sector: sector, length: length),
-                  let (descriptor, fileOffset) = image.directMapping(offset: offset, length: length, forWrite: true),
-                  let count = chain.fillIOVectors(.readable, offset: BlockRequestHeader.byteCount, length: length, into: slot),
-                  isDirectAligned(slotBase, count: count, offset: fileOffset, length: length)
+                  let count = chain.fillIOVectors(.readable, offset: BlockRequestHeader.byteCount, length: length, into: slot)
             else { return nil }
+            guard let (descriptor, fileOffset) = image.directMapping(offset: offset, length: length, forWrite: true),
+                  isDirectAligned(slotBase, count: count, offset: fileOffset, length: length) else {
+                return startQcow2Transfer(transfer, chain: chain, head: head, count: count, offset: offset, length: length)
+            }
             (transfer.descriptor, transfer.offset, transfer.remaining, transfer.vectorCount) = (descriptor, fileOffset, length, count)
             // Writethrough mode: the write is stable before it completes.
             transfer.syncAfterWrite = writethroughNeedsSync
@@ -107,10 +111,11 @@ extension BlockRequestHandler {
         var requeued = false
         for index in 0..<ioCompletions.count {
             let (tag, result) = ioCompletions[index]
-            switch advance(tag, result: result) {
+            let (head, step) = tag & Self.qcow2TagFlag != 0 ? advanceQcow2(tag, result: result) : (Int(truncatingIfNeeded: tag), advance(tag, result: result))
+            switch step {
             case .finished(let writtenLength):
-                // tag < transfers.count: advance checked it.
-                completions.complete(transfers[Int(tag)].token, writtenLength: writtenLength)
+                // head < transfers.count: advance checked it.
+                completions.complete(transfers[head].token, writtenLength: writtenLength)
             case .continuing:
                 requeued = true
             case .unknown:
@@ -188,7 +193,7 @@ extension BlockRequestHandler {
     }
 
     /// Writes the status byte, lets go of the memory and returns the used length.
-    private func finishTransfer(_ head: Int, _ status: BlockRequestStatus) -> UInt32 {
+    func finishTransfer(_ head: Int, _ status: BlockRequestStatus) -> UInt32 {
         if status == .ioError { statistics.errors += 1 }
         let transfer = transfers[head]
         // SAFETY: the chain's last writable byte, accessible when the transfer started, in the

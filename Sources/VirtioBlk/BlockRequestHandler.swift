@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Logging
+import Qcow2
 import StorageIO
 import VhostUserBackend
 import VirtioCore
@@ -28,6 +29,10 @@ final class BlockRequestHandler: VirtqueueRequestHandler {
     let transferVectors: UnsafeMutablePointer<iovec>
     var transferMemory: [GuestMemory?]
     let ioCompletions: IOCompletions
+    /// qcow2 with an engine that completes asynchronously: each head's request
+    /// (`BlockRequestHandler+Qcow2`), and the results of its transfers done at once.
+    let qcow2Requests: [Qcow2Request]?
+    let qcow2Results: UnsafeMutablePointer<(index: Int, result: Int32)>
     private let zeroes: UnsafeMutableRawBufferPointer
     /// With O_DIRECT: where requests whose buffers or offsets miss its alignment are staged
     /// (`bounceCapacity` bytes, aligned for O_DIRECT).
@@ -86,6 +91,12 @@ final class BlockRequestHandler: VirtqueueRequestHandler {
         transferVectors = .allocate(capacity: slots * Self.slotVectors)
         transferMemory = Array(repeating: nil, count: slots)
         ioCompletions = IOCompletions(capacity: slots)
+        if let disk = device.image.qcow2, engine.completionNotifier != nil {
+            qcow2Requests = (0..<slots).map { _ in Qcow2Request(disk: disk) }
+        } else {
+            qcow2Requests = nil
+        }
+        qcow2Results = .allocate(capacity: Qcow2Request.transferCapacity)
         zeroes = .allocate(byteCount: 64 * 1024, alignment: 4096)
         zeroes.initializeMemory(as: UInt8.self, repeating: 0)
         bounce = device.image.directAlignment.map {
@@ -103,6 +114,7 @@ final class BlockRequestHandler: VirtqueueRequestHandler {
         vectors.deallocate()
         transfers.deallocate()  // BlockTransfer is trivial
         transferVectors.deallocate()
+        qcow2Results.deallocate()
         zeroes.deallocate()
         bounce?.deallocate()
         // DiscardSegment is trivial: nothing to deinitialize.
@@ -113,6 +125,7 @@ final class BlockRequestHandler: VirtqueueRequestHandler {
             "discard": "\(statistics.discards)", "write-zeroes": "\(statistics.writeZeroes)",
             "unsupported": "\(statistics.unsupported)", "errors": "\(statistics.errors)",
             "malformed": "\(statistics.malformed)", "aio": "\(engine.kind)",
+            "qcow2-engine": "\(statistics.qcow2ThroughEngine)",
         ])
     }
 

@@ -1,0 +1,402 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import VhostSystem
+
+/// A read or write of a `Qcow2Disk` carried out through the caller's I/O engine rather than on
+/// the caller's thread: the request says which transfers to start (`Progress.start`), the
+/// caller starts them all, in any order, and reports each one's result (`completed`) until
+/// the request is finished. One per request slot, allocated once and reused; used by one
+/// thread.
+///
+/// Reads: every run of the chain's files the range maps to is one transfer; zeroes are filled
+/// at once. Writes: clusters written in place, and clusters allocated at the end of the file
+/// when nothing has to be copied into them (they read as zeroes before), in two phases:
+/// 1. the data, and the refcounts of the clusters allocated (each in flight in the image's
+///    table of allocations, `InFlightAllocation`, so that no other write allocates them again);
+/// 2. once those are written, the L2 entries naming the new clusters.
+/// The request finishes when its L2 entries are written: a FLUSH after it covers them.
+///
+/// What this does not handle, `start` declines (nil) and the caller serves synchronously
+/// (`Qcow2Disk.read` / `write`): compressed clusters, copy-on-write (from a backing file, a
+/// shared or a preallocated cluster), pieces O_DIRECT cannot take as they are, more than
+/// `maximumPieces` clusters. L2 tables and refcount blocks that are not cached are loaded
+/// synchronously, as new ones are made (docs/qcow2.md).
+public final class Qcow2Request {
+    public enum Progress: Equatable, Sendable {
+        /// Start `transfers[0..<count]`, then report each through `completed`.
+        case start(count: Int)
+        /// Transfers of this request are still under way.
+        case waiting
+        /// Done: 0, or the errno of the first transfer that failed.
+        case finished(errno: Int32)
+    }
+
+    /// The most clusters one request handles here (each needs up to one data, one refcount and
+    /// one L2 transfer).
+    public static let maximumPieces = 32
+    public static let transferCapacity = 2 * maximumPieces
+    /// Iovecs: the caller's (its slot holds 128), split at most once per piece, and one per
+    /// metadata transfer.
+    static let vectorCapacity = 128 + maximumPieces + transferCapacity
+
+    let disk: Qcow2Disk
+    /// The transfers to start (valid after `.start`, until they complete).
+    public let transfers: UnsafeMutableBufferPointer<Qcow2Transfer>
+    private let scratch: UnsafeMutablePointer<iovec>
+    private var scratchUsed = 0
+    private var transferCount = 0
+    private var outstanding = 0
+    private var failure: Int32 = 0
+
+    private enum Phase {
+        case idle
+        case reading
+        case writing
+        case linking
+    }
+    private var phase = Phase.idle
+
+    /// A guest cluster this write lands in through an allocation in flight.
+    private struct Link {
+        var guestCluster: UInt64
+        var host: UInt64
+        /// Its L2 table's offset (pinned) and the entry's index.
+        var table: UInt64
+        var entryIndex: Int
+        /// Its refcount's write, in `refcountWrites`.
+        var refcountWrite: Int
+    }
+    /// A refcount block (pinned) and the bytes of it this write rewrites.
+    private struct MetadataWrite {
+        var offset: UInt64
+        var bytes: Range<Int>
+        var failed = false
+    }
+    private var links: [Link] = []
+    private var refcountWrites: [MetadataWrite] = []
+    private var l2Writes: [MetadataWrite] = []
+    /// For each transfer: the index of its refcount write, or -1.
+    private var roles: [Int]
+
+    public init(disk: Qcow2Disk) {
+        self.disk = disk
+        scratch = .allocate(capacity: Self.vectorCapacity)
+        transfers = .allocate(capacity: Self.transferCapacity)
+        transfers.initialize(repeating: Qcow2Transfer(direction: .read, descriptor: -1, vectors: scratch, count: 0, offset: 0, length: 0))
+        roles = Array(repeating: -1, count: Self.transferCapacity)
+        links.reserveCapacity(Self.maximumPieces)
+        refcountWrites.reserveCapacity(Self.maximumPieces)
+        l2Writes.reserveCapacity(Self.maximumPieces)
+    }
+
+    deinit {
+        scratch.deallocate()
+        transfers.deallocate()  // Qcow2Transfer is trivial
+    }
+
+    /// Starts reading `length` bytes at guest `offset` into `count` iovecs (which stay valid
+    /// until finished). Nil when the range needs the synchronous path (`Qcow2Disk.read`).
+    public func startRead(_ vectors: UnsafeMutablePointer<iovec>, count: Int, offset: UInt64, length: Int) -> Progress? {
+        guard phase == .idle, length > 0 else { return nil }
+        reset()
+        var done = 0
+        while done < length {
+            guard let (layer, extent) = try? disk.resolve(offset + UInt64(done), maximum: length - done, from: 0) else { return nil }
+            switch extent.kind {
+            case .data(let host, _):
+                let file = disk.layers[layer].file
+                guard disk.layers[layer].holdsWholly(host: host, length: extent.length),
+                      addTransfer(.read, file, at: host, from: vectors, count: count, skipping: done, length: extent.length)
+                else { return nil }
+            case .zeroes, .unallocated:
+                IOVectors.zero(vectors, count: count, skipping: done, length: extent.length)
+            case .compressed:
+                return nil
+            }
+            done += extent.length
+        }
+        return begin(.reading)
+    }
+
+    /// Starts writing `length` bytes from `count` iovecs at guest `offset`. Nil when the range
+    /// needs the synchronous path (`Qcow2Disk.write`); then nothing was changed.
+    public func startWrite(_ vectors: UnsafeMutablePointer<iovec>, count: Int, offset: UInt64, length: Int) -> Progress? {
+        guard phase == .idle, !disk.readOnly, length > 0 else { return nil }
+        reset()
+        return disk.top.metadata.withLock { state -> Progress? in
+            guard state.corruption == nil, state.file.isRegularFile,
+                  canWriteAsynchronously(state, vectors, count: count, offset: offset, length: length) else { return nil }
+            do throws(Qcow2Error) {
+                try plan(state, vectors, count: count, offset: offset, length: length)
+            } catch {
+                abandon(state)
+                reset()
+                return .finished(errno: error.errno)
+            }
+            return begin(.writing)
+        }
+    }
+
+    /// Reports transfer `index`'s result: bytes moved, or a negative errno.
+    public func completed(_ index: Int, result: Int32) -> Progress {
+        guard phase != .idle, index >= 0, index < transferCount, outstanding > 0 else { return .waiting }
+        var outcome = result
+        let transfer = transfers[index]
+        if result == -EAGAIN || result == -EINTR {
+            outcome = finishSynchronously(transfer, done: 0)
+        } else if result >= 0, Int(result) < transfer.length {
+            outcome = finishSynchronously(transfer, done: Int(result))
+        }
+        if outcome < 0 {
+            if failure == 0 { failure = -outcome }
+            if roles[index] >= 0 { refcountWrites[roles[index]].failed = true }
+        }
+        outstanding -= 1
+        guard outstanding == 0 else { return .waiting }
+        switch phase {
+        case .idle, .reading, .linking: return finish()
+        case .writing: return link()
+        }
+    }
+
+    // MARK: Planning
+
+    /// The first pass: every piece writable in place or allocatable without a copy, aligned as
+    /// the file needs, and few enough. Changes nothing but L2 tables loaded or made (as the
+    /// synchronous path would make them).
+    private func canWriteAsynchronously(_ state: Qcow2Metadata, _ vectors: UnsafeMutablePointer<iovec>, count: Int,
+                                        offset: UInt64, length: Int) -> Bool {
+        let geometry = state.geometry
+        var pieces = 0
+        var vectorsNeeded = 0
+        var done = 0
+        while done < length {
+            let position = offset + UInt64(done)
+            let inCluster = geometry.offsetInCluster(position)
+            let piece = min(length - done, geometry.clusterSize - inCluster)
+            let guestCluster = position - UInt64(inCluster)
+            pieces += 1
+            guard pieces <= Self.maximumPieces else { return false }
+            if state.inFlight[guestCluster] == nil {
+                guard let (table, _, index) = try? state.l2TableForWriting(guestCluster) else { return false }
+                let entry = UnsafeRawPointer(table.base).bigEndianUInt64(at: index * geometry.l2EntrySize)
+                switch ClusterMapping.decode(entry, geometry: geometry, version: state.version) {
+                case .data(_, copied: true)?, .zero(preallocated: nil)?: break
+                case .unallocated? where !state.hasBacking: break
+                default: return false
+                }
+            }
+            // Within a host cluster only the offset in it matters for alignment.
+            let free = UnsafeMutableBufferPointer(start: scratch, count: Self.vectorCapacity)
+            guard let used = IOVectors.slice(vectors, count: count, skipping: done, length: piece, into: free),
+                  state.file.isAligned(scratch, count: used, offset: UInt64(inCluster), length: piece) else { return false }
+            vectorsNeeded += used
+            done += piece
+        }
+        return vectorsNeeded + 2 * pieces <= Self.vectorCapacity
+    }
+
+    /// The second pass: allocations reserved (or joined), the data and refcount transfers built.
+    private func plan(_ state: Qcow2Metadata, _ vectors: UnsafeMutablePointer<iovec>, count: Int, offset: UInt64,
+                      length: Int) throws(Qcow2Error) {
+        let geometry = state.geometry
+        let file = state.file
+        var done = 0
+        while done < length {
+            let position = offset + UInt64(done)
+            let inCluster = geometry.offsetInCluster(position)
+            let piece = min(length - done, geometry.clusterSize - inCluster)
+            let guestCluster = position - UInt64(inCluster)
+            let (table, tableOffset, entryIndex) = try state.l2TableForWriting(guestCluster)
+            let host: UInt64
+            if var allocation = state.inFlight[guestCluster] {
+                guard state.l2Cache.pin(tableOffset) else { throw state.corrupt("an L2 table left the cache while in use") }
+                allocation.users += 1
+                state.inFlight[guestCluster] = allocation
+                host = allocation.host
+                try addLink(state, guestCluster: guestCluster, host: host, table: tableOffset, entryIndex: entryIndex)
+            } else {
+                let entry = UnsafeRawPointer(table.base).bigEndianUInt64(at: entryIndex * geometry.l2EntrySize)
+                if case .data(let existing, copied: true)? = ClusterMapping.decode(entry, geometry: geometry, version: state.version) {
+                    host = existing
+                } else {
+                    guard state.l2Cache.pin(tableOffset) else { throw state.corrupt("an L2 table left the cache while in use") }
+                    do {
+                        host = try state.reserveCluster().host
+                    } catch {
+                        state.l2Cache.unpin(tableOffset)
+                        throw error
+                    }
+                    state.inFlight[guestCluster] = InFlightAllocation(host: host)
+                    try addLink(state, guestCluster: guestCluster, host: host, table: tableOffset, entryIndex: entryIndex)
+                }
+            }
+            guard addTransfer(.write, file, at: host + UInt64(inCluster), from: vectors, count: count, skipping: done, length: piece)
+            else { throw .io(path: state.path, call: "write", errno: EINVAL) }  // checked in the first pass
+            done += piece
+        }
+        for (index, write) in refcountWrites.enumerated() {
+            guard let block = state.refcountCache.lookup(write.offset) else { throw state.corrupt("a pinned refcount block left the cache") }
+            addMetadataTransfer(block, at: write.offset, bytes: state.alignedRange(write.bytes, within: block.count), role: index)
+        }
+    }
+
+    /// Records that this write lands in `host` for `guestCluster`, whose allocation it was
+    /// counted a user of and whose L2 table it pinned: its refcount bytes to write (the block
+    /// pinned too). On a throw the link is recorded already, so `abandon` undoes it.
+    private func addLink(_ state: Qcow2Metadata, guestCluster: UInt64, host: UInt64, table: UInt64,
+                         entryIndex: Int) throws(Qcow2Error) {
+        links.append(Link(guestCluster: guestCluster, host: host, table: table, entryIndex: entryIndex, refcountWrite: -1))
+        guard let location = state.refcountLocation(ofCluster: state.geometry.clusterIndex(host)) else {
+            throw state.corrupt("no refcount block covers the cluster at 0x\(String(host, radix: 16)) being allocated")
+        }
+        let write: Int
+        if let existing = refcountWrites.firstIndex(where: { $0.offset == location.block }) {
+            let bytes = refcountWrites[existing].bytes
+            refcountWrites[existing].bytes = min(bytes.lowerBound, location.bytes.lowerBound)..<max(bytes.upperBound, location.bytes.upperBound)
+            write = existing
+        } else {
+            _ = try state.refcountBlock(at: location.block)
+            guard state.refcountCache.pin(location.block) else { throw state.corrupt("a refcount block left the cache while in use") }
+            refcountWrites.append(MetadataWrite(offset: location.block, bytes: location.bytes))
+            write = refcountWrites.count - 1
+        }
+        links[links.count - 1].refcountWrite = write
+    }
+
+    // MARK: Phases
+
+    /// Phase 2: the L2 entries of allocations whose refcount this request wrote, set (if no
+    /// other write set them first) and written.
+    private func link() -> Progress {
+        transferCount = 0
+        scratchUsed = 0  // the data transfers are done: their iovecs are free
+        disk.top.metadata.withLock { state in
+            let entrySize = state.geometry.l2EntrySize
+            for link in links {
+                guard link.refcountWrite >= 0, !refcountWrites[link.refcountWrite].failed else { continue }
+                guard var allocation = state.inFlight[link.guestCluster], allocation.host == link.host,
+                      let table = state.l2Cache.lookup(link.table) else { continue }
+                if !allocation.linked {
+                    table.base.storeBigEndian(link.host | ClusterMapping.copiedFlag, at: link.entryIndex * entrySize)
+                    allocation.linked = true
+                    state.inFlight[link.guestCluster] = allocation
+                }
+                let bytes = (link.entryIndex * entrySize)..<(link.entryIndex * entrySize + 8)
+                if let existing = l2Writes.firstIndex(where: { $0.offset == link.table }) {
+                    let merged = l2Writes[existing].bytes
+                    l2Writes[existing].bytes = min(merged.lowerBound, bytes.lowerBound)..<max(merged.upperBound, bytes.upperBound)
+                } else {
+                    l2Writes.append(MetadataWrite(offset: link.table, bytes: bytes))
+                }
+            }
+            for write in l2Writes {
+                guard let table = state.l2Cache.lookup(write.offset) else { continue }
+                addMetadataTransfer(table, at: write.offset, bytes: state.alignedRange(write.bytes, within: table.count), role: -1)
+            }
+        }
+        return begin(.linking)
+    }
+
+    private func begin(_ next: Phase) -> Progress {
+        phase = next
+        outstanding = transferCount
+        return transferCount > 0 ? .start(count: transferCount) : finish()
+    }
+
+    /// Lets go of the allocations and tables; the request is idle again.
+    private func finish() -> Progress {
+        let error = failure
+        if !links.isEmpty || !refcountWrites.isEmpty {
+            disk.top.metadata.withLock { state in abandon(state) }
+        }
+        reset()
+        return .finished(errno: error)
+    }
+
+    /// Leaves each allocation joined (the last user removes it: one never linked leaves its
+    /// cluster leaked, as a crash would) and unpins the tables.
+    private func abandon(_ state: Qcow2Metadata) {
+        for link in links {
+            state.l2Cache.unpin(link.table)
+            guard var allocation = state.inFlight[link.guestCluster], allocation.host == link.host else { continue }
+            allocation.users -= 1
+            state.inFlight[link.guestCluster] = allocation.users > 0 ? allocation : nil
+        }
+        for write in refcountWrites { state.refcountCache.unpin(write.offset) }
+    }
+
+    private func reset() {
+        phase = .idle
+        transferCount = 0
+        scratchUsed = 0
+        outstanding = 0
+        failure = 0
+        links.removeAll(keepingCapacity: true)
+        refcountWrites.removeAll(keepingCapacity: true)
+        l2Writes.removeAll(keepingCapacity: true)
+    }
+
+    // MARK: Transfers
+
+    /// Adds a data transfer of `length` bytes of the iovecs from `skipping` bytes in, joined to
+    /// the previous one when it continues it. False when it does not fit or is misaligned.
+    private func addTransfer(_ direction: Qcow2Transfer.Direction, _ file: HostFile, at fileOffset: UInt64,
+                             from vectors: UnsafeMutablePointer<iovec>, count: Int, skipping: Int, length: Int) -> Bool {
+        let free = UnsafeMutableBufferPointer(start: scratch + scratchUsed, count: Self.vectorCapacity - scratchUsed)
+        guard let used = IOVectors.slice(vectors, count: count, skipping: skipping, length: length, into: free),
+              file.isAligned(scratch + scratchUsed, count: used, offset: fileOffset, length: length) else { return false }
+        if transferCount > 0, roles[transferCount - 1] < 0 {
+            let last = transfers[transferCount - 1]
+            if last.direction == direction, last.descriptor == file.rawValue, last.offset + UInt64(last.length) == fileOffset,
+               last.vectors + last.count == scratch + scratchUsed {
+                transfers[transferCount - 1].count += used
+                transfers[transferCount - 1].length += length
+                scratchUsed += used
+                return true
+            }
+        }
+        guard transferCount < Self.transferCapacity else { return false }
+        transfers[transferCount] = Qcow2Transfer(direction: direction, descriptor: file.rawValue, vectors: scratch + scratchUsed,
+                                                 count: used, offset: fileOffset, length: length)
+        roles[transferCount] = -1
+        transferCount += 1
+        scratchUsed += used
+        return true
+    }
+
+    /// Adds the write of `bytes` of a pinned table at `offset` in the image file.
+    private func addMetadataTransfer(_ table: AlignedBuffer, at offset: UInt64, bytes: Range<Int>, role: Int) {
+        guard transferCount < Self.transferCapacity, scratchUsed < Self.vectorCapacity else { return }
+        scratch[scratchUsed] = iovec(iov_base: table.base + bytes.lowerBound, iov_len: bytes.count)
+        transfers[transferCount] = Qcow2Transfer(direction: .write, descriptor: disk.top.file.rawValue, vectors: scratch + scratchUsed,
+                                                 count: 1, offset: offset + UInt64(bytes.lowerBound), length: bytes.count)
+        roles[transferCount] = role
+        transferCount += 1
+        scratchUsed += 1
+    }
+
+    /// The rest of a transfer the engine left short (or could not do without waiting), done on
+    /// this thread. 0 or a negative errno.
+    private func finishSynchronously(_ transfer: Qcow2Transfer, done: Int) -> Int32 {
+        let remaining = transfer.length - done
+        guard remaining > 0 else { return 0 }
+        return withUnsafeTemporaryAllocation(of: iovec.self, capacity: max(transfer.count, 1)) { slice -> Int32 in
+            guard let used = IOVectors.slice(transfer.vectors, count: transfer.count, skipping: done, length: remaining, into: slice),
+                  let base = slice.baseAddress else { return -EINVAL }
+            let error = PositionedTransfer.run(transfer.descriptor, base, count: used, byteCount: remaining,
+                                               offset: transfer.offset + UInt64(done), write: transfer.direction == .write,
+                                               pastEnd: .zeroFill)
+            return -error
+        }
+    }
+}
+
+extension Qcow2Error {
+    /// The errno a request reports for this error.
+    var errno: Int32 {
+        if case .io(_, _, let number) = self { return number }
+        return EIO
+    }
+}

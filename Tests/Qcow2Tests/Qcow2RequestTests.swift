@@ -1,0 +1,300 @@
+import Foundation
+import Testing
+import VhostSystem
+@testable import Qcow2
+
+/// Requests through the engine (`Qcow2Request`): many in flight at once over a few clusters,
+/// their transfers carried out in random order (some short, some refused with EAGAIN), mixed
+/// with synchronous writes, zeroing and discards. Afterwards the image is consistent and holds
+/// what a byte array given the same operations holds; cut off at a random point (as kill -9
+/// would: transfers not yet carried out never happen), `qemu-img check` finds at worst leaked
+/// clusters and every finished write is there.
+@Suite struct Qcow2RequestTests {
+    struct Case: CustomStringConvertible, Sendable {
+        let name: String
+        let options: [String]
+        var backing = false
+        var direct = false
+        var description: String { name }
+    }
+
+    static let cases: [Case] = [
+        Case(name: "64k", options: []),
+        Case(name: "4k", options: ["-o", "cluster_size=4096"]),
+        Case(name: "512 B, 1-bit refcounts", options: ["-o", "cluster_size=512,refcount_bits=1"]),
+        Case(name: "version 2", options: ["-o", "compat=0.10"]),
+        Case(name: "over a qcow2 base", options: [], backing: true),
+        Case(name: "O_DIRECT", options: [], direct: true),
+    ]
+
+    static let diskSize = 4 << 20
+
+    @Test(arguments: cases)
+    func requestsInAnyOrderLeaveAConsistentImage(_ testCase: Case) throws {
+        let scratch = try Qcow2Scratch(under: testCase.direct ? "/var/tmp" : NSTemporaryDirectory())
+        let image = try makeImage(testCase, in: scratch)
+        var harness = try Harness(disk: scratch.open(image, readOnly: false, direct: testCase.direct),
+                                  model: try scratch.contents(of: image), seed: 0xa5f1, direct: testCase.direct)
+        for _ in 0..<1_500 { harness.step() }
+        harness.drain()
+        #expect(harness.asynchronousWrites > 100, "too few writes went through the engine: \(harness.asynchronousWrites)")
+        if !testCase.backing {
+            #expect(harness.mostAllocationsInFlight > 1, "no allocations were ever in flight together")
+        }
+        #expect(firstDifference(try harness.disk.readAll(), harness.model) == nil, "our reads differ")
+        let model = harness.model
+        harness.close()
+        let check = try scratch.check(image)
+        #expect(check.output.contains("No errors were found"), "\(check.output)")
+        #expect(firstDifference(try scratch.contents(of: image), model) == nil, "qemu-img reads otherwise")
+    }
+
+    @Test(arguments: cases)
+    func cutOffAtAnyPointLeavesLeaksAtWorst(_ testCase: Case) throws {
+        let scratch = try Qcow2Scratch(under: testCase.direct ? "/var/tmp" : NSTemporaryDirectory())
+        var random = TestRandom(state: 0xc0ff)
+        for round in 0..<6 {
+            let image = try makeImage(testCase, in: scratch)
+            var harness = try Harness(disk: scratch.open(image, readOnly: false, direct: testCase.direct),
+                                      model: try scratch.contents(of: image), seed: random.next(), direct: testCase.direct)
+            for _ in 0..<(50 + random.below(400)) { harness.step() }
+            // Bytes of writes not finished may hold old or new data.
+            let unsettled = harness.unfinishedWrites
+            let model = harness.model
+            harness.close()
+            let check = try scratch.check(image)
+            #expect(check.status == 0 || check.status == 3, "round \(round): \(check.output)")
+            #expect(!check.output.contains("ERROR"), "round \(round): \(check.output)")
+            var contents = try scratch.contents(of: image)
+            var expected = model
+            for range in unsettled {
+                contents.replaceSubrange(range, with: repeatElement(0, count: range.count))
+                expected.replaceSubrange(range, with: repeatElement(0, count: range.count))
+            }
+            #expect(firstDifference(contents, expected) == nil, "round \(round): a finished write is missing")
+            try FileManager.default.removeItem(atPath: image)
+        }
+    }
+
+    /// The first offset where two disks differ (nil when equal), rather than both in a message.
+    private func firstDifference(_ one: [UInt8], _ other: [UInt8]) -> Int? {
+        guard one.count == other.count else { return min(one.count, other.count) }
+        return one.indices.first { one[$0] != other[$0] }
+    }
+
+    private func makeImage(_ testCase: Case, in scratch: Qcow2Scratch) throws -> String {
+        let image = scratch.path("disk-\(UUID().uuidString).qcow2")
+        if testCase.backing {
+            let raw = scratch.path("base.raw")
+            var random = TestRandom(state: 7)
+            try Data(random.bytes(Self.diskSize)).write(to: URL(fileURLWithPath: raw))
+            try scratch.qemuImg(["convert", "-O", "qcow2", raw, scratch.path("base.qcow2")])
+            try scratch.qemuImg(["create", "-f", "qcow2", "-b", "base.qcow2", "-F", "qcow2"] + testCase.options + [image, "\(Self.diskSize)"])
+        } else {
+            try scratch.qemuImg(["create", "-f", "qcow2"] + testCase.options + [image, "\(Self.diskSize)"])
+        }
+        return image
+    }
+}
+
+/// One operation in flight: its request (nil when served synchronously), its range, and its
+/// buffer and iovecs (aligned for O_DIRECT), freed with it.
+private final class Operation {
+    let request: Qcow2Request
+    let isWrite: Bool
+    let range: Range<Int>
+    let buffer: UnsafeMutableRawBufferPointer
+    let vectors: UnsafeMutablePointer<iovec>
+    let vectorCount: Int
+
+    init(request: Qcow2Request, isWrite: Bool, range: Range<Int>, bytes: [UInt8]?, cut: Int?) {
+        self.request = request
+        self.isWrite = isWrite
+        self.range = range
+        buffer = .allocate(byteCount: range.count, alignment: 4096)
+        if let bytes { buffer.copyBytes(from: bytes) } else { buffer.initializeMemory(as: UInt8.self, repeating: 0xee) }
+        vectors = .allocate(capacity: 2)
+        let base = buffer.baseAddress.unsafelyUnwrapped
+        if let cut {
+            vectors[0] = iovec(iov_base: base, iov_len: cut)
+            vectors[1] = iovec(iov_base: base + cut, iov_len: range.count - cut)
+            vectorCount = 2
+        } else {
+            vectors[0] = iovec(iov_base: base, iov_len: range.count)
+            vectorCount = 1
+        }
+    }
+
+    deinit {
+        buffer.deallocate()
+        vectors.deallocate()
+    }
+
+    var bytes: [UInt8] { Array(buffer) }
+}
+
+/// Drives requests the way the device's handler does, with the engine replaced by a list of
+/// transfers carried out one at a time, in random order, when the test says they complete.
+private struct Harness {
+    let disk: Qcow2Disk
+    var model: [UInt8]
+    var random: TestRandom
+    let alignment: Int
+    let clusterSize: Int
+    var requests: [Qcow2Request]
+    var busy: [Operation?]
+    var pending: [(slot: Int, index: Int, transfer: Qcow2Transfer)] = []
+    var asynchronousWrites = 0
+    var mostAllocationsInFlight = 0
+    /// The region the operations fall in: a few clusters, so that they meet.
+    let region: Int
+
+    init(disk: Qcow2Disk, model: [UInt8], seed: UInt64, direct: Bool) {
+        self.disk = disk
+        self.model = model
+        random = TestRandom(state: seed)
+        alignment = direct ? 4096 : 512
+        clusterSize = disk.clusterSize
+        requests = (0..<12).map { _ in Qcow2Request(disk: disk) }
+        busy = Array(repeating: nil, count: 12)
+        region = min(Int(disk.virtualSize), max(24 * disk.clusterSize, 256 << 10))
+    }
+
+    var unfinishedWrites: [Range<Int>] { busy.compactMap { $0 }.filter(\.isWrite).map(\.range) }
+
+    mutating func step() {
+        let choice = random.below(10)
+        if choice < 4, let slot = busy.firstIndex(where: { $0 == nil }) {
+            start(slot)
+        } else if choice < 9, !pending.isEmpty {
+            completeOne()
+        } else {
+            synchronousOperation()
+        }
+        let inFlight = disk.top.metadata.withLock { $0.inFlight.count }
+        mostAllocationsInFlight = max(mostAllocationsInFlight, inFlight)
+    }
+
+    mutating func drain() {
+        while !pending.isEmpty { completeOne() }
+        #expect(busy.allSatisfy { $0 == nil }, "a request never finished")
+    }
+
+    /// Drops everything as a kill would: transfers not carried out never happen.
+    mutating func close() {
+        pending.removeAll()
+        busy = busy.map { _ in nil }
+        requests.removeAll()
+    }
+
+    /// A range no operation in flight touches.
+    mutating func freeRange() -> Range<Int>? {
+        for _ in 0..<10 {
+            let units = random.below(4) == 0 ? random.below(3 * clusterSize / alignment + 1) + 1 : random.below(16) + 1
+            let length = min(units * alignment, region)
+            let offset = random.below((region - length) / alignment + 1) * alignment
+            let range = offset..<(offset + length)
+            if !busy.contains(where: { $0?.range.overlaps(range) == true }) { return range }
+        }
+        return nil
+    }
+
+    mutating func start(_ slot: Int) {
+        guard let range = freeRange() else { return }
+        let isWrite = random.below(3) != 0
+        let cut = range.count > alignment && random.below(2) == 0 ? random.below(range.count / alignment - 1) * alignment + alignment : nil
+        let operation = Operation(request: requests[slot], isWrite: isWrite, range: range,
+                                  bytes: isWrite ? random.bytes(range.count) : nil, cut: cut)
+        let progress = isWrite
+            ? operation.request.startWrite(operation.vectors, count: operation.vectorCount, offset: UInt64(range.lowerBound), length: range.count)
+            : operation.request.startRead(operation.vectors, count: operation.vectorCount, offset: UInt64(range.lowerBound), length: range.count)
+        guard let progress else {
+            // Served synchronously, as the device does when the request declines.
+            let result = isWrite
+                ? disk.write(operation.vectors, count: operation.vectorCount, offset: UInt64(range.lowerBound), length: range.count)
+                : disk.read(operation.vectors, count: operation.vectorCount, offset: UInt64(range.lowerBound), length: range.count)
+            #expect(result == 0)
+            finished(operation)
+            return
+        }
+        if isWrite { asynchronousWrites += 1 }
+        busy[slot] = operation
+        handle(slot, progress)
+    }
+
+    mutating func handle(_ slot: Int, _ progress: Qcow2Request.Progress) {
+        switch progress {
+        case .start(let count):
+            for index in 0..<count { pending.append((slot, index, requests[slot].transfers[index])) }
+        case .waiting:
+            break
+        case .finished(let error):
+            #expect(error == 0)
+            if let operation = busy[slot] { finished(operation) }
+            busy[slot] = nil
+        }
+    }
+
+    mutating func finished(_ operation: Operation) {
+        if operation.isWrite {
+            model.replaceSubrange(operation.range, with: operation.bytes)
+        } else {
+            #expect(operation.bytes == Array(model[operation.range]), "read at \(operation.range) differs")
+        }
+    }
+
+    /// Carries out one pending transfer: whole, short (part of it), or not at all (EAGAIN).
+    mutating func completeOne() {
+        let (slot, index, transfer) = pending.remove(at: random.below(pending.count))
+        let result: Int32
+        switch random.below(10) {
+        case 0 where transfer.length > alignment:
+            let part = random.below(transfer.length / alignment - 1) * alignment + alignment
+            result = carryOut(transfer, bytes: part)
+        case 1:
+            result = -EAGAIN
+        default:
+            result = carryOut(transfer, bytes: transfer.length)
+        }
+        handle(slot, requests[slot].completed(index, result: result))
+    }
+
+    func carryOut(_ transfer: Qcow2Transfer, bytes: Int) -> Int32 {
+        withUnsafeTemporaryAllocation(of: iovec.self, capacity: transfer.count) { slice -> Int32 in
+            var used = 0
+            var left = bytes
+            for index in 0..<transfer.count where left > 0 {
+                let piece = min(left, transfer.vectors[index].iov_len)
+                slice[used] = iovec(iov_base: transfer.vectors[index].iov_base, iov_len: piece)
+                used += 1
+                left -= piece
+            }
+            guard let base = slice.baseAddress else { return -EINVAL }
+            let error = PositionedTransfer.run(transfer.descriptor, base, count: used, byteCount: bytes, offset: transfer.offset,
+                                               write: transfer.direction == .write, pastEnd: .zeroFill)
+            return error == 0 ? Int32(bytes) : -error
+        }
+    }
+
+    /// A write, zeroing or discard through the synchronous path, beside the requests in flight.
+    mutating func synchronousOperation() {
+        guard let range = freeRange() else { return }
+        let offset = UInt64(range.lowerBound)
+        switch random.below(3) {
+        case 0:
+            let bytes = random.bytes(range.count)
+            #expect(disk.write(bytes, at: offset) == 0)
+            model.replaceSubrange(range, with: bytes)
+        case 1:
+            #expect(disk.writeZeroes(offset: offset, length: UInt64(range.count), unmap: random.below(2) == 0) == 0)
+            model.replaceSubrange(range, with: repeatElement(0, count: range.count))
+        default:
+            #expect(disk.discard(offset: offset, length: UInt64(range.count)) == 0)
+            let first = (range.lowerBound + clusterSize - 1) / clusterSize * clusterSize
+            let last = range.upperBound / clusterSize * clusterSize
+            if first < last, disk.version >= 3 || disk.layers.count == 1 {
+                model.replaceSubrange(first..<last, with: repeatElement(0, count: last - first))
+            }
+        }
+    }
+}
