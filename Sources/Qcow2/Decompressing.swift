@@ -10,4 +10,13 @@ enum Decompressing {
     static func zstd(_ source: UnsafeRawBufferPointer, into destination: UnsafeMutableRawBufferPointer) -> Bool {
         Decompression.zstd(source, into: destination)
     }
+
+    /// A whole cluster (`destination` is one cluster long) of the image's compression type.
+    static func cluster(_ type: Qcow2Header.CompressionType, _ source: UnsafeRawBufferPointer,
+                        into destination: UnsafeMutableRawBufferPointer) -> Bool {
+        switch type {
+        case .zlib: return zlib(source, into: destination)
+        case .zstd: return zstd(source, into: destination)
+        }
+    }
 }

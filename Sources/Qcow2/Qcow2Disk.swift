@@ -33,6 +33,42 @@ public final class Qcow2Disk: @unchecked Sendable {
         layers = [.qcow2(top)] + (try BackingChain.open(under: top, openFlags: backingOpenFlags, l2CacheBytes: l2CacheBytes, logger: logger))
         virtualSize = top.virtualSize
         self.readOnly = readOnly
+        var largest = 0
+        var alignment = AlignedBuffer.alignment
+        for layer in layers {
+            alignment = max(alignment, layer.file.alignment)
+            if case .qcow2(let image) = layer { largest = max(largest, image.header.geometry.clusterSize) }
+        }
+        // A compressed cluster's bytes: at most a cluster and a sector, widened to the alignment.
+        stagingSizes = (input: largest + 512 + 2 * alignment, output: largest)
+    }
+
+    /// Sizes of a `CompressedStaging`, for the largest cluster of the chain.
+    let stagingSizes: (input: Int, output: Int)
+    private let stagingPool = Locked(StagingPool())
+    /// Staging for compressed reads through the engine is made up to this many bytes; past it
+    /// such reads are served synchronously.
+    static let stagingBudgetBytes = 64 << 20
+
+    private struct StagingPool {
+        var free: [CompressedStaging] = []
+        var made = 0
+    }
+
+    /// Scratch for a compressed cluster read through the engine, or nil when the budget is spent.
+    func borrowStaging() -> CompressedStaging? {
+        let sizes = stagingSizes
+        return stagingPool.withLock { pool -> CompressedStaging? in
+            if let staging = pool.free.popLast() { return staging }
+            guard (pool.made + 1) * (sizes.input + sizes.output) <= Self.stagingBudgetBytes else { return nil }
+            pool.made += 1
+            pool.free.reserveCapacity(pool.made)
+            return CompressedStaging(inputBytes: sizes.input, outputBytes: sizes.output)
+        }
+    }
+
+    func giveBack(_ staging: CompressedStaging) {
+        stagingPool.withLock { $0.free.append(staging) }
     }
 
     /// The chain, top first, as "path (format)" (for the daemon's log).

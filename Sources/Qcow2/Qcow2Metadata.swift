@@ -204,18 +204,31 @@ final class Qcow2Metadata {
         let output = decompressed?.buffer ?? AlignedBuffer(byteCount: geometry.clusterSize)
         decompressed = nil
         let input = UnsafeRawBufferPointer(start: source.base + Int(host - start), count: byteCount)
-        let ok: Bool
-        switch compressionType {
-        case .zlib: ok = Decompressing.zlib(input, into: output.bytes)
-        case .zstd: ok = Decompressing.zstd(input, into: output.bytes)
-        }
-        guard ok else { throw corrupt("the compressed cluster at 0x\(String(host, radix: 16)) does not decompress") }
+        guard Decompressing.cluster(compressionType, input, into: output.bytes) else { throw corrupt("the compressed cluster at 0x\(String(host, radix: 16)) does not decompress") }
         decompressed = (host, output)
         return output
     }
 
     /// Forgets a decompressed cluster whose host clusters were freed.
     func forgetDecompressed() { decompressed = nil }
+
+    /// Copies `length` bytes from `offsetInCluster` of the compressed cluster at `host`, when it
+    /// is the one decompressed last, into the iovecs' data from `skipping` bytes in.
+    func copyDecompressed(host: UInt64, offsetInCluster: Int, length: Int, into vectors: UnsafePointer<iovec>, count: Int,
+                          skipping: Int) -> Bool {
+        guard let decompressed, decompressed.host == host else { return false }
+        IOVectors.copy(UnsafeRawPointer(decompressed.buffer.base + offsetInCluster), length: length, into: vectors, count: count,
+                       skipping: skipping)
+        return true
+    }
+
+    /// Keeps a copy of the cluster a request decompressed (`geometry.clusterSize` bytes) as the
+    /// one decompressed last: small reads walking through it decompress it once.
+    func keepDecompressed(host: UInt64, _ cluster: UnsafeRawPointer) {
+        let buffer = decompressed?.buffer ?? AlignedBuffer(byteCount: geometry.clusterSize)
+        buffer.base.copyMemory(from: cluster, byteCount: geometry.clusterSize)
+        decompressed = (host, buffer)
+    }
 }
 
 func bigEndianBytes(_ value: UInt64) -> [UInt8] { (0..<8).map { UInt8(truncatingIfNeeded: value >> (56 - 8 * UInt64($0))) } }

@@ -10,7 +10,9 @@ import VhostSystem
 /// thread.
 ///
 /// Reads: every run of the chain's files the range maps to is one transfer; zeroes are filled
-/// at once. Writes: clusters written in place, and clusters allocated at the end of the file
+/// at once; a compressed cluster of a read-only layer (a backing file) is read into staging
+/// lent by the disk and decompressed when its transfer completes (or copied at once when it is
+/// the cluster decompressed last). Writes: clusters written in place, and clusters allocated at the end of the file
 /// when nothing has to be copied into them (they read as zeroes before), in two phases:
 /// 1. the data, and the refcounts of the clusters allocated (each in flight in the image's
 ///    table of allocations, `InFlightAllocation`, so that no other write allocates them again);
@@ -18,7 +20,8 @@ import VhostSystem
 /// The request finishes when its L2 entries are written: a FLUSH after it covers them.
 ///
 /// What this does not handle, `start` declines (nil) and the caller serves synchronously
-/// (`Qcow2Disk.read` / `write`): compressed clusters, copy-on-write (from a backing file, a
+/// (`Qcow2Disk.read` / `write`): compressed clusters of the writable top image (a write may
+/// free them while the read is in flight), copy-on-write (from a backing file, a
 /// shared or a preallocated cluster), pieces O_DIRECT cannot take as they are, more than
 /// `maximumPieces` clusters. L2 tables and refcount blocks that are not cached are loaded
 /// synchronously, as new ones are made (docs/qcow2.md).
@@ -76,8 +79,30 @@ public final class Qcow2Request {
     private var links: [Link] = []
     private var refcountWrites: [MetadataWrite] = []
     private var l2Writes: [MetadataWrite] = []
-    /// For each transfer: the index of its refcount write, or -1.
+    /// For each transfer: the index of its refcount write (writes) or compressed piece (reads),
+    /// or -1.
     private var roles: [Int]
+
+    /// A compressed cluster this read decompresses once its bytes are in.
+    private struct CompressedPiece {
+        var staging: CompressedStaging
+        var image: Qcow2Image
+        var host: UInt64
+        var byteCount: Int
+        /// Where its bytes start in the staging's input.
+        var inputOffset: Int
+        var offsetInCluster: Int
+        var length: Int
+        /// Where its bytes go: this many bytes into the read's iovecs.
+        var skipping: Int
+        var failed = false
+    }
+    static let maximumCompressedPieces = 4
+    private var compressed: [CompressedPiece] = []
+    /// Compressed clusters this request has read through the engine, over its life (tests).
+    private(set) var compressedClustersRead = 0
+    /// The read's iovecs, for the copies out of decompressed clusters.
+    private var readVectors: (base: UnsafeMutablePointer<iovec>, count: Int)?
 
     public init(disk: Qcow2Disk) {
         self.disk = disk
@@ -88,6 +113,7 @@ public final class Qcow2Request {
         links.reserveCapacity(Self.maximumPieces)
         refcountWrites.reserveCapacity(Self.maximumPieces)
         l2Writes.reserveCapacity(Self.maximumPieces)
+        compressed.reserveCapacity(Self.maximumCompressedPieces)
     }
 
     deinit {
@@ -100,23 +126,34 @@ public final class Qcow2Request {
     public func startRead(_ vectors: UnsafeMutablePointer<iovec>, count: Int, offset: UInt64, length: Int) -> Progress? {
         guard phase == .idle, length > 0 else { return nil }
         reset()
+        guard planRead(vectors, count: count, offset: offset, length: length) else {
+            reset()  // gives back the staging borrowed
+            return nil
+        }
+        readVectors = (vectors, count)
+        return begin(.reading)
+    }
+
+    private func planRead(_ vectors: UnsafeMutablePointer<iovec>, count: Int, offset: UInt64, length: Int) -> Bool {
         var done = 0
         while done < length {
-            guard let (layer, extent) = try? disk.resolve(offset + UInt64(done), maximum: length - done, from: 0) else { return nil }
+            guard let (layer, extent) = try? disk.resolve(offset + UInt64(done), maximum: length - done, from: 0) else { return false }
             switch extent.kind {
             case .data(let host, _):
                 let file = disk.layers[layer].file
                 guard disk.layers[layer].holdsWholly(host: host, length: extent.length),
                       addTransfer(.read, file, at: host, from: vectors, count: count, skipping: done, length: extent.length)
-                else { return nil }
+                else { return false }
             case .zeroes, .unallocated:
                 IOVectors.zero(vectors, count: count, skipping: done, length: extent.length)
-            case .compressed:
-                return nil
+            case .compressed(let host, let byteCount, let offsetInCluster):
+                guard case .qcow2(let image) = disk.layers[layer], image.readOnly,
+                      addCompressed(image, host: host, byteCount: byteCount, offsetInCluster: offsetInCluster,
+                                    length: extent.length, into: vectors, count: count, skipping: done) else { return false }
             }
             done += extent.length
         }
-        return begin(.reading)
+        return true
     }
 
     /// Starts writing `length` bytes from `count` iovecs at guest `offset`. Nil when the range
@@ -150,13 +187,68 @@ public final class Qcow2Request {
         }
         if outcome < 0 {
             if failure == 0 { failure = -outcome }
-            if roles[index] >= 0 { refcountWrites[roles[index]].failed = true }
+            if roles[index] >= 0 {
+                if phase == .reading { compressed[roles[index]].failed = true } else { refcountWrites[roles[index]].failed = true }
+            }
         }
         outstanding -= 1
         guard outstanding == 0 else { return .waiting }
         switch phase {
-        case .idle, .reading, .linking: return finish()
-        case .writing: return link()
+        case .idle, .linking:
+            return finish()
+        case .reading:
+            decompressPieces()
+            return finish()
+        case .writing:
+            return link()
+        }
+    }
+
+    // MARK: Compressed clusters
+
+    /// Copies the part of a compressed cluster a read wants when it was decompressed last, else
+    /// adds the read of its bytes into staging. False when that cannot be done here.
+    private func addCompressed(_ image: Qcow2Image, host: UInt64, byteCount: Int, offsetInCluster: Int, length: Int,
+                               into vectors: UnsafeMutablePointer<iovec>, count: Int, skipping: Int) -> Bool {
+        let cached = image.metadata.withLock { state in
+            state.copyDecompressed(host: host, offsetInCluster: offsetInCluster, length: length, into: vectors, count: count,
+                                   skipping: skipping)
+        }
+        if cached { return true }
+        guard compressed.count < Self.maximumCompressedPieces, transferCount < Self.transferCapacity,
+              scratchUsed < Self.vectorCapacity, let staging = disk.borrowStaging() else { return false }
+        let alignment = UInt64(image.file.alignment)
+        let start = host / alignment * alignment
+        let end = (host + UInt64(byteCount) + alignment - 1) / alignment * alignment
+        compressed.append(CompressedPiece(staging: staging, image: image, host: host, byteCount: byteCount,
+                                          inputOffset: Int(host - start), offsetInCluster: offsetInCluster, length: length,
+                                          skipping: skipping))
+        guard end - start <= UInt64(staging.input.count) else { return false }
+        scratch[scratchUsed] = iovec(iov_base: staging.input.base, iov_len: Int(end - start))
+        transfers[transferCount] = Qcow2Transfer(direction: .read, descriptor: image.file.rawValue, vectors: scratch + scratchUsed,
+                                                 count: 1, offset: start, length: Int(end - start))
+        roles[transferCount] = compressed.count - 1
+        transferCount += 1
+        scratchUsed += 1
+        compressedClustersRead += 1
+        return true
+    }
+
+    /// The read's bytes are in: each compressed cluster decompressed, its part copied out, and
+    /// kept as its image's cluster decompressed last.
+    private func decompressPieces() {
+        guard let target = readVectors else { return }
+        for piece in compressed where !piece.failed {
+            let clusterSize = piece.image.header.geometry.clusterSize
+            let input = UnsafeRawBufferPointer(start: piece.staging.input.base + piece.inputOffset, count: piece.byteCount)
+            let output = UnsafeMutableRawBufferPointer(start: piece.staging.output.base, count: clusterSize)
+            guard Decompressing.cluster(piece.image.header.compressionType, input, into: output) else {
+                if failure == 0 { failure = EIO }
+                continue
+            }
+            IOVectors.copy(UnsafeRawPointer(piece.staging.output.base + piece.offsetInCluster), length: piece.length,
+                           into: target.base, count: target.count, skipping: piece.skipping)
+            piece.image.metadata.withLock { state in state.keepDecompressed(host: piece.host, piece.staging.output.base) }
         }
     }
 
@@ -328,6 +420,9 @@ public final class Qcow2Request {
     }
 
     private func reset() {
+        for piece in compressed { disk.giveBack(piece.staging) }
+        compressed.removeAll(keepingCapacity: true)
+        readVectors = nil
         phase = .idle
         transferCount = 0
         scratchUsed = 0
