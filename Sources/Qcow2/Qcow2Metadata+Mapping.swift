@@ -18,6 +18,36 @@ extension Qcow2Metadata {
         return table
     }
 
+    /// The offsets of L2 tables that map part of `length` bytes at guest `offset` and are in
+    /// the file but not cached, appended to `tables` (at most `limit` in all).
+    func uncachedL2Tables(offset: UInt64, length: Int, into tables: inout [UInt64], limit: Int) {
+        guard length > 0 else { return }
+        let first = geometry.l1Index(offset)
+        let last = geometry.l1Index(offset + UInt64(length) - 1)
+        for l1Index in first...last where Int(l1Index) < l1Entries && tables.count < limit {
+            let table = l1.base.bigEndianUInt64(at: Int(l1Index) * 8) & ClusterGeometry.offsetMask
+            if table != 0, l2Cache.lookup(table) == nil, !tables.contains(table) { tables.append(table) }
+        }
+    }
+
+    /// Puts an L2 table a request read from the file (`geometry.clusterSize` bytes) in the
+    /// cache, checked as a table loaded here would be. Nothing is done when it is cached
+    /// already, or when a table left the cache since the read began (`evictionsAtRead`): it may
+    /// have been changed and written meanwhile, so the bytes read may be old.
+    func installL2Table(at offset: UInt64, from bytes: UnsafeRawPointer, evictionsAtRead: UInt64) throws(Qcow2Error) {
+        guard l2Cache.lookup(offset) == nil, l2Cache.evictions == evictionsAtRead else { return }
+        let table = l2Cache.insert(offset)
+        table.base.copyMemory(from: bytes, byteCount: geometry.clusterSize)
+        guard !validatedL2.contains(offset) else { return }
+        do {
+            try validateL2(table, at: offset)
+        } catch {
+            l2Cache.remove(offset)
+            throw error
+        }
+        validatedL2.insert(offset)
+    }
+
     /// Every entry of a table read from the file: decodable, and its clusters inside the file as
     /// opened and outside the metadata.
     private func validateL2(_ table: AlignedBuffer, at offset: UInt64) throws(Qcow2Error) {

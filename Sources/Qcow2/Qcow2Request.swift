@@ -54,6 +54,8 @@ public final class Qcow2Request {
 
     private enum Phase {
         case idle
+        /// L2 tables the range needs being read (then the request is planned again).
+        case loading
         case reading
         case writing
         case linking
@@ -99,6 +101,32 @@ public final class Qcow2Request {
     }
     static let maximumCompressedPieces = 4
     private var compressed: [CompressedPiece] = []
+    /// An L2 table being read for this request, into staging lent by the disk.
+    private struct TableLoad {
+        var image: Qcow2Image
+        var offset: UInt64
+        /// The cache's eviction count when the read was planned.
+        var evictions: UInt64
+        var staging: CompressedStaging
+        var failed = false
+    }
+    static let maximumLoads = 4
+    /// Rounds of table loads before the request is planned whatever the cache holds (tables
+    /// evicted as fast as they are read are then loaded synchronously).
+    static let maximumLoadRounds = 2
+    private var loads: [TableLoad] = []
+    private var missing: [UInt64] = []
+    private var loadRounds = 0
+    /// L2 tables this request has read through the engine, over its life (tests).
+    private(set) var tablesLoaded = 0
+    private enum Operation {
+        case read
+        case write
+    }
+    private var operation = Operation.read
+    /// What the request was started with (planned again after its tables are in).
+    private var arguments: (vectors: UnsafeMutablePointer<iovec>, count: Int, offset: UInt64, length: Int)?
+
     /// Compressed clusters this request has read through the engine, over its life (tests).
     private(set) var compressedClustersRead = 0
     /// The read's iovecs, for the copies out of decompressed clusters.
@@ -114,6 +142,8 @@ public final class Qcow2Request {
         refcountWrites.reserveCapacity(Self.maximumPieces)
         l2Writes.reserveCapacity(Self.maximumPieces)
         compressed.reserveCapacity(Self.maximumCompressedPieces)
+        loads.reserveCapacity(Self.maximumLoads)
+        missing.reserveCapacity(Self.maximumLoads)
     }
 
     deinit {
@@ -126,12 +156,112 @@ public final class Qcow2Request {
     public func startRead(_ vectors: UnsafeMutablePointer<iovec>, count: Int, offset: UInt64, length: Int) -> Progress? {
         guard phase == .idle, length > 0 else { return nil }
         reset()
-        guard planRead(vectors, count: count, offset: offset, length: length) else {
-            reset()  // gives back the staging borrowed
-            return nil
+        (operation, arguments, loadRounds) = (.read, (vectors, count, offset, length), 0)
+        return loadOrPlan()
+    }
+
+    /// Starts writing `length` bytes from `count` iovecs at guest `offset`. Nil when the range
+    /// needs the synchronous path (`Qcow2Disk.write`); then nothing was changed.
+    public func startWrite(_ vectors: UnsafeMutablePointer<iovec>, count: Int, offset: UInt64, length: Int) -> Progress? {
+        guard phase == .idle, !disk.readOnly, length > 0 else { return nil }
+        reset()
+        (operation, arguments, loadRounds) = (.write, (vectors, count, offset, length), 0)
+        return loadOrPlan()
+    }
+
+    /// Reads the L2 tables the range needs through the engine when some are not cached (the
+    /// request is planned when they are in); else plans it. Nil: the synchronous path.
+    private func loadOrPlan() -> Progress? {
+        guard let arguments else { return nil }
+        if loadRounds < Self.maximumLoadRounds, addLoads(offset: arguments.offset, length: arguments.length) {
+            return begin(.loading)
         }
-        readVectors = (vectors, count)
-        return begin(.reading)
+        switch operation {
+        case .read:
+            guard planRead(arguments.vectors, count: arguments.count, offset: arguments.offset, length: arguments.length) else {
+                reset()  // gives back the staging borrowed
+                return nil
+            }
+            readVectors = (arguments.vectors, arguments.count)
+            return begin(.reading)
+        case .write:
+            let planned = disk.top.metadata.withLock { state -> Progress? in
+                guard state.corruption == nil, state.file.isRegularFile,
+                      canWriteAsynchronously(state, arguments.vectors, count: arguments.count, offset: arguments.offset,
+                                             length: arguments.length) else { return nil }
+                do throws(Qcow2Error) {
+                    try plan(state, arguments.vectors, count: arguments.count, offset: arguments.offset, length: arguments.length)
+                } catch {
+                    abandon(state)
+                    return .finished(errno: error.errno)
+                }
+                return .waiting
+            }
+            switch planned {
+            case nil:
+                reset()
+                return nil
+            case .finished(let error)?:
+                reset()
+                return .finished(errno: error)
+            default:
+                return begin(.writing)
+            }
+        }
+    }
+
+    /// The L2 tables of the range not cached, each read into staging lent by the disk: the
+    /// top image's for a write, every qcow2 layer's for a read. False when none is needed (or
+    /// none can be read here: planning then loads them synchronously).
+    private func addLoads(offset: UInt64, length: Int) -> Bool {
+        for layer in disk.layers {
+            guard case .qcow2(let image) = layer, offset < image.virtualSize else { continue }
+            missing.removeAll(keepingCapacity: true)
+            let evictions = image.metadata.withLock { state -> UInt64 in
+                state.uncachedL2Tables(offset: offset, length: Int(min(UInt64(length), image.virtualSize - offset)), into: &missing,
+                                       limit: Self.maximumLoads - loads.count)
+                return state.l2Cache.evictions
+            }
+            let clusterSize = image.header.geometry.clusterSize
+            for table in missing {
+                guard transferCount < Self.transferCapacity, scratchUsed < Self.vectorCapacity,
+                      let staging = disk.borrowStaging() else { break }
+                loads.append(TableLoad(image: image, offset: table, evictions: evictions, staging: staging))
+                scratch[scratchUsed] = iovec(iov_base: staging.input.base, iov_len: clusterSize)
+                transfers[transferCount] = Qcow2Transfer(direction: .read, descriptor: image.file.rawValue,
+                                                         vectors: scratch + scratchUsed, count: 1, offset: table, length: clusterSize)
+                roles[transferCount] = loads.count - 1
+                transferCount += 1
+                scratchUsed += 1
+                tablesLoaded += 1
+            }
+            if operation == .write { break }
+        }
+        return !loads.isEmpty
+    }
+
+    /// The tables are in: cached (unless a table left the cache meanwhile), and the request
+    /// planned again; one that still cannot go through the engine is served here, synchronously.
+    private func installLoads() -> Progress {
+        for load in loads where !load.failed {
+            // A table that does not validate is found again by the planning, which reports it.
+            try? load.image.metadata.withLock { (state) throws(Qcow2Error) in
+                try state.installL2Table(at: load.offset, from: load.staging.input.base, evictionsAtRead: load.evictions)
+            }
+            disk.giveBack(load.staging)
+        }
+        for load in loads where load.failed { disk.giveBack(load.staging) }
+        loads.removeAll(keepingCapacity: true)
+        (failure, transferCount, scratchUsed, phase) = (0, 0, 0, .idle)
+        loadRounds += 1
+        let saved = (operation, arguments)
+        if let next = loadOrPlan() { return next }
+        guard let arguments = saved.1 else { return .finished(errno: EIO) }
+        let error = saved.0 == .write
+            ? disk.write(arguments.vectors, count: arguments.count, offset: arguments.offset, length: arguments.length)
+            : disk.read(arguments.vectors, count: arguments.count, offset: arguments.offset, length: arguments.length)
+        reset()
+        return .finished(errno: error)
     }
 
     private func planRead(_ vectors: UnsafeMutablePointer<iovec>, count: Int, offset: UInt64, length: Int) -> Bool {
@@ -156,25 +286,6 @@ public final class Qcow2Request {
         return true
     }
 
-    /// Starts writing `length` bytes from `count` iovecs at guest `offset`. Nil when the range
-    /// needs the synchronous path (`Qcow2Disk.write`); then nothing was changed.
-    public func startWrite(_ vectors: UnsafeMutablePointer<iovec>, count: Int, offset: UInt64, length: Int) -> Progress? {
-        guard phase == .idle, !disk.readOnly, length > 0 else { return nil }
-        reset()
-        return disk.top.metadata.withLock { state -> Progress? in
-            guard state.corruption == nil, state.file.isRegularFile,
-                  canWriteAsynchronously(state, vectors, count: count, offset: offset, length: length) else { return nil }
-            do throws(Qcow2Error) {
-                try plan(state, vectors, count: count, offset: offset, length: length)
-            } catch {
-                abandon(state)
-                reset()
-                return .finished(errno: error.errno)
-            }
-            return begin(.writing)
-        }
-    }
-
     /// Reports transfer `index`'s result: bytes moved, or a negative errno.
     public func completed(_ index: Int, result: Int32) -> Progress {
         guard phase != .idle, index >= 0, index < transferCount, outstanding > 0 else { return .waiting }
@@ -188,7 +299,11 @@ public final class Qcow2Request {
         if outcome < 0 {
             if failure == 0 { failure = -outcome }
             if roles[index] >= 0 {
-                if phase == .reading { compressed[roles[index]].failed = true } else { refcountWrites[roles[index]].failed = true }
+                switch phase {
+                case .loading: loads[roles[index]].failed = true
+                case .reading: compressed[roles[index]].failed = true
+                case .idle, .writing, .linking: refcountWrites[roles[index]].failed = true
+                }
             }
         }
         outstanding -= 1
@@ -196,6 +311,8 @@ public final class Qcow2Request {
         switch phase {
         case .idle, .linking:
             return finish()
+        case .loading:
+            return installLoads()
         case .reading:
             decompressPieces()
             return finish()
@@ -422,7 +539,10 @@ public final class Qcow2Request {
     private func reset() {
         for piece in compressed { disk.giveBack(piece.staging) }
         compressed.removeAll(keepingCapacity: true)
+        for load in loads { disk.giveBack(load.staging) }
+        loads.removeAll(keepingCapacity: true)
         readVectors = nil
+        arguments = nil
         phase = .idle
         transferCount = 0
         scratchUsed = 0

@@ -15,6 +15,9 @@ final class TableCache {
     private var pins: [Int] = []
     private var slots: [UInt64: Int] = [:]
     private var clock: UInt64 = 0
+    /// Tables evicted or removed so far: a table read from the file while this did not change
+    /// cannot have been changed in memory meanwhile (`Qcow2Metadata.installL2Table`).
+    private(set) var evictions: UInt64 = 0
 
     init(clusterSize: Int, capacity: Int) {
         self.clusterSize = clusterSize
@@ -53,6 +56,7 @@ final class TableCache {
         if let oldest {
             slot = oldest
             if offsets[slot] != UInt64.max { slots[offsets[slot]] = nil }
+            evictions &+= 1
             offsets[slot] = offset
             lastUse[slot] = clock
         } else {
@@ -70,6 +74,7 @@ final class TableCache {
     func remove(_ offset: UInt64) {
         if recent?.offset == offset { recent = nil }
         guard let slot = slots[offset] else { return }
+        evictions &+= 1
         slots[offset] = nil
         offsets[slot] = UInt64.max
         lastUse[slot] = 0

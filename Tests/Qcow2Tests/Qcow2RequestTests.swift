@@ -22,6 +22,8 @@ import VhostSystem
         let options: [String]
         var backing = Backing.none
         var direct = false
+        /// `--l2-cache-size` in bytes (nil: the default, the whole disk's tables).
+        var l2Cache: Int? = nil
         var description: String { name }
     }
 
@@ -33,6 +35,8 @@ import VhostSystem
         Case(name: "over a qcow2 base", options: [], backing: .qcow2),
         Case(name: "over a compressed base", options: [], backing: .compressed),
         Case(name: "O_DIRECT", options: [], direct: true),
+        // Two L2 tables of 32 KiB of disk each cached: most requests read their tables first.
+        Case(name: "512 B, two L2 tables cached", options: ["-o", "cluster_size=512"], l2Cache: 1024),
     ]
 
     static let diskSize = 4 << 20
@@ -41,7 +45,7 @@ import VhostSystem
     func requestsInAnyOrderLeaveAConsistentImage(_ testCase: Case) throws {
         let scratch = try Qcow2Scratch(under: testCase.direct ? "/var/tmp" : NSTemporaryDirectory())
         let image = try makeImage(testCase, in: scratch)
-        var harness = try Harness(disk: scratch.open(image, readOnly: false, direct: testCase.direct),
+        var harness = try Harness(disk: scratch.open(image, readOnly: false, direct: testCase.direct, l2CacheBytes: testCase.l2Cache),
                                   model: try scratch.contents(of: image), seed: 0xa5f1, direct: testCase.direct)
         // Over a compressed base, mostly reads over the whole disk: writes copy clusters up.
         if testCase.backing == .compressed { harness.readsInTen = 8; harness.region = Self.diskSize }
@@ -50,6 +54,10 @@ import VhostSystem
         #expect(harness.asynchronousWrites > 100, "too few writes went through the engine: \(harness.asynchronousWrites)")
         if testCase.backing == .none {
             #expect(harness.mostAllocationsInFlight > 1, "no allocations were ever in flight together")
+        }
+        if testCase.l2Cache != nil {
+            let loaded = harness.requests.reduce(0) { $0 + $1.tablesLoaded }
+            #expect(loaded > 10, "too few L2 tables were read through the engine: \(loaded)")
         }
         if testCase.backing == .compressed {
             let decompressed = harness.requests.reduce(0) { $0 + $1.compressedClustersRead }
@@ -69,7 +77,7 @@ import VhostSystem
         var random = TestRandom(state: 0xc0ff)
         for round in 0..<6 {
             let image = try makeImage(testCase, in: scratch)
-            var harness = try Harness(disk: scratch.open(image, readOnly: false, direct: testCase.direct),
+            var harness = try Harness(disk: scratch.open(image, readOnly: false, direct: testCase.direct, l2CacheBytes: testCase.l2Cache),
                                       model: try scratch.contents(of: image), seed: random.next(), direct: testCase.direct)
             for _ in 0..<(50 + random.below(400)) { harness.step() }
             // Bytes of writes not finished may hold old or new data.
@@ -88,6 +96,63 @@ import VhostSystem
             #expect(firstDifference(contents, expected) == nil, "round \(round): a finished write is missing")
             try FileManager.default.removeItem(atPath: image)
         }
+    }
+
+    /// An L2 table read through the engine while a synchronous write changes it and the cache
+    /// evicts it again must not be cached: its bytes may be older than the file's.
+    @Test func aTableChangedWhileItWasReadIsNotCached() throws {
+        let scratch = try Qcow2Scratch()
+        let image = scratch.path("disk.qcow2")
+        try scratch.qemuImg(["create", "-f", "qcow2", "-o", "cluster_size=512", image, "1M"])
+        // Two 512-byte L2 tables cached; each maps 32 KiB.
+        let disk = try scratch.open(image, readOnly: false, l2CacheBytes: 1024)
+        let regions: [UInt64] = [0, 32 << 10, 64 << 10]
+        for region in regions { #expect(disk.write([UInt8](repeating: 1, count: 512), at: region) == 0) }
+        func evictTheFirstTable() throws {
+            var buffer = [UInt8](repeating: 0, count: 512)
+            for region in regions.dropFirst() {
+                let result = buffer.withUnsafeMutableBytes { raw -> Int32 in
+                    var vector = iovec(iov_base: raw.baseAddress, iov_len: 512)
+                    return disk.read(&vector, count: 1, offset: region, length: 512)
+                }
+                #expect(result == 0)
+            }
+        }
+        try evictTheFirstTable()
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 512, alignment: 4096)
+        defer { buffer.deallocate() }
+        var vector = iovec(iov_base: buffer.baseAddress, iov_len: 512)
+        let request = Qcow2Request(disk: disk)
+        var progress = try #require(request.startRead(&vector, count: 1, offset: 512, length: 512))
+        #expect(progress == .start(count: 1), "the first table is not cached: it is read first")
+        let load = request.transfers[0]
+        #expect(PositionedTransfer.run(load.descriptor, load.vectors, count: load.count, byteCount: load.length, offset: load.offset,
+                                       write: false, pastEnd: .zeroFill) == 0)
+        // Meanwhile a write allocates a cluster in that table, and the table leaves the cache.
+        #expect(disk.write([UInt8](repeating: 0xab, count: 512), at: 512) == 0)
+        try evictTheFirstTable()
+        progress = request.completed(0, result: Int32(load.length))
+        while case .start(let count) = progress {
+            var next = Qcow2Request.Progress.waiting
+            for index in 0..<count {
+                let transfer = request.transfers[index]
+                let error = PositionedTransfer.run(transfer.descriptor, transfer.vectors, count: transfer.count,
+                                                   byteCount: transfer.length, offset: transfer.offset,
+                                                   write: transfer.direction == .write, pastEnd: .zeroFill)
+                let reported = request.completed(index, result: error == 0 ? Int32(transfer.length) : -error)
+                if reported != .waiting { next = reported }
+            }
+            progress = next
+        }
+        #expect(progress == .finished(errno: 0))
+        // What the cache holds now must be the table as written.
+        var after = [UInt8](repeating: 0, count: 512)
+        let result = after.withUnsafeMutableBytes { raw -> Int32 in
+            var vector = iovec(iov_base: raw.baseAddress, iov_len: 512)
+            return disk.read(&vector, count: 1, offset: 512, length: 512)
+        }
+        #expect(result == 0)
+        #expect(after.allSatisfy { $0 == 0xab }, "a stale L2 table was cached")
     }
 
     /// The first offset where two disks differ (nil when equal), rather than both in a message.
