@@ -44,3 +44,36 @@ struct ClusterGeometry: Sendable, Equatable {
     /// here to 61 the count of additional 512-byte sectors.
     var compressedOffsetBits: UInt64 { 62 - (UInt64(clusterBits) - 8) }
 }
+
+/// One cluster's part of a guest range: the cluster's guest offset, where the part starts in
+/// it, its length, and the bytes of the range before it.
+struct ClusterPiece {
+    let guestCluster: UInt64
+    let inCluster: Int
+    let length: Int
+    let done: Int
+}
+
+/// A guest range split at cluster boundaries, in order.
+struct ClusterPieces: Sequence, IteratorProtocol {
+    let geometry: ClusterGeometry
+    let offset: UInt64
+    let length: Int
+    private var done = 0
+
+    init(_ geometry: ClusterGeometry, offset: UInt64, length: Int) {
+        self.geometry = geometry
+        self.offset = offset
+        self.length = length
+    }
+
+    mutating func next() -> ClusterPiece? {
+        guard done < length else { return nil }
+        let position = offset + UInt64(done)
+        let inCluster = geometry.offsetInCluster(position)
+        let piece = ClusterPiece(guestCluster: position - UInt64(inCluster), inCluster: inCluster,
+                                 length: Swift.min(length - done, geometry.clusterSize - inCluster), done: done)
+        done += piece.length
+        return piece
+    }
+}

@@ -61,12 +61,8 @@ extension Qcow2Metadata {
                readBelow: (UInt64, UnsafeMutableRawBufferPointer) throws(Qcow2Error) -> Void) throws(Qcow2Error) {
         guard !readOnly else { throw .io(path: path, call: "write", errno: EROFS) }
         if let corruption { throw corrupt(corruption) }
-        var done = 0
-        while done < length {
-            let position = offset + UInt64(done)
-            let inCluster = geometry.offsetInCluster(position)
-            let piece = min(length - done, geometry.clusterSize - inCluster)
-            let guestCluster = position - UInt64(inCluster)
+        for piece in ClusterPieces(geometry, offset: offset, length: length) {
+            let (guestCluster, inCluster, done) = (piece.guestCluster, piece.inCluster, piece.done)
             try settleAllocationInFlight(guestCluster)
             let (table, tableOffset, index) = try l2TableForWriting(guestCluster)
             let entry = UnsafeRawPointer(table.base).bigEndianUInt64(at: index * geometry.l2EntrySize)
@@ -74,13 +70,12 @@ extension Qcow2Metadata {
                 throw markCorrupt("L2 entry 0x\(String(entry, radix: 16)) is invalid")
             }
             if case .data(let host, copied: true) = mapping {
-                try writeInPlace(source, skipping: done, length: piece, at: host + UInt64(inCluster))
+                try writeInPlace(source, skipping: done, length: piece.length, at: host + UInt64(inCluster))
             } else {
-                try copyOnWrite(source, skipping: done, length: piece, inCluster: inCluster, guestCluster: guestCluster,
+                try copyOnWrite(source, skipping: done, length: piece.length, inCluster: inCluster, guestCluster: guestCluster,
                                 replacing: mapping, entry: entry, tableOffset: tableOffset, index: index,
                                 readBelow: readBelow)
             }
-            done += piece
         }
     }
 

@@ -14,16 +14,11 @@ extension Qcow2Request {
         let geometry = state.geometry
         var pieces = 0
         var vectorsNeeded = 0
-        var done = 0
-        while done < length {
-            let position = offset + UInt64(done)
-            let inCluster = geometry.offsetInCluster(position)
-            let piece = min(length - done, geometry.clusterSize - inCluster)
-            let guestCluster = position - UInt64(inCluster)
+        for piece in ClusterPieces(geometry, offset: offset, length: length) {
             pieces += 1
             guard pieces <= Self.maximumPieces else { return false }
-            if state.inFlight[guestCluster] == nil {
-                guard let (table, _, index) = try? state.l2TableForWriting(guestCluster) else { return false }
+            if state.inFlight[piece.guestCluster] == nil {
+                guard let (table, _, index) = try? state.l2TableForWriting(piece.guestCluster) else { return false }
                 let entry = UnsafeRawPointer(table.base).bigEndianUInt64(at: index * geometry.l2EntrySize)
                 switch ClusterMapping.decode(entry, geometry: geometry, version: state.version) {
                 case .data(_, copied: true)?, .zero(preallocated: nil)?: break
@@ -33,10 +28,9 @@ extension Qcow2Request {
             }
             // Within a host cluster only the offset in it matters for alignment.
             let free = UnsafeMutableBufferPointer(start: scratch, count: Self.vectorCapacity)
-            guard let used = IOVectors.slice(vectors, count: count, skipping: done, length: piece, into: free),
-                  state.file.isAligned(scratch, count: used, offset: UInt64(inCluster), length: piece) else { return false }
+            guard let used = IOVectors.slice(vectors, count: count, skipping: piece.done, length: piece.length, into: free),
+                  state.file.isAligned(scratch, count: used, offset: UInt64(piece.inCluster), length: piece.length) else { return false }
             vectorsNeeded += used
-            done += piece
         }
         return vectorsNeeded + 2 * pieces <= Self.vectorCapacity
     }
@@ -46,12 +40,8 @@ extension Qcow2Request {
                       length: Int) throws(Qcow2Error) {
         let geometry = state.geometry
         let file = state.file
-        var done = 0
-        while done < length {
-            let position = offset + UInt64(done)
-            let inCluster = geometry.offsetInCluster(position)
-            let piece = min(length - done, geometry.clusterSize - inCluster)
-            let guestCluster = position - UInt64(inCluster)
+        for piece in ClusterPieces(geometry, offset: offset, length: length) {
+            let guestCluster = piece.guestCluster
             let (table, tableOffset, entryIndex) = try state.l2TableForWriting(guestCluster)
             let host: UInt64
             if var allocation = state.inFlight[guestCluster] {
@@ -76,9 +66,9 @@ extension Qcow2Request {
                     try addLink(state, guestCluster: guestCluster, host: host, table: tableOffset, entryIndex: entryIndex)
                 }
             }
-            guard addTransfer(.write, file, at: host + UInt64(inCluster), from: vectors, count: count, skipping: done, length: piece)
+            guard addTransfer(.write, file, at: host + UInt64(piece.inCluster), from: vectors, count: count, skipping: piece.done,
+                              length: piece.length)
             else { throw .io(path: state.path, call: "write", errno: EINVAL) }  // checked in the first pass
-            done += piece
         }
         for (index, write) in refcountWrites.enumerated() {
             guard let block = state.refcountCache.lookup(write.offset) else { throw state.corrupt("a pinned refcount block left the cache") }
