@@ -144,8 +144,7 @@ public final class Qcow2Disk: @unchecked Sendable {
             try body()
             return 0
         } catch {
-            if case .io(_, _, let number) = error { return number }
-            return EIO
+            return error.errno
         }
     }
 

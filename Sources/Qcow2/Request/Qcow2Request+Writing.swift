@@ -87,8 +87,7 @@ extension Qcow2Request {
         }
         let write: Int
         if let existing = refcountWrites.firstIndex(where: { $0.offset == location.block }) {
-            let bytes = refcountWrites[existing].bytes
-            refcountWrites[existing].bytes = min(bytes.lowerBound, location.bytes.lowerBound)..<max(bytes.upperBound, location.bytes.upperBound)
+            refcountWrites[existing].include(location.bytes)
             write = existing
         } else {
             _ = try state.refcountBlock(at: location.block)
@@ -119,8 +118,7 @@ extension Qcow2Request {
                 }
                 let bytes = (link.entryIndex * entrySize)..<(link.entryIndex * entrySize + 8)
                 if let existing = l2Writes.firstIndex(where: { $0.offset == link.table }) {
-                    let merged = l2Writes[existing].bytes
-                    l2Writes[existing].bytes = min(merged.lowerBound, bytes.lowerBound)..<max(merged.upperBound, bytes.upperBound)
+                    l2Writes[existing].include(bytes)
                 } else {
                     l2Writes.append(MetadataWrite(offset: link.table, bytes: bytes))
                 }

@@ -80,6 +80,11 @@ public final class Qcow2Request {
         var offset: UInt64
         var bytes: Range<Int>
         var failed = false
+
+        /// Widens the bytes written to cover `more` too (one write per table).
+        mutating func include(_ more: Range<Int>) {
+            bytes = min(bytes.lowerBound, more.lowerBound)..<max(bytes.upperBound, more.upperBound)
+        }
     }
     var links: [Link] = []
     var refcountWrites: [MetadataWrite] = []
