@@ -208,6 +208,10 @@ uint16_t cvb_load_relaxed_u16(const void *address) {
     return atomic_load_explicit((const _Atomic uint16_t *)address, memory_order_relaxed);
 }
 
+void cvb_or_relaxed_u8(void *address, uint8_t bits) {
+    atomic_fetch_or_explicit((_Atomic uint8_t *)address, bits, memory_order_relaxed);
+}
+
 _Static_assert(sizeof(struct cvb_bpf_instruction) == sizeof(struct sock_filter), "sock_filter layout");
 _Static_assert(offsetof(struct cvb_bpf_instruction, value) == offsetof(struct sock_filter, k), "sock_filter layout");
 

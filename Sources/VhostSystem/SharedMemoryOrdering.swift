@@ -17,6 +17,13 @@ public enum SharedMemoryOrdering {
         cvb_store_release_u16(address, value)
     }
 
+    /// Atomic OR of `bits` into one byte, relaxed: order it after earlier stores with
+    /// `releaseFence`. The caller guarantees the byte is mapped and writable.
+    @inline(__always)
+    public static func orRelaxed(_ bits: UInt8, _ address: UnsafeMutableRawPointer) {
+        cvb_or_relaxed_u8(address, bits)
+    }
+
     /// A sequentially consistent fence.
     @inline(__always)
     public static func fullFence() {

@@ -37,6 +37,7 @@ extension QueueWorker {
         case .setMemory(let newMemory, let completion):
             // Answered once the replaced table is let go (unmapping what it alone held), or
             // later by `retiredMemory` when requests still use it.
+            usedRingLogPieces = nil
             switchMemory(to: newMemory, answering: completion)?.complete()
         case .setIOTLB(let iotlb, let invalidated, let completion):
             guard translator != nil else {
@@ -44,6 +45,7 @@ extension QueueWorker {
                 return
             }
             replaceIOTLB(iotlb)
+            usedRingLogPieces = nil
             if let completion {
                 if let invalidated {
                     pins.invalidate(invalidated, acknowledging: completion)
@@ -51,6 +53,9 @@ extension QueueWorker {
                     completion.complete()
                 }
             }
+        case .setDirtyLogging(let logging, let completion):
+            apply(logging)
+            completion.complete()
         case .exit:
             running = false
         }
@@ -72,9 +77,18 @@ extension QueueWorker {
         return retiredMemory.retire(replaced, answering: completion)
     }
 
+    /// What the ring logs from now on (`+DirtyLogging`).
+    private func apply(_ logging: DirtyLogging) {
+        dirtyLog = logging.log
+        usedRingLogAddress = logging.usedRingAddress
+        usedRingLogPieces = nil
+        unloggedWriteNoted = false
+    }
+
     private func start(_ configuration: RingStartConfiguration) {
         if let kick { try? epoll.remove(kick.rawValue) }
         self.configuration = configuration
+        apply(configuration.dirtyLogging)
         ringViews = [:]
         memory = configuration.memory
         kick = configuration.kick

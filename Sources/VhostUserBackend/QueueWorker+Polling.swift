@@ -25,7 +25,9 @@ extension QueueWorker {
             }
             pollBudgetNanoseconds = pollBudgetNanoseconds < 2_000 ? 0 : pollBudgetNanoseconds / 2
         }
-        if ring?.enableNotifications() == true { return true }
+        let requestsCame = ring?.enableNotifications() == true
+        logUsedRing()  // avail_event or the flags changed
+        if requestsCame { return true }
         sleepingSince = MonotonicDeadline.now()
         return false
     }

@@ -53,19 +53,19 @@ extension QueueWorker {
             pendingMiss = nil
             taken += 1
             if refused {
-                queue.pushUsed(head: chain.headIndex, writtenLength: handler.fail(chain))
+                _ = pushUsed(&queue, head: chain.headIndex, writtenLength: handler.fail(chain))
                 continue
             }
             guard pinBuffers(of: chain.headIndex) else {
                 logger.error("a request uses an IOVA range an INVALIDATE is removing; request fails",
                              metadata: ["head": "\(chain.headIndex)"])
-                queue.pushUsed(head: chain.headIndex, writtenLength: handler.fail(chain))
+                _ = pushUsed(&queue, head: chain.headIndex, writtenLength: handler.fail(chain))
                 continue
             }
             switch handler.submit(chain, token: RequestToken(head: chain.headIndex)) {
             case .completed(let writtenLength):
                 pins.release(head: chain.headIndex)
-                queue.pushUsed(head: chain.headIndex, writtenLength: writtenLength)
+                _ = pushUsed(&queue, head: chain.headIndex, writtenLength: writtenLength)
             case .inFlight:
                 retiredMemory.submitted(head: chain.headIndex)
             }
@@ -94,11 +94,12 @@ extension QueueWorker {
     ) -> VirtqueueError? {
         do {
             if let chain = try queue.popAvailable(translator: BestEffortTranslator(translator)) {
-                queue.pushUsed(head: chain.headIndex, writtenLength: handler.fail(chain))
+                _ = pushUsed(&queue, head: chain.headIndex, writtenLength: handler.fail(chain))
             }
             return nil
         } catch where error.consequence == .retryLater {
             do {
+                // Nothing was written: only the used ring is, logged when published.
                 if let head = try queue.discardAvailable() { queue.pushUsed(head: head, writtenLength: 0) }
                 return nil
             } catch {
@@ -124,7 +125,7 @@ extension QueueWorker {
         handler.reapCompletions(into: completions)
         for index in 0..<completions.count {
             let (token, writtenLength) = completions.entry(index)
-            if queue.pushUsed(head: token.head, writtenLength: writtenLength) {
+            if pushUsed(&queue, head: token.head, writtenLength: writtenLength) {
                 pins.release(head: token.head)
                 retiredMemory.completed(head: token.head)
             } else {
@@ -148,6 +149,7 @@ extension QueueWorker {
     private func publish(_ queue: inout SplitQueue) {
         guard queue.unpublishedUsedCount > 0 else { return }
         queue.publishUsed()
+        logUsedRing()
         if queue.needsNotification() { try? call?.signal() }
     }
 }

@@ -68,6 +68,15 @@ final class QueueWorker: @unchecked Sendable {
     /// Memory tables replaced while requests submitted under them were in flight.
     var retiredMemory = RetiredMemoryTables()
 
+    // Dirty logging (LOG_ALL, `+DirtyLogging`): the front end's log while logging is on, the
+    // used ring's `log_guest_addr` while its LOG flag is set, that ring's guest-physical pieces
+    // (found on first use, forgotten when the ring, memory table, IOTLB or logging changes),
+    // and whether a write that could not be logged was reported.
+    var dirtyLog: DirtyPageLog?
+    var usedRingLogAddress: UInt64?
+    var usedRingLogPieces: [(address: UInt64, length: UInt64)]?
+    var unloggedWriteNoted = false
+
     // Adaptive polling (QueuePolling): the current window, and when the worker last went to
     // sleep with notifications on (0 while awake).
     let polling: QueuePolling
@@ -192,11 +201,12 @@ final class QueueWorker: @unchecked Sendable {
 
     /// A command from the mailbox: a new IOTLB or memory table is performed at once (its answer
     /// waits for the requests using what it removes, not for the queue to be idle) unless
-    /// commands before it are held, whose order it keeps; anything else is held until no
-    /// request is outstanding.
+    /// commands before it are held, whose order it keeps; so is a change of dirty logging
+    /// (requests are logged when they complete, whenever they started); anything else is held
+    /// until no request is outstanding.
     private func take(_ command: WorkerCommand) {
         switch command {
-        case .setIOTLB, .setMemory:
+        case .setIOTLB, .setMemory, .setDirtyLogging:
             if heldCommands.isEmpty {
                 perform(command)
                 return

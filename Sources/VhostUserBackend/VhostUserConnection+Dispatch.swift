@@ -34,7 +34,8 @@ extension VhostUserConnection {
         case .getStatus: return Reply.status(deviceStatus).encoded().bytes
         case .getInflightFd(let request): return try getInflightFD(request)
         case .setInflightFd(let request): try setInflightFD(request, descriptors: descriptors); return nil
-        case .setLogBase, .setLogFd, .sendRarp, .netSetMtu, .setVringEndian,
+        case .setLogBase(let log): return try setLogBase(log, descriptors: descriptors)
+        case .setLogFd, .sendRarp, .netSetMtu, .setVringEndian,
              .createCryptoSession, .closeCryptoSession, .postcopyAdvise, .postcopyListen, .postcopyEnd,
              .gpuSetSocket, .vringKick,
              .getSharedObject, .setDeviceStateFd, .checkDeviceState, .getShmemConfig:

@@ -15,8 +15,14 @@ extension VhostUserConnection {
                 throw .invalidState(request: .setFeatures, reason: "ring features changed while rings run")
             }
         }
+        let loggingChanged = features.contains(.logAll) != negotiatedFeatures.contains(.logAll)
         negotiatedFeatures = features
         featuresNegotiated = true
+        if loggingChanged {
+            logger.notice("dirty logging \(features.contains(.logAll) ? "starts" : "stops")",
+                          metadata: ["log-bytes": "\(dirtyLog?.byteCount ?? 0)"])
+            try updateDirtyLogging()
+        }
         // Without PROTOCOL_FEATURES no SET_VRING_ENABLE will come: rings are enabled at once.
         if !features.contains(.protocolFeatures) {
             for index in vrings.indices where !vrings[index].enabled {

@@ -18,15 +18,27 @@ extension VhostUserConnection {
         vrings[index].size = size
     }
 
+    /// SET_VRING_ADDR. A running ring accepts it only with its addresses unchanged: QEMU sends
+    /// it again to set or clear the LOG flag when a migration starts or ends.
     func setVringAddress(_ address: VringAddress) throws(BackendError) {
         let index = Int(address.index)
-        guard !vrings[index].started else {
-            // QEMU sends it to a running ring only to toggle dirty logging, which we do not offer.
-            throw .invalidState(request: .setVringAddr, reason: "ring \(index) is running")
+        let descriptorTable = FrontEndVirtualAddress(rawValue: address.descriptorTable)
+        let availableRing = FrontEndVirtualAddress(rawValue: address.availableRing)
+        let usedRing = FrontEndVirtualAddress(rawValue: address.usedRing)
+        let logAddress = address.flags.contains(.log) ? address.logGuestAddress : nil
+        if vrings[index].started {
+            guard vrings[index].descriptorTable == descriptorTable, vrings[index].availableRing == availableRing,
+                  vrings[index].usedRing == usedRing else {
+                throw .invalidState(request: .setVringAddr, reason: "ring \(index) is running and would move")
+            }
+            vrings[index].usedRingLogAddress = logAddress
+            try updateDirtyLogging(ring: index)
+            return
         }
-        vrings[index].descriptorTable = FrontEndVirtualAddress(rawValue: address.descriptorTable)
-        vrings[index].availableRing = FrontEndVirtualAddress(rawValue: address.availableRing)
-        vrings[index].usedRing = FrontEndVirtualAddress(rawValue: address.usedRing)
+        vrings[index].descriptorTable = descriptorTable
+        vrings[index].availableRing = availableRing
+        vrings[index].usedRing = usedRing
+        vrings[index].usedRingLogAddress = logAddress
     }
 
     func setVringBase(_ state: VringState) throws(BackendError) {
@@ -121,6 +133,7 @@ extension VhostUserConnection {
             nextAvailableIndex: setup.nextAvailableIndex, features: negotiatedFeatures, kick: kick,
             call: setup.call, error: setup.error, enabled: setup.enabled, memory: memory,
             iotlb: usesIOVAs ? iotlb : nil, backendChannel: usesIOVAs ? backendChannel : nil, inflight: inflightArea,
+            dirtyLogging: dirtyLogging(ring: index),
             refusal: size > device.maximumQueueSize
                 ? "a ring of \(size) entries is larger than the device accepts (\(device.maximumQueueSize), --queue-size)" : nil)))
         vrings[index].started = true

@@ -21,9 +21,11 @@ final class VhostUserConnection {
 
     /// Protocol features this back end offers. Not INBAND_NOTIFICATIONS (QEMU implements none):
     /// see docs/protocol.md. BACKEND_REQ and REPLY_ACK go with ACCESS_PLATFORM (QEMU 7.2 refuses
-    /// bit 33 without them). STATUS is recorded only (`setStatus`).
+    /// bit 33 without them). STATUS is recorded only (`setStatus`). LOG_SHMFD, with LOG_ALL among
+    /// the virtio features: live migration's dirty logging (`+DirtyLogging`).
     static let offeredProtocolFeatures: ProtocolFeatures = [
-        .multiQueue, .replyAck, .backendReq, .config, .configureMemSlots, .resetDevice, .inflightShmfd, .status,
+        .multiQueue, .logShmfd, .replyAck, .backendReq, .config, .configureMemSlots, .resetDevice, .inflightShmfd,
+        .status,
     ]
 
     let socket: UnixSocket
@@ -57,6 +59,8 @@ final class VhostUserConnection {
     var exportCount: UInt64 = 0
     var inflightArea: InflightArea?
     var pendingReplyDescriptor: Int32?
+    /// LOG_SHMFD: the dirty log SET_LOG_BASE mapped last (used while LOG_ALL is negotiated).
+    var dirtyLog: DirtyPageLog?
     var iotlbUpdates = 0
     var iotlbInvalidations = 0
 
@@ -70,7 +74,7 @@ final class VhostUserConnection {
         self.polling = polling
         self.device = device
         self.logger = logger
-        offeredFeatures = device.features.union([.protocolFeatures, .accessPlatform])
+        offeredFeatures = device.features.union([.protocolFeatures, .accessPlatform, .logAll])
         memory = GuestMemory(maximumRegions: limits.memoryRegions)
         vrings = Array(repeating: VringSetup(), count: device.numberOfQueues)
         workers = Array(repeating: nil, count: device.numberOfQueues)

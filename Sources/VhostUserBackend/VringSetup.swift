@@ -8,6 +8,8 @@ struct VringSetup {
     var descriptorTable: FrontEndVirtualAddress?
     var availableRing: FrontEndVirtualAddress?
     var usedRing: FrontEndVirtualAddress?
+    /// `log_guest_addr` while SET_VRING_ADDR sets the LOG flag (dirty logging of the used ring).
+    var usedRingLogAddress: UInt64?
     var nextAvailableIndex: UInt16 = 0
     var kick: EventFD?
     var call: EventFD?

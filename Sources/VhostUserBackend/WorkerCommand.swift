@@ -24,9 +24,21 @@ struct RingStartConfiguration: Sendable {
     var backendChannel: BackendChannel?
     /// INFLIGHT_SHMFD: the area whose region for this queue the ring logs into.
     var inflight: InflightArea?
+    /// What the ring logs for live migration.
+    var dirtyLogging: DirtyLogging
     /// Why the device refuses this ring (larger than it accepts), if it does: every request on
     /// it then fails with the device's error status, so the guest sees errors, not a hang.
     var refusal: String?
+}
+
+/// What one ring logs for live migration: every page the device writes into `log`, while the
+/// front end has LOG_ALL on and a log mapped; and its used ring at `usedRingAddress` (the
+/// ring's `log_guest_addr`) while SET_VRING_ADDR sets the ring's LOG flag.
+struct DirtyLogging: Sendable {
+    var log: DirtyPageLog?
+    var usedRingAddress: UInt64?
+
+    static let off = DirtyLogging(log: nil, usedRingAddress: nil)
 }
 
 /// A message from the control plane to a queue worker. Commands are rare (ring set-up and
@@ -46,5 +58,8 @@ enum WorkerCommand: Sendable {
     /// requests walked afterwards use the new one. For an INVALIDATE, `invalidated` is the
     /// range it removed and the completion fires once no request in flight uses any of it.
     case setIOTLB(IOPageTableMirror, invalidated: ClosedRange<UInt64>?, CommandCompletion?)
+    /// Changes what the ring logs, at once (requests are logged when they complete); the
+    /// completion fires once the worker logs that way.
+    case setDirtyLogging(DirtyLogging, CommandCompletion)
     case exit
 }

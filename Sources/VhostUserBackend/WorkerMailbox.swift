@@ -26,7 +26,7 @@ final class WorkerMailbox: Sendable {
                 commands.removeAll { if case .setCall = $0 { true } else { false } }
             case .setError:
                 commands.removeAll { if case .setError = $0 { true } else { false } }
-            case .start, .stop, .setEnabled, .setMemory, .setIOTLB, .exit:
+            case .start, .stop, .setEnabled, .setMemory, .setIOTLB, .setDirtyLogging, .exit:
                 break
             }
             commands.append(command)

@@ -26,6 +26,17 @@ extension GuestMemory {
         Self.segments(address.rawValue, length: length, in: virtualSpans, into: buffer)
     }
 
+    /// The guest-physical address of the byte at host `pointer`, and how many bytes from it on
+    /// lie in the same region; nil when the pointer is in no region of this table. (Dirty
+    /// logging: the device's writes are known by host address, the log is by guest page.)
+    public func guestPhysicalAddress(ofHost pointer: UnsafeRawPointer) -> (address: GuestPhysicalAddress, bytesInRegion: UInt64)? {
+        let host = UInt64(UInt(bitPattern: pointer))
+        guard let index = hostSpans.spanIndex(containing: host) else { return nil }
+        let span = hostSpans[index]
+        let region = regions[hostSpanRegions[index]]
+        return (GuestPhysicalAddress(rawValue: region.guestPhysicalStart.rawValue + (host - span.start)), span.end - host)
+    }
+
     @inline(__always)
     static func pointer(_ address: UInt64, length: Int, in spans: [AddressSpan]) -> UnsafeMutableRawPointer? {
         guard length > 0, let byteCount = UInt64(exactly: length) else { return nil }

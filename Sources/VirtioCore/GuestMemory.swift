@@ -19,6 +19,10 @@ public final class GuestMemory: Sendable {
     public let maximumRegions: Int
     let physicalSpans: [AddressSpan]
     let virtualSpans: [AddressSpan]
+    /// The regions' host ranges, sorted by host address (their `hostAddress` is `start`), and
+    /// the index in `regions` of each: the reverse lookup dirty logging needs.
+    let hostSpans: [AddressSpan]
+    let hostSpanRegions: [Int]
 
     /// An empty table: every translation fails.
     public init(maximumRegions: Int = GuestMemory.defaultMaximumRegions) {
@@ -26,6 +30,8 @@ public final class GuestMemory: Sendable {
         self.maximumRegions = maximumRegions
         physicalSpans = []
         virtualSpans = []
+        hostSpans = []
+        hostSpanRegions = []
     }
 
     /// Builds a table from `regions` in any order.
@@ -52,6 +58,12 @@ public final class GuestMemory: Sendable {
         }
         virtualSpans = byVirtual.map {
             AddressSpan(start: $0.frontEndVirtualStart.rawValue, end: $0.frontEndVirtualEnd, hostAddress: UInt(bitPattern: $0.hostStart))
+        }
+        // Each region is its own mapping, so host ranges never overlap.
+        hostSpanRegions = byPhysical.indices.sorted { byPhysical[$0].hostStart < byPhysical[$1].hostStart }
+        hostSpans = hostSpanRegions.map {
+            let start = UInt64(UInt(bitPattern: byPhysical[$0].hostStart))
+            return AddressSpan(start: start, end: start + byPhysical[$0].size, hostAddress: UInt(start))
         }
     }
 

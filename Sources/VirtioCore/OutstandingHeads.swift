@@ -25,6 +25,13 @@ final class OutstandingHeads {
         return true
     }
 
+    /// Whether `head` is outstanding.
+    @inline(__always)
+    func contains(_ head: UInt16) -> Bool {
+        let (word, bit) = (Int(head) / 64, UInt64(1) << (UInt64(head) % 64))
+        return word < words.count && words[word] & bit != 0
+    }
+
     /// Clears `head`; false if it was not outstanding.
     @inline(__always)
     func remove(_ head: UInt16) -> Bool {

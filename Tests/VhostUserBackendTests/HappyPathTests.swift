@@ -16,7 +16,7 @@ extension BackEndIntegration {
 
             // Connect: negotiation and the 57-byte GET_CONFIG of QEMU's defaults.
             let negotiated = try QEMUSequence.connect(session)
-            #expect(negotiated.protocolFeatures == [.multiQueue, .replyAck, .backendReq, .config, .inflightShmfd,
+            #expect(negotiated.protocolFeatures == [.multiQueue, .logShmfd, .replyAck, .backendReq, .config, .inflightShmfd,
                                                     .configureMemSlots, .resetDevice, .status])
             #expect(negotiated.features.isSuperset(of: [.version1, .flush, .discard, .writeZeroes, .blockSize, .segMax]))
             #expect(session.queueCount == UInt64(InProcessBackEnd.queueCount))

@@ -367,9 +367,32 @@ enum HostileFrontEndTable {
             features.insert(.protocolFeatures)
             try scene.send(.setFeatures, u64(features.rawValue))
         },
-        HostileRow("SET_LOG_BASE, LOG_SHMFD never offered", at: .negotiated, .closed,
-                   logs: "VHOST_USER_SET_LOG_BASE requires protocol feature [LOG_SHMFD] negotiated") { scene in
-            try scene.send(.setLogBase, u64(4096) + u64(0), fds: [try scene.memfd()])
+        // SET_LOG_BASE has a reply body under LOG_SHMFD: a log it cannot map closes the connection.
+        HostileRow("SET_LOG_BASE, a log that ends past its memfd", at: .negotiated, .closed,
+                   logs: "the log ends past its file (8192 > 4096 bytes)") { scene in
+            try scene.send(.setLogBase, u64(8192) + u64(0), fds: [try scene.memfd(size: 4096)])
+        },
+        HostileRow("SET_LOG_BASE, an empty log", at: .negotiated, .closed, logs: "a log of 0 bytes") { scene in
+            try scene.send(.setLogBase, u64(0) + u64(0), fds: [try scene.memfd()])
+        },
+        HostileRow("SET_LOG_BASE, a log larger than 1 GiB", at: .negotiated, .closed,
+                   logs: "a log of 1073745920 bytes (at most 1073741824)") { scene in
+            try scene.send(.setLogBase, u64((1 << 30) + 4096) + u64(0), fds: [try scene.memfd()])
+        },
+        HostileRow("SET_LOG_BASE, offset + size overflows", at: .negotiated, .closed,
+                   logs: "offset 18446744073709551615 + size 4096 overflows") { scene in
+            try scene.send(.setLogBase, u64(4096) + u64(.max), fds: [try scene.memfd()])
+        },
+        HostileRow("SET_LOG_BASE without the log's descriptor", at: .negotiated, .closed,
+                   logs: "VHOST_USER_SET_LOG_BASE: expected 1 file descriptors, got 0") { scene in
+            try scene.send(.setLogBase, u64(4096) + u64(0))
+        },
+        HostileRow("SET_LOG_BASE on a pipe (no size, mmap refused)", at: .negotiated, .closed,
+                   logs: "cannot map the log") { scene in
+            var ends: [Int32] = [0, 0]
+            guard pipe(&ends) == 0 else { throw SystemError(call: "pipe", errno: errno) }
+            defer { close(ends[0]); close(ends[1]) }
+            try scene.send(.setLogBase, u64(4096) + u64(0), fds: [ends[0]])
         },
         HostileRow("IOTLB_MSG, ACCESS_PLATFORM never negotiated", at: .negotiated, .closed,
                    logs: "VHOST_USER_IOTLB_MSG requires virtio feature [ACCESS_PLATFORM] negotiated") { scene in

@@ -87,6 +87,8 @@ void cvb_fence_seq_cst(void);
 uint16_t cvb_load_acquire_u16(const void *address);
 void cvb_store_release_u16(void *address, uint16_t value);
 uint16_t cvb_load_relaxed_u16(const void *address);
+/// Relaxed atomic OR of one byte (a dirty-log bitmap shared with the front end).
+void cvb_or_relaxed_u8(void *address, uint8_t bits);
 
 // A spin-wait hint (x86 PAUSE, arm64 YIELD): lets the sibling hyperthread run while polling.
 void cvb_cpu_relax(void);
