@@ -5,9 +5,20 @@ import Logging
 import VhostSystem
 
 /// The daemon's control plane: a GLib main loop (`MainLoop`) that accepts front ends on the
-/// listening socket, serves one connection at a time, and stops cleanly on SIGINT / SIGTERM.
-/// It never touches the data path; queue workers run on their own threads.
+/// listening socket, serves up to `maximumConnections` of them at once on the one device, and
+/// stops cleanly on SIGINT / SIGTERM. It never touches the data path; queue workers run on their
+/// own threads.
+///
+/// Two front ends at once is a live migration on one host: the destination QEMU connects to the
+/// same socket while the source still runs (docs/migration.md). Each connection has its own
+/// memory table, rings and workers; the device, and so the disk, is shared: what one writes the
+/// other reads, whatever the cache mode, because both go through the same open image.
 public final class ControlPlane {
+    /// Front ends served at once by default: a migration's source and destination.
+    public static let defaultMaximumConnections = 2
+    /// The most `--max-connections` accepts.
+    public static let maximumConnectionsLimit = 64
+
     private let listener: UnixSocket
     private let socketPath: String?
     /// The socket file's directory, opened at start: the file is removed relative to it on exit,
@@ -17,11 +28,12 @@ public final class ControlPlane {
     private let logger: Logger
     private let loop = MainLoop()
     private var listenerSource: MainLoop.Source?
-    private var connectionSource: MainLoop.Source?
     private var signalSources: [MainLoop.Source] = []
-    private var connection: VhostUserConnection?
+    /// The connections served now, by number, with the source watching each socket.
+    private var connections: [Int: (connection: VhostUserConnection, source: MainLoop.Source?)] = [:]
     private let polling: QueuePolling
     private let limits: ConnectionLimits
+    private let maximumConnections: Int
     /// Connections served so far (for logs and tests).
     public private(set) var connectionsServed = 0
 
@@ -30,11 +42,14 @@ public final class ControlPlane {
     ///   - socketPath: the file to remove on exit, if we created it.
     ///   - polling: how long queue workers poll their rings after a batch (`QueuePolling`).
     ///   - limits: what each front end may make the back end hold (`ConnectionLimits`).
+    ///   - maximumConnections: front ends served at once; more wait in the listen backlog.
     public init(listener: UnixSocket, socketPath: String?, device: any VhostUserDevice, polling: QueuePolling = .off,
-                limits: ConnectionLimits = ConnectionLimits(), logger: Logger) {
+                limits: ConnectionLimits = ConnectionLimits(),
+                maximumConnections: Int = ControlPlane.defaultMaximumConnections, logger: Logger) {
         self.listener = listener
         self.limits = limits
         self.polling = polling
+        self.maximumConnections = max(1, maximumConnections)
         self.socketPath = socketPath
         socketDirectory = socketPath.flatMap { path in
             try? OwnedFileDescriptor.open(Self.directory(of: path), flags: O_RDONLY | O_DIRECTORY | O_CLOEXEC)
@@ -69,7 +84,7 @@ public final class ControlPlane {
         loop.run()
         for source in signalSources { loop.remove(source) }
         signalSources = []
-        closeConnection(reason: "daemon stopping")
+        for number in connections.keys.sorted() { closeConnection(number, reason: "daemon stopping") }
         if let listenerSource { loop.remove(listenerSource) }
         listenerSource = nil
         if let socketPath {
@@ -90,7 +105,8 @@ public final class ControlPlane {
         listenerSource = loop.watch(listener.rawValue) { [unowned self] in acceptConnection() }
     }
 
-    /// - Returns: whether to keep watching the listener (false while a connection is served).
+    /// - Returns: whether to keep watching the listener (false once `maximumConnections` are
+    /// served: the next front end waits in the backlog until one goes away).
     private func acceptConnection() -> Bool {
         let accepted: UnixSocket?
         do {
@@ -110,40 +126,48 @@ public final class ControlPlane {
             return true
         }
         connectionsServed += 1
+        let number = connectionsServed
         var connectionLogger = logger
-        connectionLogger[metadataKey: "connection"] = "\(connectionsServed)"
-        connectionLogger.notice("front end connected")
-        device.reset()
-        connection = VhostUserConnection(socket: accepted, device: device, polling: polling, limits: limits,
-                                         logger: connectionLogger)
-        connectionSource = loop.watch(accepted.rawValue) { [unowned self] in serveConnection() }
-        // Further front ends wait in the backlog until this one goes away.
-        listenerSource = nil
-        return false
+        connectionLogger[metadataKey: "connection"] = "\(number)"
+        if connections.isEmpty {
+            connectionLogger.notice("front end connected")
+            // Power-on state for the first front end; one that joins another (a migration's
+            // destination) finds the device as the guest left it.
+            device.reset()
+        } else {
+            connectionLogger.notice("front end connected while another is served (a migration's destination?)",
+                                    metadata: ["connections": "\(connections.count + 1)"])
+        }
+        let connection = VhostUserConnection(
+            socket: accepted, device: device, polling: polling, limits: limits,
+            othersConnected: { [unowned self] in connections.count > 1 }, logger: connectionLogger)
+        connections[number] = (connection, nil)
+        connections[number]?.source = loop.watch(accepted.rawValue) { [unowned self] in serveConnection(number) }
+        guard connections.count < maximumConnections else {
+            listenerSource = nil
+            return false
+        }
+        return true
     }
 
-    /// Handles one message. - Returns: whether to keep watching the connection.
-    private func serveConnection() -> Bool {
-        guard let connection else { return false }
+    /// Handles one message of connection `number`. - Returns: whether to keep watching it.
+    private func serveConnection(_ number: Int) -> Bool {
+        guard let connection = connections[number]?.connection else { return false }
         switch connection.serveOneMessage() {
         case .keepServing:
             return true
         case .closed(let reason):
-            connectionSource = nil
-            closeConnection(reason: reason)
-            watchListener()
+            connections[number]?.source = nil
+            closeConnection(number, reason: reason)
+            if listenerSource == nil { watchListener() }
             return false
         }
     }
 
-    private func closeConnection(reason: String) {
-        guard let connection else { return }
-        if let connectionSource {
-            loop.remove(connectionSource)
-            self.connectionSource = nil
-        }
+    private func closeConnection(_ number: Int, reason: String) {
+        guard let (connection, source) = connections.removeValue(forKey: number) else { return }
+        if let source { loop.remove(source) }
         connection.close()
-        self.connection = nil
-        logger.notice("front end disconnected", metadata: ["reason": "\(reason)"])
+        logger.notice("front end disconnected", metadata: ["connection": "\(number)", "reason": "\(reason)"])
     }
 }

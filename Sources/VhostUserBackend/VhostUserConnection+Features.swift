@@ -54,7 +54,13 @@ extension VhostUserConnection {
         featuresNegotiated = false
         deviceStatus = 0
         releaseInflightArea()
-        device.reset()
+        // A migration's destination QEMU resets its device at start, while the source's guest
+        // still runs on the shared one.
+        if othersConnected() {
+            logger.notice("device state kept at reset: another front end is served on it")
+        } else {
+            device.reset()
+        }
     }
 
     /// SET_STATUS: the driver's status byte, recorded for GET_STATUS. It resets nothing: QEMU 7.2

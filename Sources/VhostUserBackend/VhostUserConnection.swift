@@ -36,6 +36,9 @@ final class VhostUserConnection {
     let offeredFeatures: VirtioFeatures
     /// Regions, IOTLB entries and mapped bytes this front end may make us hold.
     let limits: ConnectionLimits
+    /// Whether another front end is served on the same device now (`ControlPlane`): a reset
+    /// from this one then leaves the device's state, which the other's guest uses, alone.
+    let othersConnected: () -> Bool
 
     var ownerSet = false
     var negotiatedFeatures: VirtioFeatures = []
@@ -67,8 +70,10 @@ final class VhostUserConnection {
     private let payloadBuffer: UnsafeMutableRawBufferPointer
 
     init(socket: UnixSocket, device: any VhostUserDevice, polling: QueuePolling = .off,
-         limits: ConnectionLimits = ConnectionLimits(), logger: Logger) {
+         limits: ConnectionLimits = ConnectionLimits(), othersConnected: @escaping () -> Bool = { false },
+         logger: Logger) {
         self.socket = socket
+        self.othersConnected = othersConnected
         self.limits = limits
         iotlb = IOPageTableMirror(iotlbEntryLimit: limits.iotlbEntries, preallocatedTables: 4)
         self.polling = polling

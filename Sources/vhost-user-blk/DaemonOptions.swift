@@ -31,6 +31,7 @@ struct DaemonOptions: Equatable {
     var serial: String?
     var sandbox = false
     var limits = ConnectionLimits()
+    var maximumConnections = ControlPlane.defaultMaximumConnections
     var logLevel = Logger.Level.notice
 
     static let usage = """
@@ -74,6 +75,8 @@ struct DaemonOptions: Equatable {
           --max-mem-regions=N     memory regions a front end may map (1-509, default 509)
           --max-iotlb-entries=N   IOTLB entries a front end may install (default 2048)
           --max-guest-memory=SIZE bytes of front-end memory mapped at once (default 1t)
+          --max-connections=N     front ends served at once on the disk (1-64, default 2: a
+                                  live migration's source and destination); more wait
           --log-level=LEVEL       trace, debug, info, notice, warning, error or critical
           -h, --help              show this help
 
@@ -154,6 +157,7 @@ struct DaemonOptions: Equatable {
             case "--sandbox": try flag(); options.sandbox = true
             case "--max-mem-regions": options.limits.memoryRegions = try number(Int.self)
             case "--max-iotlb-entries": options.limits.iotlbEntries = try number(Int.self)
+            case "--max-connections": options.maximumConnections = try number(Int.self)
             case "--max-guest-memory":
                 let text = try value()
                 guard let bytes = ByteSize.parse(text) else {
@@ -204,6 +208,9 @@ struct DaemonOptions: Equatable {
         }
         if !(1...1_000_000).contains(limits.iotlbEntries) {
             throw UsageError("--max-iotlb-entries must be between 1 and 1000000")
+        }
+        if !(1...ControlPlane.maximumConnectionsLimit).contains(maximumConnections) {
+            throw UsageError("--max-connections must be between 1 and \(ControlPlane.maximumConnectionsLimit)")
         }
         if limits.mappedBytes == 0 {
             throw UsageError("--max-guest-memory must be more than 0")

@@ -90,7 +90,7 @@ struct VhostUserBlkDaemon {
         let controlPlane = ControlPlane(
             listener: listener, socketPath: options.socketPath, device: device,
             polling: QueuePolling(maximumNanoseconds: UInt64(options.pollMicroseconds) * 1_000),
-            limits: options.limits, logger: logger)
+            limits: options.limits, maximumConnections: options.maximumConnections, logger: logger)
 
         // Everything privileged is done: the socket is bound, the image open, the loop made.
         var sandbox: Logger.Metadata = [:]
@@ -134,6 +134,7 @@ struct VhostUserBlkDaemon {
             "queues": "\(queues)", "queue-size": "\(options.queueSize)", "poll-us": "\(options.pollMicroseconds)",
             "aio": "\(engine)", "cache": "\(image.isNull ? "n/a (null disk)" : options.cache.description)",
             "direct-io-alignment": "\(image.directAlignment.map { "memory \($0.memory), offset \($0.offset)" } ?? "n/a")",
+            "max-connections": "\(options.maximumConnections)",
         ]) { _, new in new })
         controlPlane.run()
         logger.notice("stopped")

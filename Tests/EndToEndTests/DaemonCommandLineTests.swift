@@ -30,7 +30,7 @@ struct DaemonCommandLineTests {
         #expect(finished.status == 0)
         for option in ["--socket-path", "--fd", "--print-capabilities", "--blk-file", "--null-size", "--read-only",
                        "--num-queues", "--queue-size", "--poll-us", "--io-delay-us", "--serial", "--log-level",
-                       "--sandbox", "--max-mem-regions", "--max-iotlb-entries", "--max-guest-memory", "--cache", "--aio"] {
+                       "--sandbox", "--max-mem-regions", "--max-iotlb-entries", "--max-guest-memory", "--max-connections", "--cache", "--aio"] {
             #expect(finished.output.contains(option), "\(option)")
         }
     }
@@ -77,6 +77,8 @@ struct DaemonCommandLineTests {
         (["--socket-path=/tmp/a.sock", "--blk-file=/tmp/x.img", "--max-mem-regions=510"], "--max-mem-regions must be between 1 and 509"),
         (["--socket-path=/tmp/a.sock", "--blk-file=/tmp/x.img", "--max-mem-regions=0"], "--max-mem-regions must be between 1 and 509"),
         (["--socket-path=/tmp/a.sock", "--blk-file=/tmp/x.img", "--max-iotlb-entries=0"], "--max-iotlb-entries must be between"),
+        (["--socket-path=/tmp/a.sock", "--blk-file=/tmp/x.img", "--max-connections=0"], "--max-connections must be between 1 and 64"),
+        (["--socket-path=/tmp/a.sock", "--blk-file=/tmp/x.img", "--max-connections=65"], "--max-connections must be between 1 and 64"),
         (["--socket-path=/tmp/a.sock", "--blk-file=/tmp/x.img", "--max-guest-memory=0"], "--max-guest-memory must be more than 0"),
         (["--socket-path=/tmp/a.sock", "--blk-file=/tmp/x.img", "--max-guest-memory=big"], "--max-guest-memory 'big' is not a size"),
     ])

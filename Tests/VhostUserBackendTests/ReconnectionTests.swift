@@ -97,9 +97,9 @@ extension BackEndIntegration {
             expectServesNewFrontEnd(backEnd)
         }
 
-        @Test("a second front end waits until the first leaves, then is served")
+        @Test("with one connection allowed, a second front end waits until the first leaves, then is served")
         func secondFrontEndWaitsForTheFirst() throws {
-            let backEnd = try InProcessBackEnd()
+            let backEnd = try InProcessBackEnd(maximumConnections: 1)
             defer { backEnd.stop() }
             let first = try StartedFrontEnd.start(backEnd)
             let second = try backEnd.connect()

@@ -40,7 +40,7 @@ final class InProcessBackEnd {
 
     init(imageSize: Int = InProcessBackEnd.imageSize, queueCount: Int = InProcessBackEnd.queueCount,
          queueSize: Int = InProcessBackEnd.queueSize, readOnly: Bool = false, polling: QueuePolling = .off,
-         ioEngine: IOEngineKind = IOEngineSelection.preferred,
+         ioEngine: IOEngineKind = IOEngineSelection.preferred, maximumConnections: Int = ControlPlane.defaultMaximumConnections,
          serving: ((VirtioBlkDevice) -> any VhostUserDevice)? = nil) throws {
         let others = Self.alive.add(1, ordering: .sequentiallyConsistent).oldValue
         guard others == 0 else {
@@ -60,7 +60,7 @@ final class InProcessBackEnd {
                                  serial: Self.serial, ioEngine: ioEngine, logger: logger)
         let listener = try UnixSocket.listen(path: socketPath)
         controlPlane = ControlPlane(listener: listener, socketPath: socketPath, device: serving?(device) ?? device, polling: polling,
-                                    logger: logger)
+                                    maximumConnections: maximumConnections, logger: logger)
         let plane = UncheckedSendable(controlPlane)
         let finished = self.finished
         thread = try TestThread {
