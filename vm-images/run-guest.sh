@@ -17,6 +17,7 @@ readonly EXIT_TIMEOUT=124
 readonly EXIT_NO_RESULT=200
 readonly EXIT_DAEMON_START=201
 readonly EXIT_DAEMON_FAILED=202
+readonly EXIT_MIGRATION_FAILED=203
 
 usage() {
 	cat <<EOF
@@ -66,6 +67,22 @@ Daemon:
   --daemon-arg ARG       extra argument for the daemon; repeatable
   --daemon-log FILE      daemon stdout and stderr (default: temporary, kept on failure)
   --daemon-wait SECONDS  how long to wait for the socket (default 30)
+Live migration (docs/migration.md):
+  --migrate N            once the guest prints GUEST-MIGRATE-READY, move it N times
+                         between QEMUs on this host: each time a second QEMU, the
+                         same command line plus -incoming, connects to the same
+                         vhost-user socket and QMP 'migrate' moves the running guest
+                         to it; the old QEMU then quits. Prints one line per
+                         migration: status, total-time, downtime, setup-time (ms,
+                         from QMP query-migrate)
+  --after-migrations TEXT
+                         host shell text run after the last migration (for example,
+                         to tell the workload to finish)
+  --kill-daemon-during-migration K
+                         during migration K, kill -9 the daemon once the migration
+                         is active and start it again on the same socket (use with
+                         --reconnect): the migration may succeed or fail, and the
+                         guest must keep its disk either way
 Run:
   --timeout SECONDS      kill QEMU and the daemon after this long (default 120)
   --serial-log FILE      copy of the serial console (default: temporary, kept on failure)
@@ -84,7 +101,9 @@ Exit status: the workload's status from the guest's GUEST-EXIT=<code> line;
 $EXIT_TIMEOUT on timeout; $EXIT_NO_RESULT if the guest never printed GUEST-EXIT (QEMU failed,
 the kernel or /init failed, or the workload powered off by itself);
 $EXIT_DAEMON_START if the daemon never created its socket; $EXIT_DAEMON_FAILED if the workload
-passed but the daemon crashed or exited with an error; $EXIT_USAGE for usage errors.
+passed but the daemon crashed or exited with an error; $EXIT_MIGRATION_FAILED if the workload
+passed but a migration did not complete (other than the one --kill-daemon-during-migration
+names); $EXIT_USAGE for usage errors.
 
 Guest markers on the serial console: GUEST-BOOTED, GUEST-EXIT=<code>,
 GUEST-NO-WORKLOAD, GUEST-INIT-FAILED: <why>, GUEST-NOTE: <text> (free for
@@ -102,6 +121,7 @@ image="" daemon="" backend="" no_daemon=0 qemu_build="" reconnect=""
 num_queues="" queue_size="" read_only=0 smp=1 memory=512M machine=q35 accel=tcg
 workload="" command="" append="" allow_reboot=0 iommu=""
 socket="" daemon_log="" daemon_wait=30 timeout=120 serial_log="" quiet=0
+migrate_count=0 after_migrations="" kill_during_migration=0
 add_files=() device_opts=() chardev_opts=() qemu_args=() daemon_args=()
 
 # Options take their value as the next argument or after '='.
@@ -146,6 +166,9 @@ while [ $# -gt 0 ]; do
 	--qemu-arg) qemu_args+=("$value") ;;
 	--iommu) iommu=$value ;;
 	--qemu) qemu_build=$value ;;
+	--migrate) migrate_count=$value ;;
+	--after-migrations) after_migrations=$value ;;
+	--kill-daemon-during-migration) kill_during_migration=$value ;;
 	--reconnect) reconnect=$value ;;
 	--socket) socket=$value ;;
 	--daemon-arg) daemon_args+=("$value") ;;
@@ -185,6 +208,10 @@ fi
 [ -z "$num_queues" ] || is_count "$num_queues" || usage_error "--num-queues must be a positive integer"
 [ -z "$reconnect" ] || is_count "$reconnect" || usage_error "--reconnect must be a positive number of seconds"
 is_count "$smp" || usage_error "--smp must be a positive integer"
+[ "$migrate_count" = 0 ] || is_count "$migrate_count" || usage_error "--migrate must be a positive integer"
+[ "$kill_during_migration" = 0 ] || { is_count "$kill_during_migration" && [ "$kill_during_migration" -le "$migrate_count" ]; } ||
+	usage_error "--kill-daemon-during-migration must name one of the --migrate migrations"
+[ "$kill_during_migration" = 0 ] || [ -n "$daemon" ] || usage_error "--kill-daemon-during-migration needs --daemon"
 is_count "$timeout" || usage_error "--timeout must be a positive number of seconds"
 is_count "$daemon_wait" || usage_error "--daemon-wait must be a positive number of seconds"
 [ -z "$queue_size" ] || is_count "$queue_size" || usage_error "--queue-size must be a positive integer"
@@ -216,12 +243,13 @@ else
 fi
 [ "$backend" = qsd ] && [ -z "$qemu_build" ] && want_package qemu-system-common qemu-storage-daemon
 want_package cpio cpio
+[ "$migrate_count" = 0 ] || want_package socat socat
 install_wanted_packages
 if [ ! -f "$out/vmlinuz" ] || [ ! -f "$out/base.cpio" ]; then
 	"$here/build-guest.sh"
 fi
 
-daemon_pid="" qemu_pid="" daemon_failure=""
+daemon_pid="" qemu_pid="" daemon_failure="" qemu_pids=() qmp_pid=""
 
 # Stops the daemon we started: SIGTERM to its process group, then SIGKILL after 5 s. Sets
 # daemon_failure when it had died by itself with an error, or crashed on the way out.
@@ -254,10 +282,14 @@ stop_daemon() {
 cleanup() {
 	local rc=$?
 	trap - EXIT INT TERM
-	if [ -n "$qemu_pid" ] && kill -0 "$qemu_pid" 2>/dev/null; then
-		kill -TERM "$qemu_pid" 2>/dev/null || true
-		wait "$qemu_pid" 2>/dev/null || true
-	fi
+	qmp_close
+	local pid
+	for pid in $qemu_pid "${qemu_pids[@]}"; do
+		if kill -0 "$pid" 2>/dev/null; then
+			kill -TERM "$pid" 2>/dev/null || true
+			wait "$pid" 2>/dev/null || true
+		fi
+	done
 	stop_daemon
 	if [ "$rc" = 0 ]; then
 		rm -rf "$run_dir"
@@ -401,6 +433,147 @@ qemu_command+=(
 	-append "console=ttyS0 quiet panic=-1${append:+ $append}"
 )
 
+# QMP over socat, one connection at a time: the current source QEMU's.
+qmp_open() {
+	local path=$1 waited=0 greeting
+	until [ -S "$path" ]; do
+		[ "$waited" -lt 300 ] || return 1
+		sleep 0.1
+		waited=$((waited + 1))
+	done
+	coproc QMP { exec socat - "UNIX-CONNECT:$path" 2>/dev/null; }
+	qmp_pid=$QMP_PID
+	qmp_in=${QMP[1]} qmp_out=${QMP[0]}
+	read -r -t 30 greeting <&"$qmp_out" || return 1
+	qmp '{"execute":"qmp_capabilities"}' >/dev/null
+}
+
+# qmp JSON: sends one command, prints its reply line (events are skipped).
+qmp() {
+	local line
+	printf '%s\n' "$1" >&"$qmp_in" || return 1
+	while read -r -t 60 line <&"$qmp_out"; do
+		case "$line" in *'"return"'* | *'"error"'*)
+			printf '%s\n' "$line"
+			return 0
+			;;
+		esac
+	done
+	return 1
+}
+
+qmp_close() {
+	[ -n "$qmp_pid" ] || return 0
+	exec {qmp_in}>&- {qmp_out}<&-
+	kill "$qmp_pid" 2>/dev/null || true
+	wait "$qmp_pid" 2>/dev/null || true
+	qmp_pid=""
+}
+
+# json_number NAME REPLY / json_string NAME REPLY: a top-level field of a QMP reply.
+json_number() { sed -n "s/.*\"$1\": *\([0-9]*\).*/\1/p" <<<"$2" | head -n 1; }
+json_string() { sed -n "s/.*\"$1\": *\"\([^\"]*\)\".*/\1/p" <<<"$2" | head -n 1; }
+
+# launch_qemu NUMBER [ARG...]: QEMU number NUMBER, its QMP socket qmp-NUMBER.sock, ARGs
+# appended; its serial console into the shared console. Sets qemu_pid.
+launch_qemu() {
+	local number=$1
+	shift
+	timeout --kill-after=5 "$timeout" "${qemu_command[@]}" \
+		-qmp "unix:$run_dir/qmp-$number.sock,server=on,wait=off" "$@" </dev/null >&"$console_fd" 2>&1 &
+	qemu_pid=$!
+	qemu_pids+=("$qemu_pid")
+}
+
+# The daemon dies (kill -9, no clean-up) and a new one starts on the same socket.
+restart_daemon_hard() {
+	local pid=$daemon_pid
+	log "killing the daemon (kill -9) and starting it again"
+	kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+	wait "$pid" 2>/dev/null || true
+	daemon_pid=""
+	echo "+ (restarted after kill -9)" >>"$daemon_log"
+	# Not inherited by the new daemon: the console pipe (its reader would wait for the
+	# daemon to exit) and QMP's coprocess pipes.
+	start_daemon {console_fd}>&- {qmp_in}>&- {qmp_out}<&-
+}
+
+# migrate_to NUMBER: a new QEMU waits for the guest (-incoming), QMP migrate moves it there
+# from the current one, which quits when it is done. Prints the migration's figures. On
+# failure the guest stays where it was and the new QEMU is stopped.
+migrate_to() {
+	local number=$1 incoming="$run_dir/migration-$1.sock" source_pid=$qemu_pid reply status="" killed=0 waited=0
+	launch_qemu "$number" -incoming "unix:$incoming"
+	local target_pid=$qemu_pid
+	qemu_pid=$source_pid
+	until [ -S "$incoming" ]; do
+		if ! kill -0 "$target_pid" 2>/dev/null || [ "$waited" -ge 600 ]; then
+			log "migration $number: the destination QEMU did not start listening"
+			return 1
+		fi
+		sleep 0.05
+		waited=$((waited + 1))
+	done
+	reply=$(qmp "{\"execute\":\"migrate\",\"arguments\":{\"uri\":\"unix:$incoming\"}}") || reply="no reply"
+	case "$reply" in *'"return"'*) ;; *)
+		log "migration $number: QMP migrate refused: $reply"
+		kill -TERM "$target_pid" 2>/dev/null || true
+		return 1
+		;;
+	esac
+	while :; do
+		reply=$(qmp '{"execute":"query-migrate"}') || { log "migration $number: QMP stopped answering"; return 1; }
+		status=$(json_string status "$reply")
+		case "$status" in completed | failed | cancelled) break ;; esac
+		if [ "$number" = "$kill_during_migration" ] && [ "$killed" = 0 ] && [ "$status" = active ]; then
+			restart_daemon_hard
+			killed=1
+		fi
+		sleep 0.05
+	done
+	log "migration $number: status=$status total-time=$(json_number total-time "$reply")ms" \
+		"downtime=$(json_number downtime "$reply")ms setup-time=$(json_number setup-time "$reply")ms"
+	if [ "$status" = completed ]; then
+		qmp '{"execute":"quit"}' >/dev/null || true
+		qmp_close
+		wait "$source_pid" 2>/dev/null || true
+		qemu_pid=$target_pid
+		qmp_open "$run_dir/qmp-$number.sock" || { log "migration $number: the destination's QMP does not answer"; return 1; }
+		return 0
+	fi
+	[ -z "$(json_string error-desc "$reply")" ] || log "migration $number: $(json_string error-desc "$reply")"
+	kill -TERM "$target_pid" 2>/dev/null || true
+	wait "$target_pid" 2>/dev/null || true
+	return 1
+}
+
+# The source QEMU boots the guest; once the workload prints GUEST-MIGRATE-READY the guest
+# moves --migrate times, then --after-migrations runs. qemu_pid is the QEMU running it last.
+run_migrations() {
+	local number waited=0
+	launch_qemu 0
+	qmp_open "$run_dir/qmp-0.sock" || die "QEMU's QMP socket did not appear"
+	until grep -a -q 'GUEST-MIGRATE-READY' "$serial_log"; do
+		if ! kill -0 "$qemu_pid" 2>/dev/null || [ "$waited" -ge $((timeout * 10)) ]; then
+			log "the workload never printed GUEST-MIGRATE-READY; no migration"
+			migration_failures=$migrate_count
+			return 0
+		fi
+		sleep 0.1
+		waited=$((waited + 1))
+	done
+	for number in $(seq 1 "$migrate_count"); do
+		if ! migrate_to "$number" && [ "$number" != "$kill_during_migration" ]; then
+			migration_failures=$((migration_failures + 1))
+		fi
+		# The guest runs a while on its new (or old) host before the next move.
+		sleep 1
+	done
+	if [ -n "$after_migrations" ]; then
+		bash -c "$after_migrations" || log "warning: --after-migrations exited with $?"
+	fi
+}
+
 # The serial console (and QEMU's own messages) go to the log as they are and,
 # unless --quiet, cleaned to stdout. timeout(1) enforces the deadline and exits 124 on expiry.
 : >"$serial_log"
@@ -412,8 +585,13 @@ else
 	tee_pid=$!
 fi
 started=$(now_us)
-timeout --kill-after=5 "$timeout" "${qemu_command[@]}" </dev/null >&"$console_fd" 2>&1 &
-qemu_pid=$!
+migration_failures=0
+if [ "$migrate_count" = 0 ]; then
+	timeout --kill-after=5 "$timeout" "${qemu_command[@]}" </dev/null >&"$console_fd" 2>&1 &
+	qemu_pid=$!
+else
+	run_migrations
+fi
 exec {console_fd}>&-
 qemu_status=0
 wait "$qemu_pid" || qemu_status=$?
@@ -450,5 +628,9 @@ fi
 if [ -n "$daemon_failure" ]; then
 	log "$daemon_failure; see $daemon_log"
 	[ "$status" != 0 ] || status=$EXIT_DAEMON_FAILED
+fi
+if [ "$migration_failures" != 0 ]; then
+	log "$migration_failures of $migrate_count migration(s) did not complete"
+	[ "$status" != 0 ] || status=$EXIT_MIGRATION_FAILED
 fi
 exit "$status"
