@@ -15,6 +15,7 @@ usage: $(basename "$0") --daemon PATH [--qemu NAME] [--migrations N] [--runs N]
 
 Runs each case --runs times (default 3), each run moving the guest --migrations times
 (default 4; back and forth), and prints every migration's figures and the medians:
+  nodisk the same guest without the vhost-user disk, idle (QEMU alone: the baseline)
   idle   the guest only polls the disk's first block every 0.2 s
   load   vm-images/workloads/migration-writer.sh: two writers and a reader, without pause
 Guest: 2 vCPUs, 512M of RAM, QEMU's default device properties, the daemon's defaults.
@@ -39,6 +40,11 @@ trap 'rm -rf "$work"' EXIT
 mkdir -p "$work/data"
 head -c 1048576 /dev/urandom >"$work/data/pattern"
 echo 2 >"$work/data/writers"
+# Long enough for the migrations, which cannot tell a guest without a disk to stop.
+cat >"$work/nodisk.sh" <<EOF
+echo "GUEST-MIGRATE-READY"
+sleep $((migrations * 3 + 5))
+EOF
 cat >"$work/idle.sh" <<'EOF'
 echo "GUEST-MIGRATE-READY"
 while [ "$(blktool getmark "$GUEST_DISK" 0)" != stop ]; do sleep 0.2; done
@@ -47,14 +53,16 @@ EOF
 median() { sort -n | awk '{ v[NR] = $1 } END { if (NR == 0) print "-"; else if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 printf '%-6s %-4s %-9s %-10s %s\n' case run migration status "total-time(ms) downtime(ms)"
-for case in idle load; do
+for case in nodisk idle load; do
 	workload=$here/workloads/migration-writer.sh
-	[ "$case" = load ] || workload=$work/idle.sh
+	[ "$case" = load ] || workload=$work/$case.sh
+	disk=(--daemon "$daemon" --image "$work/disk.img")
+	[ "$case" != nodisk ] || disk=(--no-disk)
 	: >"$work/$case.figures"
 	for run in $(seq 1 "$runs"); do
 		rm -f "$work/disk.img"
 		truncate -s 64M "$work/disk.img"
-		output=$("$here/run-guest.sh" --qemu "$qemu" --daemon "$daemon" --image "$work/disk.img" --smp 2 \
+		output=$("$here/run-guest.sh" --qemu "$qemu" "${disk[@]}" --smp 2 \
 			--memory 512M --workload "$workload" --add-file "$work/data:/data" --migrate "$migrations" \
 			--after-migrations "printf stop | dd of='$work/disk.img' bs=512 conv=notrunc status=none" \
 			--quiet --timeout 300 2>&1) || log "run $run of $case exited with $?"
@@ -66,7 +74,7 @@ for case in idle load; do
 done
 echo
 printf '%-6s %-11s %-22s %s\n' case migrations "median total-time (ms)" "median downtime (ms)"
-for case in idle load; do
+for case in nodisk idle load; do
 	printf '%-6s %-11s %-22s %s\n' "$case" "$(wc -l <"$work/$case.figures")" \
 		"$(cut -d' ' -f1 "$work/$case.figures" | median)" "$(cut -d' ' -f2 "$work/$case.figures" | median)"
 done

@@ -21,7 +21,7 @@ readonly EXIT_MIGRATION_FAILED=203
 
 usage() {
 	cat <<EOF
-usage: $(basename "$0") --image DISK [--daemon PATH | --backend qsd | --no-daemon --socket PATH]
+usage: $(basename "$0") --image DISK [--daemon PATH | --backend qsd | --no-daemon --socket PATH | --no-disk]
            [--workload FILE.sh | --command 'shell text'] [options]
 
 Starts a vhost-user-blk back end on DISK, boots the test guest (vm-images/out,
@@ -33,6 +33,7 @@ Back end (exactly one):
                          --num-queues=N [daemon args]
   --backend qsd          run qemu-storage-daemon exporting DISK instead
   --no-daemon            start nothing; someone else serves --socket
+  --no-disk              no vhost-user disk at all (a baseline for --migrate figures)
 Guest:
   --image DISK           disk image or block device (not needed with --no-daemon)
   --workload FILE        shell script to run in the guest (busybox sh)
@@ -117,7 +118,7 @@ usage_error() {
 	exit "$EXIT_USAGE"
 }
 
-image="" daemon="" backend="" no_daemon=0 qemu_build="" reconnect=""
+image="" daemon="" backend="" no_daemon=0 no_disk=0 qemu_build="" reconnect=""
 num_queues="" queue_size="" read_only=0 smp=1 memory=512M machine=q35 accel=tcg
 workload="" command="" append="" allow_reboot=0 iommu=""
 socket="" daemon_log="" daemon_wait=30 timeout=120 serial_log="" quiet=0
@@ -131,7 +132,7 @@ while [ $# -gt 0 ]; do
 		value=${option#*=} option=${option%%=*} has_value=1
 	fi
 	case "$option" in
-	--read-only | --no-daemon | --allow-reboot | --quiet | -h | --help)
+	--read-only | --no-daemon | --no-disk | --allow-reboot | --quiet | -h | --help)
 		[ "$has_value" = 0 ] || usage_error "$option takes no value"
 		;;
 	--*)
@@ -149,6 +150,7 @@ while [ $# -gt 0 ]; do
 	--daemon) daemon=$value ;;
 	--backend) backend=$value ;;
 	--no-daemon) no_daemon=1 ;;
+	--no-disk) no_disk=1 ;;
 	--num-queues) num_queues=$value ;;
 	--queue-size) queue_size=$value ;;
 	--read-only) read_only=1 ;;
@@ -191,11 +193,12 @@ backends=0
 [ -n "$daemon" ] && backends=$((backends + 1))
 [ -n "$backend" ] && backends=$((backends + 1))
 [ "$no_daemon" = 1 ] && backends=$((backends + 1))
-[ "$backends" = 1 ] || usage_error "give exactly one of --daemon PATH, --backend qsd, --no-daemon"
+[ "$no_disk" = 1 ] && backends=$((backends + 1))
+[ "$backends" = 1 ] || usage_error "give exactly one of --daemon PATH, --backend qsd, --no-daemon, --no-disk"
 [ -z "$backend" ] || [ "$backend" = qsd ] || usage_error "unknown backend '$backend' (only qsd)"
 if [ "$no_daemon" = 1 ]; then
 	[ -n "$socket" ] || usage_error "--no-daemon needs --socket"
-else
+elif [ "$no_disk" = 0 ]; then
 	[ -n "$image" ] || usage_error "--image is required"
 	[ -f "$image" ] || [ -b "$image" ] || usage_error "no disk image or block device at '$image'"
 fi
@@ -404,7 +407,7 @@ lazy | strict)
 esac
 
 build_initrd
-[ "$no_daemon" = 1 ] || start_daemon
+[ "$no_daemon" = 1 ] || [ "$no_disk" = 1 ] || start_daemon
 
 # QEMU's own defaults unless asked: num-queues is one per vCPU, queue-size depends on the version.
 device="vhost-user-blk-pci,chardev=c0"
@@ -427,8 +430,12 @@ qemu_command+=(
 	-nic none
 	-object "memory-backend-memfd,id=mem,size=$memory,share=on" -numa "node,memdev=mem"
 	"${qemu_args[@]}"
+)
+[ "$no_disk" = 1 ] || qemu_command+=(
 	-chardev "socket,id=c0,path=$(qemu_escape "$socket")$(join_opts "${chardev_opts[@]}")"
 	-device "$device"
+)
+qemu_command+=(
 	-kernel "$out/vmlinuz" -initrd "$run_dir/initrd.cpio"
 	-append "console=ttyS0 quiet panic=-1${append:+ $append}"
 )
@@ -509,6 +516,8 @@ migrate_to() {
 	until [ -S "$incoming" ]; do
 		if ! kill -0 "$target_pid" 2>/dev/null || [ "$waited" -ge 600 ]; then
 			log "migration $number: the destination QEMU did not start listening"
+			kill -TERM "$target_pid" 2>/dev/null || true
+			wait "$target_pid" 2>/dev/null || true
 			return 1
 		fi
 		sleep 0.05

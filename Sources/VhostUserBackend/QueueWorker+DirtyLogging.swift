@@ -43,7 +43,12 @@ extension QueueWorker {
     /// Marks the used ring at `log_guest_addr` (when the ring's LOG flag is set) after the
     /// worker wrote it: used elements and index on publication, `avail_event` and flags when
     /// notifications change.
+    @inline(__always)
     func logUsedRing() {
+        if dirtyLog != nil { markUsedRing() }
+    }
+
+    private func markUsedRing() {
         guard let log = dirtyLog, usedRingLogAddress != nil else { return }
         if usedRingLogPieces == nil { usedRingLogPieces = findUsedRingLogPieces() }
         guard let pieces = usedRingLogPieces else { return }
