@@ -68,7 +68,8 @@ struct MigrationTests {
             guard words.count == 3, words[0] == "slot", let offset = Int(words[1]) else { return nil }
             return (offset, String(words[2]))
         }
-        #expect(slots.count >= 16, "\(result.notes)", sourceLocation: sourceLocation)
+        // Each writer's slots written so far (a round per slot until all 16 are).
+        #expect(slots.count >= 4, "\(result.notes)", sourceLocation: sourceLocation)
         for (offset, sum) in slots {
             #expect(try H.md5(try H.read(contents, offset: offset, count: 65536)) == sum,
                     "slot at \(offset)", sourceLocation: sourceLocation)
