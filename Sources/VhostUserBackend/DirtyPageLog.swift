@@ -105,11 +105,4 @@ final class DirtyPageLog: @unchecked Sendable {
         }
         return mark(guestPhysical: address.rawValue, length: byteCount)
     }
-
-    /// Whether the bit of the page holding `address` is set (tests, and the front end's view).
-    func isMarked(guestPhysical address: UInt64) -> Bool {
-        let page = address / Self.pageSize
-        guard page < pageCount else { return false }
-        return (bitmap.load(fromByteOffset: Int(page / 8), as: UInt8.self) >> (page % 8)) & 1 == 1
-    }
 }

@@ -78,6 +78,19 @@ struct MigrationTests {
                 sourceLocation: sourceLocation)
     }
 
+    /// Two moves of the guest on a raw image with the launcher's `extra` arguments; the guest's
+    /// and the image's data verified. - Returns: the launcher's result and the daemon's log.
+    static func moveTwiceOnARawDisk(_ qemu: QEMUBuild, _ extra: [String],
+                                    sourceLocation: SourceLocation = #_sourceLocation) throws -> (GuestHarness.Result, String) {
+        let setup = try Setup()
+        let image = setup.scratch.path("disk.img")
+        try H.makeImage(at: image, size: 64 << 20)
+        let daemonLog = setup.scratch.path("daemon.log")
+        let result = try H.run(qemu, setup.arguments(image: image, markFile: image, migrations: 2, daemonLog: daemonLog) + extra)
+        try verify(result, contents: image, setup: setup, sourceLocation: sourceLocation)
+        return (result, try String(contentsOfFile: daemonLog, encoding: .utf8))
+    }
+
     /// Back and forth three times under load, on a qcow2 overlay over a raw base (both QEMUs'
     /// connections share the daemon's one open image, its metadata caches included), with
     /// QEMU's defaults (one queue per vCPU: two vCPUs, a writer pinned to each) and four queues
@@ -119,15 +132,8 @@ struct MigrationTests {
     /// q35's own AHCI controller, "bad FIS receive buffer address": docs/migration.md).
     @Test(arguments: QEMUBuild.matrix.filter { $0.name != "debian12" })
     func guestBehindAVIOMMUMoves(_ qemu: QEMUBuild) throws {
-        let setup = try Setup()
-        let image = setup.scratch.path("disk.img")
-        try H.makeImage(at: image, size: 64 << 20)
-        let daemonLog = setup.scratch.path("daemon.log")
-        let result = try H.run(qemu, setup.arguments(image: image, markFile: image, migrations: 2, daemonLog: daemonLog)
-                               + ["--iommu", "strict"] + H.cacheArguments("none"))
+        let (result, log) = try Self.moveTwiceOnARawDisk(qemu, ["--iommu", "strict"] + H.cacheArguments("none"))
         #expect(Self.migrations(in: result.output).map(\.status) == ["completed", "completed"], "\(result.output)")
-        try Self.verify(result, contents: image, setup: setup)
-        let log = try String(contentsOfFile: daemonLog, encoding: .utf8)
         #expect(log.contains("IOTLB traffic") && log.contains("cache=none"), "\(log)")
         #expect(!log.contains("not in the dirty log"), "\(log)")
     }
@@ -138,17 +144,10 @@ struct MigrationTests {
     /// next migration completes.
     @Test(arguments: QEMUBuild.matrix)
     func daemonKilledDuringAMigration(_ qemu: QEMUBuild) throws {
-        let setup = try Setup()
-        let image = setup.scratch.path("disk.img")
-        try H.makeImage(at: image, size: 64 << 20)
-        let daemonLog = setup.scratch.path("daemon.log")
-        let result = try H.run(qemu, setup.arguments(image: image, markFile: image, migrations: 2, daemonLog: daemonLog)
-                               + ["--reconnect", "1", "--kill-daemon-during-migration", "1"])
+        let (result, log) = try Self.moveTwiceOnARawDisk(qemu, ["--reconnect", "1", "--kill-daemon-during-migration", "1"])
         let moves = Self.migrations(in: result.output)
         #expect(moves.count == 2 && ["completed", "failed"].contains(moves.first?.status ?? ""), "\(result.output)")
         #expect(moves.last?.status == "completed", "\(result.output)")
-        try Self.verify(result, contents: image, setup: setup)
-        let log = try String(contentsOfFile: daemonLog, encoding: .utf8)
         #expect(log.contains("restarted after kill -9"), "\(log)")
     }
 }

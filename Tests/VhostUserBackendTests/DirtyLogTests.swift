@@ -75,6 +75,12 @@ extension BackEndIntegration {
             return pages.union(DirtyLogView.pages(used, SplitRing.usedRingByteCount(queueSize: guest.queueSize)))
         }
 
+        /// A front end with the two-region guest started on every ring.
+        static func start(_ backEnd: InProcessBackEnd) throws -> (FrontEndSession, BlockGuest, VirtioFeatures) {
+            let started = try StartedFrontEnd.start(backEnd, regions: BlockGuest.twoAdjacentRegions)
+            return (started.session, started.guest, started.features)
+        }
+
         /// QEMU's migration start: LOG_ALL in SET_FEATURES (with a reply), then every ring's
         /// SET_VRING_ADDR again with the LOG flag and `log_guest_addr` = its used ring (plus
         /// `iovaOffset` behind a vIOMMU, where QEMU passes the driver's address).
@@ -100,12 +106,9 @@ extension BackEndIntegration {
         func marksWhatTheDeviceWrites() throws {
             let backEnd = try InProcessBackEnd()
             defer { backEnd.stop() }
-            let session = try backEnd.connect()
-            let negotiated = try QEMUSequence.connect(session)
-            #expect(negotiated.protocolFeatures.contains(.logShmfd))
+            let (session, guest, features) = try Self.start(backEnd)
+            #expect(session.protocolFeatures.contains(.logShmfd))
             #expect(session.offeredFeatures.contains(.logAll))
-            let guest = try BlockGuest(eventIndex: negotiated.features.contains(.eventIndex))
-            try QEMUSequence.start(session, guest: guest, features: negotiated.features)
             let log = try DirtyLogView(coveringGuestBytes: 16 << 20)
             #expect(try session.send(.setLogBase(log.description), descriptors: [log.descriptor.rawValue])
                     == .ack(request: .setLogBase, value: 0))
@@ -115,7 +118,7 @@ extension BackEndIntegration {
             #expect(try guest.read(queue: 1, sector: 8, count: 4096).status == BlockGuest.statusOK)
             #expect(log.settledMarkedPages.isEmpty)
 
-            try Self.startLogging(session, guest: guest, features: negotiated.features)
+            try Self.startLogging(session, guest: guest, features: features)
             // A read of 3 pages plus a bit into a fresh buffer: its pages, its status, the used ring.
             let read = try guest.submit(queue: 1, type: BlockGuest.RequestType.read.rawValue, sector: 8, inLength: 3 * 4096 + 512)
             #expect(try guest.complete([read])[0].status == BlockGuest.statusOK)
@@ -139,7 +142,7 @@ extension BackEndIntegration {
             #expect(log.markedPages(becoming: expected) == expected)
 
             // Logging off again (migration over or cancelled): nothing more is marked.
-            try Self.startLogging(session, guest: guest, features: negotiated.features, on: false)
+            try Self.startLogging(session, guest: guest, features: features, on: false)
             log.clear()
             #expect(try guest.read(queue: 1, sector: 8, count: 4096).status == BlockGuest.statusOK)
             #expect(log.settledMarkedPages.isEmpty)
@@ -149,13 +152,10 @@ extension BackEndIntegration {
         func resizedLogReplacesTheOld() throws {
             let backEnd = try InProcessBackEnd()
             defer { backEnd.stop() }
-            let session = try backEnd.connect()
-            let negotiated = try QEMUSequence.connect(session)
-            let guest = try BlockGuest(eventIndex: negotiated.features.contains(.eventIndex))
-            try QEMUSequence.start(session, guest: guest, features: negotiated.features)
+            let (session, guest, features) = try Self.start(backEnd)
             let small = try DirtyLogView(coveringGuestBytes: 8 << 20)
             #expect(try session.send(.setLogBase(small.description), descriptors: [small.descriptor.rawValue]) != nil)
-            try Self.startLogging(session, guest: guest, features: negotiated.features)
+            try Self.startLogging(session, guest: guest, features: features)
             // A buffer past the small log's 8 MiB (in the second region) is not marked there.
             let far = GuestPhysicalAddress((8 << 20) + 3 * 4096)
             let beyond = try guest.submit(queue: 0, type: BlockGuest.RequestType.read.rawValue, sector: 0,

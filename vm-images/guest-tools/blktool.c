@@ -272,17 +272,24 @@ static int cmd_range_ioctl(const char *dev, const char *off, const char *len,
 	return 0;
 }
 
-static int cmd_pwrite(const char *dev, const char *off, const char *file)
+/* Opens FILE, a regular file, for reading; its size in *st. */
+static int open_input(const char *file, struct stat *st)
 {
-	uint64_t offset = parse_u64("OFFSET", off);
 	int in = open(file, O_RDONLY | O_CLOEXEC);
 	if (in < 0)
 		die("cannot open %s: %s", file, strerror(errno));
-	struct stat st;
-	if (fstat(in, &st) != 0)
+	if (fstat(in, st) != 0)
 		die("cannot stat %s: %s", file, strerror(errno));
-	if (!S_ISREG(st.st_mode))
+	if (!S_ISREG(st->st_mode))
 		die("%s is not a regular file", file);
+	return in;
+}
+
+static int cmd_pwrite(const char *dev, const char *off, const char *file)
+{
+	uint64_t offset = parse_u64("OFFSET", off);
+	struct stat st;
+	int in = open_input(file, &st);
 
 	int fd = open_dev(dev, O_WRONLY | O_DIRECT);
 	/* Check the whole range before writing anything. */
@@ -338,12 +345,8 @@ static int cmd_verify(const char *dev, const char *off, const char *file, const 
 {
 	uint64_t offset = parse_u64("OFFSET", off);
 	uint64_t passes = parse_u64("PASSES", count);
-	int in = open(file, O_RDONLY | O_CLOEXEC);
-	if (in < 0)
-		die("cannot open %s: %s", file, strerror(errno));
 	struct stat st;
-	if (fstat(in, &st) != 0)
-		die("cannot stat %s: %s", file, strerror(errno));
+	int in = open_input(file, &st);
 	size_t length = (size_t)st.st_size;
 	if (length == 0 || length % VERIFY_CHUNK != 0)
 		die("%s is not a non-zero multiple of %d bytes", file, VERIFY_CHUNK);
