@@ -44,6 +44,14 @@ public final class OwnedFileDescriptor: @unchecked Sendable {
         return (info.st_mode & S_IFMT) == S_IFREG
     }
 
+    /// The size of a regular file (memfd, tmpfs or hugetlbfs file), in one fstat; nil for other
+    /// kinds (a DAX character device), which have no size to check a mapping against.
+    public func regularFileSize() throws(SystemError) -> UInt64? {
+        var info = stat()
+        _ = try retryingInterrupts("fstat") { fstat(rawValue, &info) }
+        return (info.st_mode & S_IFMT) == S_IFREG ? UInt64(clamping: info.st_size) : nil
+    }
+
     /// Whether both descriptors refer to the same file (fstat's device and inode), however each
     /// was obtained: a memfd that went to a peer and came back is the same file.
     public func refersToSameFile(as other: OwnedFileDescriptor) throws(SystemError) -> Bool {

@@ -42,7 +42,7 @@ final class DirtyPageLog: @unchecked Sendable {
         }
         let fileSize: UInt64?
         do throws(SystemError) {
-            fileSize = try descriptor.isRegularFile() ? try descriptor.size() : nil
+            fileSize = try descriptor.regularFileSize()
         } catch {
             throw .invalidValue(request: .setLogBase, reason: "cannot read the log file's size: \(error)")
         }

@@ -74,7 +74,7 @@ public final class GuestMemoryRegion: Sendable {
 
         let fileSize: UInt64?
         do throws(SystemError) {
-            fileSize = try descriptor.isRegularFile() ? try descriptor.size() : nil
+            fileSize = try descriptor.regularFileSize()
         } catch {
             throw .fileStatusFailed(error)
         }
