@@ -32,6 +32,7 @@ let package = Package(
                        providers: [.apt(["liburing-dev"])]),
         .systemLibrary(name: "CZlib", path: "CBridge/CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         .systemLibrary(name: "CZstd", path: "CBridge/CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
+        .systemLibrary(name: "CNBD", path: "CBridge/CNBD", pkgConfig: "libnbd", providers: [.apt(["libnbd-dev"])]),
         // The thin C bridge: what Swift cannot call directly. It decides nothing.
         .target(name: "CVhostBridge", dependencies: ["CGLib", "CCapNG", "CLiburing"], path: "CBridge/CVhostBridge"),
         // Owned fds, mappings, eventfd, epoll, memfd, unix sockets with fd passing.
@@ -54,8 +55,13 @@ let package = Package(
             "VirtioSpec", "VhostSystem", "VhostUserProtocol", "VirtioCore", "IOMMUModel",
             .product(name: "Logging", package: "swift-log"),
         ]),
-        // I/O engines for storage back ends: io_uring, synchronous I/O.
+        // I/O engines for storage back ends (io_uring, threads, synchronous I/O) and the
+        // storage interface the device serves network disks through.
         .target(name: "StorageIO", dependencies: ["VhostSystem"]),
+        // Disks beyond the host: NBD through libnbd. The one module that calls libnbd.
+        .target(name: "NetworkStorage", dependencies: [
+            "StorageIO", "VhostSystem", "CNBD", .product(name: "Logging", package: "swift-log"),
+        ]),
         // The qcow2 image format: header, L1/L2 tables, refcounts, backing chains. No device or
         // protocol knowledge; the image file is untrusted input.
         .target(name: "Qcow2", dependencies: ["VhostSystem", .product(name: "Logging", package: "swift-log")]),
@@ -76,7 +82,7 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "vhost-user-blk", dependencies: [
-            "VirtioBlk", "StorageIO", "VhostUserBackend", "VhostSystem",
+            "VirtioBlk", "StorageIO", "NetworkStorage", "VhostUserBackend", "VhostSystem",
             .product(name: "Logging", package: "swift-log"),
         ]),
         // Helpers shared by the test targets (threads, the allocation counter, test binaries).
@@ -85,6 +91,9 @@ let package = Package(
         .target(name: "VhostAllocationCounter", path: "Tests/VhostAllocationCounter"),
         .testTarget(name: "VhostSystemTests", dependencies: ["VhostSystem"]),
         .testTarget(name: "StorageIOTests", dependencies: ["StorageIO", "VhostSystem"]),
+        .testTarget(name: "NetworkStorageTests", dependencies: [
+            "NetworkStorage", "StorageIO", "VhostSystem", "VhostTestSupport", .product(name: "Logging", package: "swift-log"),
+        ]),
         .testTarget(name: "Qcow2Tests", dependencies: ["Qcow2", "VhostSystem", "VhostTestSupport", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "VhostUserProtocolTests", dependencies: ["VirtioSpec", "VhostUserProtocol"]),
         .testTarget(name: "VirtioCoreTests", dependencies: ["VirtioSpec", "VhostTestSupport", "VirtioCore", "VhostSystem", "VhostUserFrontEnd"]),

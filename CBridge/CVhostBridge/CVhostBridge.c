@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/timerfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
@@ -52,6 +53,16 @@ int cvb_memfd_add_seals(int fd, int seals) { return fcntl(fd, F_ADD_SEALS, seals
 int cvb_memfd_get_seals(int fd) { return fcntl(fd, F_GET_SEALS); }
 
 int cvb_eventfd(unsigned int initval, int flags) { return eventfd(initval, flags); }
+
+int cvb_timerfd_create(void) { return timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC); }
+
+int cvb_timerfd_arm(int fd, uint64_t nanoseconds) {
+    struct itimerspec setting;
+    memset(&setting, 0, sizeof(setting));
+    setting.it_value.tv_sec = (time_t)(nanoseconds / 1000000000u);
+    setting.it_value.tv_nsec = (long)(nanoseconds % 1000000000u);
+    return timerfd_settime(fd, TFD_TIMER_ABSTIME, &setting, NULL);
+}
 
 int cvb_epoll_create(void) { return epoll_create1(EPOLL_CLOEXEC); }
 

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Logging
 import Qcow2
+import StorageIO
 import VhostSystem
 
 /// How the image file's bytes become the disk's (`--format`): never guessed from the contents,
@@ -44,6 +45,8 @@ public final class BlockImage: Sendable {
     public let ioDelayMicroseconds: UInt32
     /// The qcow2 image in the file (`--format=qcow2`); nil for raw files and the null disk.
     public let qcow2: Qcow2Disk?
+    /// A disk beyond the host (NBD): every request goes through its queues.
+    public let storage: (any BlockStorage)?
 
     /// - Parameters:
     ///   - format: how the file's contents are read; never probed.
@@ -56,6 +59,7 @@ public final class BlockImage: Sendable {
         self.readOnly = readOnly
         self.cache = cache
         isNull = false
+        storage = nil
         do {
             descriptor = try OwnedFileDescriptor.open(path, flags: (readOnly ? O_RDONLY : O_RDWR) | cache.openFlags)
         } catch {
@@ -125,9 +129,32 @@ public final class BlockImage: Sendable {
         cache = .writeback
         directAlignment = nil
         qcow2 = nil
+        storage = nil
         guard size > 0 else { throw .empty(path: path) }
         guard size % Self.sectorSize == 0 else { throw .sizeNotMultipleOfSectorSize(path: path, size: size) }
         self.size = size
+        do {
+            descriptor = try OwnedFileDescriptor.open("/dev/null", flags: O_RDWR)
+        } catch {
+            throw .cannotOpen(path: "/dev/null", error)
+        }
+    }
+
+    /// A disk served by `storage` (its size, read-only when it or `readOnly` says so). Its
+    /// descriptor is /dev/null, as the null disk's.
+    public init(storage: any BlockStorage, readOnly: Bool) throws(BlockImageError) {
+        path = storage.name
+        self.readOnly = readOnly || storage.readOnly
+        self.storage = storage
+        isNull = false
+        isBlockDevice = false
+        cache = .writeback
+        directAlignment = nil
+        qcow2 = nil
+        ioDelayMicroseconds = 0
+        size = storage.size
+        guard size > 0 else { throw .empty(path: path) }
+        guard size % Self.sectorSize == 0 else { throw .sizeNotMultipleOfSectorSize(path: path, size: size) }
         do {
             descriptor = try OwnedFileDescriptor.open("/dev/null", flags: O_RDWR)
         } catch {

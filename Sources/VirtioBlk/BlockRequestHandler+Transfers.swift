@@ -57,6 +57,8 @@ extension BlockRequestHandler {
             // --cache=unsafe: answered inline, without an fdatasync.
             guard !image.cache.ignoresFlush else { return nil }
             transfer.descriptor = image.descriptor.rawValue
+        case .discard, .writeZeroes:
+            return nil
         }
         transfers[head] = transfer
         transferMemory[head] = chain.memory
@@ -102,10 +104,15 @@ extension BlockRequestHandler {
         case .read: return engine.read(fd, vectors, count: count, offset: transfer.offset, tag: tag)
         case .write: return engine.write(fd, vectors, count: count, offset: transfer.offset, tag: tag)
         case .flush, .writeSync: return engine.synchronize(fd, tag: tag)
+        case .discard, .writeZeroes: return false
         }
     }
 
     func reapCompletions(into completions: CompletedRequests) {
+        if let storageQueue {
+            reapStorageCompletions(storageQueue, into: completions)
+            return
+        }
         ioCompletions.removeAll()
         _ = engine.reap(into: ioCompletions)
         var requeued = false
@@ -154,7 +161,7 @@ extension BlockRequestHandler {
         }
         guard result >= 0 else { return .finished(finishTransfer(head, .ioError)) }
         switch transfers[head].operation {
-        case .flush, .writeSync:
+        case .flush, .writeSync, .discard, .writeZeroes:
             return .finished(finishTransfer(head, .ok))
         case .read, .write:
             let done = Int(result)

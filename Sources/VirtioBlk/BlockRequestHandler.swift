@@ -39,7 +39,13 @@ final class BlockRequestHandler: VirtqueueRequestHandler {
     let bounce: UnsafeMutableRawBufferPointer?
     /// The DISCARD / WRITE_ZEROES segments of the request being served, copied out of guest
     /// memory once (max_discard_seg of them).
-    private let segments: UnsafeMutablePointer<DiscardSegment>
+    let segments: UnsafeMutablePointer<DiscardSegment>
+    /// max_discard_seg as the device advertises it (`VirtioBlkDevice.maximumDiscardSegments`).
+    let maximumDiscardSegments: UInt32
+    /// The queue's path to a network disk; nil for files (and when it could not be set up,
+    /// `storageUnavailable`: its requests fail).
+    let storageQueue: (any BlockStorageQueue)?
+    var storageUnavailable: Bool { image.storage != nil && storageQueue == nil }
     /// The GET_ID answer, built once: the serial NUL-padded to 20 bytes (20 bytes of storage).
     private let identifier: (UInt64, UInt64, UInt32)
     /// Readable by tests (`@testable`); only the handler changes it.
@@ -102,7 +108,9 @@ final class BlockRequestHandler: VirtqueueRequestHandler {
         bounce = device.image.directAlignment.map {
             .allocate(byteCount: Self.bounceCapacity, alignment: max(4096, $0.memory))
         }
-        segments = .allocate(capacity: Int(BlockRequestLimits.maximumDiscardSegments))
+        maximumDiscardSegments = device.maximumDiscardSegments
+        segments = .allocate(capacity: Int(maximumDiscardSegments))
+        storageQueue = device.image.storage?.makeQueue(index: queueIndex, depth: slots)
         var identifier = (UInt64(0), UInt64(0), UInt32(0))
         withUnsafeMutableBytes(of: &identifier) { raw in
             for (index, byte) in device.serial.prefix(BlockRequestLimits.identifierByteCount).enumerated() { raw[index] = byte }
@@ -129,13 +137,15 @@ final class BlockRequestHandler: VirtqueueRequestHandler {
         ])
     }
 
-    var completionNotifier: Int32? { engine.completionNotifier }
+    var completionNotifier: Int32? { storageQueue?.completionNotifier ?? engine.completionNotifier }
 
-    func submitQueued() { engine.submit() }
+    func submitQueued() {
+        if let storageQueue { storageQueue.submit() } else { engine.submit() }
+    }
 
-    var hasCompletions: Bool { engine.hasCompletions }
+    var hasCompletions: Bool { storageQueue?.hasCompletions ?? engine.hasCompletions }
 
-    func prepareToSleep() -> Bool { engine.prepareToSleep() }
+    func prepareToSleep() -> Bool { storageQueue?.prepareToSleep() ?? engine.prepareToSleep() }
 
     func submit(_ chain: DescriptorChain, token: RequestToken) -> RequestProgress {
         // The status byte is the last device-writable byte; without it nothing can be reported.
@@ -150,6 +160,9 @@ final class BlockRequestHandler: VirtqueueRequestHandler {
             return .completed(writtenLength: finish(chain, status: .ioError, statusOffset: statusOffset, dataWritten: 0))
         }
         let header = withUnsafeBytes(of: &headerBytes) { BlockRequestHeader(copiedBytes: $0) }
+        if image.storage != nil, header.type != .getIdentifier, header.type != nil {
+            return startStorageRequest(header, chain, token: token, statusOffset: statusOffset)
+        }
         let status: BlockRequestStatus
         var dataWritten = 0
         switch header.type {
@@ -254,40 +267,14 @@ final class BlockRequestHandler: VirtqueueRequestHandler {
     }
 
     /// DISCARD and WRITE_ZEROES: 1...max_discard_seg segments after the header, each validated
-    /// before any is executed so a bad request changes nothing. Each segment is read from guest
-    /// memory once, into `segments`: the guest can rewrite them while we work, and what we
-    /// execute must be what we validated.
+    /// before any is executed so a bad request changes nothing.
     private func discardOrZero(_ chain: DescriptorChain, zeroing: Bool) -> BlockRequestStatus {
-        guard !image.readOnly else { return .ioError }
-        let payload = chain.readableByteCount - BlockRequestHeader.byteCount
-        guard payload > 0, payload % DiscardSegment.byteCount == 0 else { return .ioError }
-        let count = payload / DiscardSegment.byteCount
-        guard count <= Int(BlockRequestLimits.maximumDiscardSegments) else { return .ioError }
-        for index in 0..<count {
-            var raw = (UInt64(0), UInt64(0))
-            let copied = withUnsafeMutableBytes(of: &raw) {
-                chain.copyReadableBytes(into: $0, from: BlockRequestHeader.byteCount + index * DiscardSegment.byteCount)
-                    == DiscardSegment.byteCount
-            }
-            guard copied else { return .ioError }
-            let segment = withUnsafeBytes(of: &raw) { DiscardSegment(copiedBytes: $0) }
-            // Unknown flags, and unmap on DISCARD, are UNSUPP (VIRTIO spec 5.2.6.2).
-            guard segment.flags & ~DiscardSegment.unmapFlag == 0, zeroing || !segment.unmap else {
-                return .unsupported
-            }
-            // Each segment within the advertised max_discard_sectors / max_write_zeroes_sectors.
-            guard segment.sectorCount <= BlockRequestLimits.maximumSectorsPerSegment,
-                  byteOffset(sector: segment.sector, length: Int(segment.sectorCount) * Int(BlockImage.sectorSize)) != nil
-            else {
-                return .ioError
-            }
-            // SAFETY: index < count <= maximumDiscardSegments, the buffer's capacity.
-            segments[index] = segment
-        }
+        let (count, refusal) = validateSegments(chain, zeroing: zeroing)
+        if let refusal { return refusal }
         for index in 0..<count {
             let segment = segments[index]
             let length = Int(segment.sectorCount) * Int(BlockImage.sectorSize)
-            // Our own copy, validated above: the offset exists.
+            // Our own copy, validated: the offset exists.
             guard length > 0, let offset = byteOffset(sector: segment.sector, length: length) else { continue }
             let result = zeroing
                 ? image.writeZeroes(offset: offset, length: UInt64(length), unmap: segment.unmap,
@@ -296,5 +283,38 @@ final class BlockRequestHandler: VirtqueueRequestHandler {
             guard result == 0 else { return .ioError }
         }
         return .ok
+    }
+
+    /// Copies the DISCARD / WRITE_ZEROES segments into `segments` and validates each: the count,
+    /// or the status that refuses the request. Each segment is read from guest memory once: the
+    /// guest can rewrite them while we work, and what we execute must be what we validated.
+    func validateSegments(_ chain: DescriptorChain, zeroing: Bool) -> (count: Int, refusal: BlockRequestStatus?) {
+        guard !image.readOnly else { return (0, .ioError) }
+        let payload = chain.readableByteCount - BlockRequestHeader.byteCount
+        guard payload > 0, payload % DiscardSegment.byteCount == 0 else { return (0, .ioError) }
+        let count = payload / DiscardSegment.byteCount
+        guard count <= Int(maximumDiscardSegments) else { return (0, .ioError) }
+        for index in 0..<count {
+            var raw = (UInt64(0), UInt64(0))
+            let copied = withUnsafeMutableBytes(of: &raw) {
+                chain.copyReadableBytes(into: $0, from: BlockRequestHeader.byteCount + index * DiscardSegment.byteCount)
+                    == DiscardSegment.byteCount
+            }
+            guard copied else { return (0, .ioError) }
+            let segment = withUnsafeBytes(of: &raw) { DiscardSegment(copiedBytes: $0) }
+            // Unknown flags, and unmap on DISCARD, are UNSUPP (VIRTIO spec 5.2.6.2).
+            guard segment.flags & ~DiscardSegment.unmapFlag == 0, zeroing || !segment.unmap else {
+                return (0, .unsupported)
+            }
+            // Each segment within the advertised max_discard_sectors / max_write_zeroes_sectors.
+            guard segment.sectorCount <= BlockRequestLimits.maximumSectorsPerSegment,
+                  byteOffset(sector: segment.sector, length: Int(segment.sectorCount) * Int(BlockImage.sectorSize)) != nil
+            else {
+                return (0, .ioError)
+            }
+            // SAFETY: index < count <= maximumDiscardSegments, the buffer's capacity.
+            segments[index] = segment
+        }
+        return (count, nil)
     }
 }

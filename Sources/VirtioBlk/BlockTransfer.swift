@@ -14,6 +14,9 @@ struct BlockTransfer {
         /// A write done, its fdatasync under way (writethrough).
         case writeSync
         case flush
+        /// Network disks only (`BlockRequestHandler+Storage`); files serve them inline.
+        case discard
+        case writeZeroes
     }
 
     var token = RequestToken(head: 0)

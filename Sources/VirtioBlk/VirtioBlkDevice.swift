@@ -47,15 +47,27 @@ public final class VirtioBlkDevice: VhostUserDevice {
         if numberOfQueues > 1 { features.insert(.multiQueue) }
         if image.readOnly {
             features.insert(.readOnly)
+        } else if let storage = image.storage {
+            // A network disk: what its server does natively.
+            if storage.capabilities.discard { features.insert(.discard) }
+            if storage.capabilities.writeZeroes { features.insert(.writeZeroes) }
         } else {
             features.formUnion([.discard, .writeZeroes])
         }
         self.features = features
     }
 
+    /// max_discard_seg and max_write_zeroes_seg: one for a network disk, whose queues take one
+    /// range per request.
+    public var maximumDiscardSegments: UInt32 {
+        image.storage == nil ? BlockRequestLimits.maximumDiscardSegments : 1
+    }
+
     public var configuration: BlockDeviceConfiguration {
         var configuration = BlockDeviceConfiguration(
             capacitySectors: image.sectorCount, maximumQueueSize: maximumQueueSize, numberOfQueues: numberOfQueues)
+        configuration.maximumDiscardSegments = maximumDiscardSegments
+        configuration.maximumWriteZeroesSegments = maximumDiscardSegments
         configuration.writeback = writeback.load(ordering: .relaxed)
         return configuration
     }
@@ -89,7 +101,9 @@ public final class VirtioBlkDevice: VhostUserDevice {
     public func makeRequestHandler(queueIndex: Int, queueSize: Int, negotiatedFeatures: VirtioFeatures) -> any VirtqueueRequestHandler {
         let engine: any IOEngine
         do {
-            engine = try IOEngineSelection.make(ioEngine, entries: queueSize, file: image.isNull ? nil : image.descriptor.rawValue)
+            // A network disk's requests go through its own queues: the engine is never used.
+            engine = image.storage != nil ? SynchronousEngine(capacity: 1)
+                : try IOEngineSelection.make(ioEngine, entries: queueSize, file: image.isNull ? nil : image.descriptor.rawValue)
         } catch {
             logger.error("the queue's I/O engine cannot start; it uses synchronous I/O",
                          metadata: ["queue": "\(queueIndex)", "aio": "\(ioEngine)", "error": "\(error)"])

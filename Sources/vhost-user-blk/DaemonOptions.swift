@@ -17,6 +17,12 @@ struct DaemonOptions: Equatable {
     var help = false
     var blockFile: String?
     var nullSize: UInt64?
+    /// `--blk-nbd`: an NBD URI.
+    var nbdURI: String?
+    /// `--nbd-reconnect-timeout` in seconds.
+    var nbdReconnectTimeoutSeconds = DaemonOptions.defaultNBDReconnectTimeoutSeconds
+    /// Options that apply to files only, as given (their defaults are not errors with a network disk).
+    var fileOptionsGiven: [String] = []
     var readOnly = false
     var numberOfQueues: Int?
     var queueSize = SplitRing.maximumQueueSize
@@ -34,8 +40,12 @@ struct DaemonOptions: Equatable {
     var maximumConnections = ControlPlane.defaultMaximumConnections
     var logLevel = Logger.Level.notice
 
+    /// How long requests wait for a lost NBD server by default: long enough for a server's
+    /// restart, short enough that the guest sees an error well before its own 30 s timeout.
+    static let defaultNBDReconnectTimeoutSeconds = 10
+
     static let usage = """
-        usage: vhost-user-blk (--socket-path=PATH | --fd=FD) (--blk-file=PATH | --null-size=SIZE) [options]
+        usage: vhost-user-blk (--socket-path=PATH | --fd=FD) (--blk-file=PATH | --null-size=SIZE | --blk-nbd=URI) [options]
                vhost-user-blk --print-capabilities
 
         Serve a disk image to a QEMU guest as a vhost-user-blk device.
@@ -51,6 +61,12 @@ struct DaemonOptions: Equatable {
                                   for the whole disk, at most 32m, as QEMU)
           --null-size=SIZE        instead of --blk-file: a null disk of SIZE bytes (4096, 64k, 1g)
                                   that stores nothing, for benchmarks
+          --blk-nbd=URI           instead of --blk-file: an NBD export, nbd://HOST[:PORT]/EXPORT
+                                  or nbd+unix:///EXPORT?socket=PATH (libnbd's URIs; one
+                                  connection per queue when the server offers multi-conn)
+          --nbd-reconnect-timeout=SECONDS
+                                  how long requests wait for a lost NBD server to come back
+                                  before they fail with an I/O error (0-3600, default 10)
           --read-only             offer a read-only disk (VIRTIO_BLK_F_RO); writes fail
           --num-queues=N          most request queues a front end may use (default 1024, the
                                   most a virtio-pci device has; QEMU asks for one per vCPU)
@@ -113,11 +129,16 @@ struct DaemonOptions: Equatable {
             func flag() throws(UsageError) {
                 if inlineValue != nil { throw UsageError("\(name) takes no value") }
             }
+            if ["--format", "--l2-cache-size", "--cache", "--aio", "--io-delay-us"].contains(name) {
+                options.fileOptionsGiven.append(name)
+            }
             switch name {
             case "--socket-path": options.socketPath = try value()
             case "--fd": options.inheritedDescriptor = try number(Int32.self)
             case "--print-capabilities": try flag(); options.printCapabilities = true
             case "--blk-file": options.blockFile = try value()
+            case "--blk-nbd": options.nbdURI = try value()
+            case "--nbd-reconnect-timeout": options.nbdReconnectTimeoutSeconds = try number(Int.self)
             case "--null-size":
                 let text = try value()
                 guard let bytes = ByteSize.parse(text) else {
@@ -182,8 +203,14 @@ struct DaemonOptions: Equatable {
         if (socketPath == nil) == (inheritedDescriptor == nil) {
             throw UsageError("exactly one of --socket-path and --fd is required")
         }
-        if (blockFile == nil) == (nullSize == nil) {
-            throw UsageError("exactly one of --blk-file and --null-size is required")
+        if [blockFile != nil, nullSize != nil, nbdURI != nil].filter({ $0 }).count != 1 {
+            throw UsageError("exactly one of --blk-file, --null-size and --blk-nbd is required")
+        }
+        if nbdURI != nil, let given = fileOptionsGiven.first {
+            throw UsageError("\(given) applies to --blk-file and --null-size, not to --blk-nbd")
+        }
+        if !(0...3600).contains(nbdReconnectTimeoutSeconds) {
+            throw UsageError("--nbd-reconnect-timeout must be between 0 and 3600 seconds")
         }
         if nullSize != nil, format != .raw {
             throw UsageError("--format applies to --blk-file; a null disk has no format")

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Logging
+import NetworkStorage
 import StorageIO
 import VhostSystem
 import VhostUserBackend
@@ -39,7 +40,11 @@ struct VhostUserBlkDaemon {
         Self.prepareSignals()
         let image: BlockImage
         do {
-            if let blockFile = options.blockFile {
+            if let nbdURI = options.nbdURI {
+                let disk = try NBDDisk(uri: nbdURI, reconnectTimeoutMilliseconds: options.nbdReconnectTimeoutSeconds * 1_000,
+                                       logger: logger)
+                image = try BlockImage(storage: disk, readOnly: options.readOnly)
+            } else if let blockFile = options.blockFile {
                 image = try BlockImage(path: blockFile, readOnly: options.readOnly, cache: options.cache, format: options.format,
                                        l2CacheBytes: options.l2CacheBytes.map { Int(clamping: $0) },
                                        ioDelayMicroseconds: options.ioDelayMicroseconds, logger: logger)
@@ -124,7 +129,12 @@ struct VhostUserBlkDaemon {
             logger.notice("sandboxed", metadata: sandbox)
         }
 
-        var formatMetadata: Logger.Metadata = ["format": "\(image.isNull ? "n/a (null disk)" : options.format.description)"]
+        let notAFile = image.isNull || image.storage != nil
+        var formatMetadata: Logger.Metadata = ["format": "\(notAFile ? "n/a" : options.format.description)"]
+        if let disk = image.storage as? NBDDisk {
+            formatMetadata["nbd"] = "multi-conn \(disk.multiConnection), structured replies \(disk.structuredReplies), flush \(disk.capabilities.flush), trim \(disk.capabilities.discard), zero \(disk.capabilities.writeZeroes), read-only \(disk.readOnly)"
+            formatMetadata["nbd-reconnect-timeout-s"] = "\(options.nbdReconnectTimeoutSeconds)"
+        }
         if let qcow2 = image.qcow2 {
             formatMetadata["qcow2"] = "version \(qcow2.version), \(qcow2.clusterSize)-byte clusters"
             formatMetadata["chain"] = "\(qcow2.chain.joined(separator: " <- "))"
@@ -132,7 +142,7 @@ struct VhostUserBlkDaemon {
         logger.notice("serving", metadata: formatMetadata.merging([
             "image": "\(image.path)", "bytes": "\(image.size)", "read-only": "\(options.readOnly)",
             "queues": "\(queues)", "queue-size": "\(options.queueSize)", "poll-us": "\(options.pollMicroseconds)",
-            "aio": "\(engine)", "cache": "\(image.isNull ? "n/a (null disk)" : options.cache.description)",
+            "aio": "\(notAFile ? "n/a" : engine.description)", "cache": "\(notAFile ? "n/a" : options.cache.description)",
             "direct-io-alignment": "\(image.directAlignment.map { "memory \($0.memory), offset \($0.offset)" } ?? "n/a")",
             "max-connections": "\(options.maximumConnections)",
         ]) { _, new in new })

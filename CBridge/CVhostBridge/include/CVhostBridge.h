@@ -22,6 +22,10 @@ void *cvb_mremap_alias(void *source, size_t length, void *target);
 int cvb_memfd_add_seals(int fd, int seals);
 int cvb_memfd_get_seals(int fd);
 int cvb_eventfd(unsigned int initval, int flags);
+/// A non-blocking, close-on-exec timerfd on CLOCK_MONOTONIC.
+int cvb_timerfd_create(void);
+/// Arms it to expire once at `nanoseconds` on CLOCK_MONOTONIC (absolute); 0 disarms.
+int cvb_timerfd_arm(int fd, uint64_t nanoseconds);
 
 int cvb_epoll_create(void);
 int cvb_epoll_ctl(int epfd, int op, int fd, uint32_t events, uint64_t data);
