@@ -5,7 +5,7 @@
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 
-APT_PACKAGES := pkg-config libglib2.0-dev libcap-ng-dev liburing-dev fio python3-seccomp qemu-system-x86 qemu-utils cpio socat busybox-static gcc libc6-dev debootstrap zlib1g-dev libzstd-dev
+APT_PACKAGES := pkg-config libglib2.0-dev libcap-ng-dev liburing-dev fio python3-seccomp qemu-system-x86 qemu-utils cpio socat busybox-static gcc libc6-dev debootstrap zlib1g-dev libzstd-dev libnbd-dev nbdkit
 SWIFT_TEST_FLAGS ?=
 
 .PHONY: setup guest qemu build release demo test unit-test guest-test sanitize bench clean

@@ -29,6 +29,8 @@ final class NBDHandle {
     /// longer than that. Structured replies are asked for (libnbd's default).
     func connect(uri: String, timeoutMilliseconds: Int) throws(NetworkStorageError) {
         guard nbd_supports_uri(raw) == 1 else { throw .nbdLibrary("this libnbd cannot parse URIs") }
+        // The URI is the daemon's own command line: it may name a TLS PSK file to read.
+        _ = nbd_set_uri_allow_local_file(raw, true)
         guard nbd_aio_connect_uri(raw, uri) != -1 else {
             let reason = Self.lastError
             if nbd_get_errno() == EINVAL || reason.contains("URI") { throw .nbdInvalidURI(uri: uri, reason: reason) }
@@ -61,9 +63,18 @@ final class NBDHandle {
     /// Whether libnbd waits to read, to write, or both.
     var wantsToWrite: Bool { nbd_aio_get_direction(raw) & UInt32(LIBNBD_AIO_DIRECTION_WRITE) != 0 }
 
-    /// Lets libnbd read replies (and write what waits) without blocking.
-    func notify(readable: Bool, writable: Bool) {
+    /// Lets libnbd read replies (and write what waits) without blocking. With `confirmReadable`
+    /// the socket is asked again first: libnbd told to read when nothing came starts waiting
+    /// for a reply, and holds the commands issued meanwhile until one arrives, which never
+    /// happens if none is due. A shared connection needs it (another queue may have read what
+    /// made the socket readable).
+    func notify(readable: Bool, writable: Bool, confirmReadable: Bool) {
         if writable { _ = nbd_aio_notify_write(raw) }
-        if readable { _ = nbd_aio_notify_read(raw) }
+        guard readable else { return }
+        if confirmReadable {
+            var descriptor = pollfd(fd: nbd_aio_get_fd(raw), events: Int16(POLLIN), revents: 0)
+            guard poll(&descriptor, 1, 0) > 0 else { return }
+        }
+        _ = nbd_aio_notify_read(raw)
     }
 }

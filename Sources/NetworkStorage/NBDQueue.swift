@@ -180,6 +180,8 @@ final class NBDQueue: BlockStorageQueue {
                            metadata: ["uri": "\(connection.uri)", "timeout-ms": "\(reconnectTimeoutMilliseconds)"])
         }
         waiting.append(tag)
+        // The reconnection is tried in `reap`: make sure it runs even if nothing else comes.
+        armTimer(at: nextAttempt)
     }
 
     /// Completes the request with EIO through the inbox, without a retry.
@@ -247,7 +249,7 @@ final class NBDQueue: BlockStorageQueue {
         guard readable || writable else { return }
         connection.withHandle { handle, _ in
             guard let handle else { return }
-            handle.notify(readable: readable, writable: writable)
+            handle.notify(readable: readable, writable: writable, confirmReadable: connection.isShared)
         }
     }
 

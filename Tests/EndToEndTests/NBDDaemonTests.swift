@@ -1,0 +1,139 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import Testing
+import VhostTestSupport
+import VhostUserBlkBench
+
+/// The daemon serving NBD exports (`--blk-nbd`) from real servers, with the front end's and
+/// our defaults: data through several queues lands in the server's file, requests overlap at
+/// the server, bad servers fail the start with the reason, and a server lost while serving
+/// gives I/O errors after the reconnect timeout, never a hang (SIGTERM included).
+@Suite("Daemon on NBD exports", .serialized)
+struct NBDDaemonTests {
+    typealias H = GuestHarness
+
+    final class Daemon {
+        let process: Process
+        let socket: String
+        let log: String
+        init(_ scratch: H.Scratch, _ arguments: [String]) throws {
+            socket = scratch.path("vhost.sock")
+            log = scratch.path("daemon.log")
+            process = try H.startDaemon(socket: socket, arguments: arguments, log: log)
+        }
+        deinit {
+            if process.isRunning {
+                process.terminate()
+                process.waitUntilExit()
+            }
+        }
+        var output: String { (try? String(contentsOfFile: log, encoding: .utf8)) ?? "" }
+    }
+
+    static func verify(_ socket: String, queues: Int = 2, span: UInt64 = 8 << 20, only: Bool = false) throws -> BenchReport {
+        var workload = Workload()
+        workload.verify = true
+        workload.verifyOnly = only
+        workload.queueCount = queues
+        workload.queueDepth = 16
+        workload.span = span
+        workload.seed = 17
+        return try BenchRunner(socketPath: socket, workload: workload).run()
+    }
+
+    @Test("qemu-nbd with its defaults (one client, no multi-conn): what two queues write is in the file qemu-nbd serves")
+    func qemuNBDDataReachesTheFile() throws {
+        let scratch = try H.Scratch()
+        let file = scratch.path("disk.img")
+        try H.makeImage(at: file, size: 16 << 20)
+        let server = try NBDServer.qemuNBD(socketPath: scratch.path("nbd.sock"), file: file)
+        do {
+            let daemon = try Daemon(scratch, ["--blk-nbd=\(server.uri())", "--num-queues=2"])
+            let written = try Self.verify(daemon.socket)
+            #expect(written.clean && written.writes == 2048 && written.reads == 2048, "\(written)")
+            #expect(written.perQueue.allSatisfy { $0 > 0 })
+            #expect(daemon.output.contains("multi-conn false"), "\(daemon.output)")
+        }
+        server.kill()
+        // The file itself, served by another daemon straight from disk, holds the pattern.
+        let direct = try Daemon(scratch, ["--blk-file=\(file)"])
+        let checked = try Self.verify(direct.socket, only: true)
+        #expect(checked.clean && checked.reads == 2048, "\(checked)")
+    }
+
+    @Test("nbdkit's memory plugin behind the delay filter: 64 reads of 300 ms each at QD32 overlap (about 0.6 s, not 19 s)")
+    func requestsOverlapThroughTheDaemon() throws {
+        let scratch = try H.Scratch()
+        let server = try NBDServer.nbdkit(socketPath: scratch.path("nbd.sock"), filters: ["delay"], plugin: "memory",
+                                          ["size=16M", "delay-read=300ms"])
+        let daemon = try Daemon(scratch, ["--blk-nbd=\(server.uri())"])
+        var workload = Workload()
+        workload.queueDepth = 32
+        workload.limit = .requests(64)
+        let report = try BenchRunner(socketPath: daemon.socket, workload: workload).run()
+        #expect(report.clean && report.reads == 64, "\(report)")
+        #expect(report.elapsedSeconds < 6, "64 reads took \(report.elapsedSeconds) s")
+    }
+
+    @Test("a URI libnbd refuses, a server that is down, an export that does not exist: the start fails with the reason")
+    func badServersFailTheStart() throws {
+        let scratch = try H.Scratch()
+        let server = try NBDServer.qemuNBD(socketPath: scratch.path("nbd.sock"), file: "/dev/null", options: ["--export-name=disk"])
+        let cases: [(String, String)] = [
+            ("ftp://example.invalid/disk", "not an NBD URI"),
+            ("nbd+unix:///?socket=\(scratch.path("nobody.sock"))", "cannot connect to the NBD server"),
+            (server.uri(export: "other"), "cannot connect to the NBD server"),
+        ]
+        for (uri, reason) in cases {
+            let finished = try runProgram(try H.daemon, ["--socket-path=\(scratch.path("v.sock"))", "--blk-nbd=\(uri)"])
+            #expect(finished.status == 1, "\(uri): \(finished.output)")
+            #expect(finished.output.contains(reason), "\(uri): \(finished.output)")
+        }
+    }
+
+    @Test("a server lost while serving: I/O errors after the reconnect timeout, the daemon stays up, SIGTERM is not held up, and it serves again once the server is back")
+    func serverLostWhileServing() throws {
+        let scratch = try H.Scratch()
+        let file = scratch.path("disk.img")
+        try H.makeImage(at: file, size: 8 << 20)
+        let server = try NBDServer.nbdkit(socketPath: scratch.path("nbd.sock"), plugin: "file", ["file=\(file)"])
+        let daemon = try Daemon(scratch, ["--blk-nbd=\(server.uri())", "--nbd-reconnect-timeout=1"])
+        #expect(try Self.verify(daemon.socket, queues: 1, span: 1 << 20).clean)
+
+        server.kill()
+        var workload = Workload()
+        workload.queueDepth = 4
+        workload.limit = .requests(8)
+        let failed = try BenchRunner(socketPath: daemon.socket, workload: workload).run()
+        #expect(failed.ioErrors == 8, "\(failed)")
+        #expect(daemon.process.isRunning)
+
+        // Back: what was written before is still right, and new writes land.
+        try server.start()
+        usleep(1_100_000)
+        #expect(try Self.verify(daemon.socket, queues: 1, span: 1 << 20, only: true).clean)
+        #expect(try Self.verify(daemon.socket, queues: 1, span: 2 << 20).clean)
+
+        // Lost again, requests waiting for it when SIGTERM comes: the daemon ends within the timeout.
+        server.kill()
+        let front = Process()
+        front.executableURL = URL(fileURLWithPath: try TestBinary.benchFrontEnd.path)
+        front.arguments = ["run", "--socket", daemon.socket, "--iodepth", "4", "--requests", "4", "--no-progress"]
+        front.standardOutput = FileHandle.nullDevice
+        front.standardError = FileHandle.nullDevice
+        try front.run()
+        defer {
+            if front.isRunning { front.terminate() }
+            front.waitUntilExit()
+        }
+        usleep(300_000)
+        let signalled = Date()
+        daemon.process.terminate()
+        daemon.process.waitUntilExit()
+        let stopping = Date().timeIntervalSince(signalled)
+        #expect(stopping < 5, "SIGTERM took \(stopping) s")
+        #expect(daemon.process.terminationStatus == 0, "\(daemon.output)")
+    }
+}
