@@ -209,6 +209,11 @@ struct DaemonOptions: Equatable {
         if nbdURI != nil, let given = fileOptionsGiven.first {
             throw UsageError("\(given) applies to --blk-file and --null-size, not to --blk-nbd")
         }
+        if nbdURI != nil, sandbox {
+            // Reconnecting opens sockets (and a Unix socket's path, a TLS key file) that the
+            // sandbox's empty root and system-call list take away.
+            throw UsageError("--sandbox does not work with --blk-nbd yet: reconnecting to the server needs the file system and socket calls it removes")
+        }
         if !(0...3600).contains(nbdReconnectTimeoutSeconds) {
             throw UsageError("--nbd-reconnect-timeout must be between 0 and 3600 seconds")
         }
