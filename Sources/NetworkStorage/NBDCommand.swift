@@ -24,7 +24,8 @@ struct NBDCommand {
     var pending = 0
     /// The first error an answer (or libnbd, when issuing) gave; 0 if none.
     var error: Int32 = 0
-    /// The connection generation it was issued on.
+    /// The queue's connection it was issued on, and that connection's generation then.
+    var connection = 0
     var generation: UInt64 = 0
     /// Fail without a retry (the queue gave up reconnecting).
     var final = false

@@ -20,6 +20,8 @@ public final class NBDDisk: BlockStorage {
     /// Structured replies were negotiated (reads answered in chunks, errors per chunk).
     public let structuredReplies: Bool
     let reconnectTimeoutMilliseconds: Int
+    /// Connections each queue opens when the server offers multi-conn (`--nbd-connections`).
+    public let connectionsPerQueue: Int
     private let logger: Logger
     /// The connection opened at start: every queue's without multi-conn, the first queue's with it.
     private let firstConnection: NBDConnection
@@ -27,13 +29,23 @@ public final class NBDDisk: BlockStorage {
 
     /// How long a connection attempt at start may take.
     public static let connectTimeoutMilliseconds = 10_000
+    /// nbdcopy's default: nbdkit gives each connection 16 threads, so four let a queue of 32
+    /// or more requests keep all of them at the server.
+    public static let defaultConnectionsPerQueue = 4
+    /// A queue's poller keeps its ready sockets in 32-bit masks.
+    public static let maximumConnectionsPerQueue = 32
 
     public var name: String { uri }
 
-    /// - Parameter reconnectTimeoutMilliseconds: how long requests wait for a lost connection
-    ///   to come back before they fail (`--nbd-reconnect-timeout`).
-    public init(uri: String, reconnectTimeoutMilliseconds: Int, logger: Logger) throws(NetworkStorageError) {
+    /// - Parameters:
+    ///   - reconnectTimeoutMilliseconds: how long requests wait for a lost connection to come
+    ///     back before they fail (`--nbd-reconnect-timeout`).
+    ///   - connectionsPerQueue: with multi-conn, the connections each queue opens (1 to
+    ///     `maximumConnectionsPerQueue`).
+    public init(uri: String, reconnectTimeoutMilliseconds: Int, connectionsPerQueue: Int = defaultConnectionsPerQueue,
+                logger: Logger) throws(NetworkStorageError) {
         self.uri = uri
+        self.connectionsPerQueue = min(max(connectionsPerQueue, 1), Self.maximumConnectionsPerQueue)
         self.reconnectTimeoutMilliseconds = reconnectTimeoutMilliseconds
         self.logger = logger
         let handle = try NBDHandle()
@@ -49,34 +61,40 @@ public final class NBDDisk: BlockStorage {
         firstConnection = NBDConnection(uri: uri, handle: handle, isShared: !multiConnection)
     }
 
-    /// A queue whose own connection cannot be opened now starts with none, and its requests wait
-    /// for it like those of a lost connection. Nil only when the queue's poller cannot be set up.
+    /// A queue's connections: the shared one without multi-conn; with it, `connectionsPerQueue`
+    /// of its own (the first queue takes the one opened at start while no other holds it).
+    /// Connections that cannot be opened now are left out; if none can, the queue starts with
+    /// one that is down, and its requests wait for it like those of a lost connection. Nil only
+    /// when the queue's poller cannot be set up.
     public func makeQueue(index: Int, depth: Int) -> (any BlockStorageQueue)? {
-        let connection: NBDConnection
+        var connections: [NBDConnection] = []
         var release: (@Sendable () -> Void)?
-        let takesFirst = multiConnection && firstConnectionInUse.withLock { inUse in
-            defer { inUse = true }
-            return !inUse
-        }
         if !multiConnection {
-            connection = firstConnection
-        } else if takesFirst {
-            connection = firstConnection
-            release = { [firstConnectionInUse] in firstConnectionInUse.withLock { $0 = false } }
+            connections = [firstConnection]
         } else {
-            var handle: NBDHandle?
-            do {
-                let opened = try NBDHandle()
-                try opened.connect(uri: uri, timeoutMilliseconds: reconnectTimeoutMilliseconds)
-                handle = opened
-            } catch {
-                logger.warning("a queue's NBD connection cannot open yet; its requests wait for it",
-                               metadata: ["queue": "\(index)", "error": "\(error)"])
+            let takesFirst = firstConnectionInUse.withLock { inUse in
+                defer { inUse = true }
+                return !inUse
             }
-            connection = NBDConnection(uri: uri, handle: handle, isShared: false)
+            if takesFirst {
+                connections.append(firstConnection)
+                release = { [firstConnectionInUse] in firstConnectionInUse.withLock { $0 = false } }
+            }
+            while connections.count < connectionsPerQueue {
+                do {
+                    let opened = try NBDHandle()
+                    try opened.connect(uri: uri, timeoutMilliseconds: Self.connectTimeoutMilliseconds)
+                    connections.append(NBDConnection(uri: uri, handle: opened, isShared: false))
+                } catch {
+                    logger.warning("a queue opens fewer NBD connections than asked", metadata: [
+                        "queue": "\(index)", "connections": "\(connections.count)", "error": "\(error)"])
+                    break
+                }
+            }
+            if connections.isEmpty { connections = [NBDConnection(uri: uri, handle: nil, isShared: false)] }
         }
         do {
-            return try NBDQueue(connection: connection, depth: depth, reconnectTimeoutMilliseconds: reconnectTimeoutMilliseconds,
+            return try NBDQueue(connections: connections, depth: depth, reconnectTimeoutMilliseconds: reconnectTimeoutMilliseconds,
                                 logger: logger, release: release)
         } catch {
             release?()

@@ -7,18 +7,20 @@ import VhostSystem
 
 /// One virtqueue's requests to an NBD server, on that queue's thread.
 ///
-/// Each request goes out at once as one or more NBD commands (libnbd keeps many in flight on
-/// the connection); answers are read when the socket is readable, their callbacks put the tag
-/// in the inbox, and `reap` reports it. The completion notifier is an epoll of the socket, the
-/// inbox's eventfd and a retry timer.
+/// Each request goes out at once as one or more NBD commands on one of the queue's connections
+/// (round robin; several when the server offers multi-conn, so a server that gives each
+/// connection a few threads still sees the whole queue depth). Answers are read when a socket
+/// is readable, their callbacks put the tag in the inbox, and `reap` reports it. The completion
+/// notifier is an epoll of the sockets, the inbox's eventfd and a retry timer.
 ///
-/// When the connection is lost, what was in flight and what comes meanwhile waits while the
-/// queue reconnects (an attempt at once, then every `retryInterval`), and is sent again on the
-/// new connection; after the disk's reconnect timeout it fails with EIO, and new requests fail
-/// at once until a reconnection (tried at most every `retryInterval`) succeeds. Only requests
-/// that got no answer are sent again; each request completes once.
+/// When a connection is lost, what was in flight on it and what comes while no connection is
+/// up waits while the queue reconnects (an attempt at once, then every 200 ms), and is sent
+/// again on a live connection; after the disk's reconnect timeout it fails with EIO, and new
+/// requests fail at once until a reconnection (tried at most every second) succeeds. Only
+/// requests that got no answer are sent again; each request completes once. A connection lost
+/// while others are up is repaired when a request would have used it, at most once a second.
 final class NBDQueue: BlockStorageQueue {
-    private let connection: NBDConnection
+    private let connections: [NBDConnection]
     private let reconnectTimeoutMilliseconds: Int
     private let logger: Logger
     private let commands: UnsafeMutablePointer<NBDCommand>
@@ -35,44 +37,53 @@ final class NBDQueue: BlockStorageQueue {
     /// After a wait timed out, until a reconnection: new requests fail at once.
     private var failingFast = false
     private var nextAttempt: UInt64 = 0
-    /// The socket the poller watches: its descriptor, the connection generation, and whether
-    /// for writing too.
-    private var watched: (descriptor: Int32, generation: UInt64, writable: Bool)?
-
-    static let retryIntervalNanoseconds: UInt64 = 1_000_000_000
-    private static let socketToken: UInt64 = 0
-    private static let inboxToken: UInt64 = 1
-    private static let timerToken: UInt64 = 2
-
-    /// Called when the queue ends: the connection may serve another queue.
+    /// When a lost connection may next be repaired while others serve.
+    private var nextRepair: UInt64 = 0
+    /// The connection the next request goes to.
+    private var cursor = 0
+    /// The socket the poller watches per connection: its descriptor, the connection's
+    /// generation, and whether for writing too.
+    private var watched: [(descriptor: Int32, generation: UInt64, writable: Bool)?]
+    /// Called when the queue ends: its connections may serve another queue.
     private let release: (@Sendable () -> Void)?
 
-    init(connection: NBDConnection, depth: Int, reconnectTimeoutMilliseconds: Int, logger: Logger,
+    static let retryIntervalNanoseconds: UInt64 = 1_000_000_000
+    private static let attemptIntervalNanoseconds: UInt64 = 200_000_000
+    /// A repair while other connections serve may hold the queue this long at most.
+    private static let repairTimeoutMilliseconds = 200
+    private static let inboxToken: UInt64 = 0
+    private static let timerToken: UInt64 = 1
+    /// Socket `i`'s token is `firstSocketToken + i`.
+    private static let firstSocketToken: UInt64 = 16
+
+    init(connections: [NBDConnection], depth: Int, reconnectTimeoutMilliseconds: Int, logger: Logger,
          release: (@Sendable () -> Void)?) throws(SystemError) {
-        self.connection = connection
-        self.release = release
+        self.connections = Array(connections.prefix(NBDDisk.maximumConnectionsPerQueue))
         self.reconnectTimeoutMilliseconds = reconnectTimeoutMilliseconds
         self.logger = logger
+        self.release = release
         let slots = max(depth, 1)
         self.depth = slots
         inbox = try CompletionInbox(capacity: slots)
         commands = .allocate(capacity: slots)
         commands.initialize(repeating: NBDCommand(), count: slots)
         let inboxAddress = Unmanaged.passUnretained(inbox).toOpaque()
+        let signals = connections.contains { $0.isShared }
         for index in 0..<slots {
             commands[index].tag = UInt64(index)
             commands[index].inbox = inboxAddress
-            commands[index].signals = connection.isShared
+            commands[index].signals = signals
         }
         waiting = []
         waiting.reserveCapacity(slots)
         resending = []
         resending.reserveCapacity(slots)
-        poller = try Epoll(capacity: 4)
+        watched = Array(repeating: nil, count: self.connections.count)
+        poller = try Epoll(capacity: self.connections.count + 2)
         timer = try TimerFD()
         try poller.add(inbox.wakeup.rawValue, token: Self.inboxToken)
         try poller.add(timer.rawValue, token: Self.timerToken)
-        watchSocket()
+        watchSockets()
     }
 
     deinit {
@@ -107,13 +118,14 @@ final class NBDQueue: BlockStorageQueue {
 
     var hasCompletions: Bool {
         if !inbox.isEmpty { return true }
-        // Answers waiting on the socket: worth a poll while the worker spins (it spares a sleep).
+        // Answers waiting on a socket: worth a poll while the worker spins, which spares it a
+        // sleep and a wakeup through the nested epoll (docs/network-storage.md measures both).
         var descriptor = pollfd(fd: poller.descriptor.rawValue, events: Int16(POLLIN), revents: 0)
         return poll(&descriptor, 1, 0) > 0
     }
 
     func prepareToSleep() -> Bool {
-        watchSocket()
+        watchSockets()
         return hasCompletions
     }
 
@@ -124,14 +136,14 @@ final class NBDQueue: BlockStorageQueue {
             let command = commands[Int(tag)]
             if command.error == 0 {
                 completions.append(tag: tag, result: 0)
-            } else if !command.final, connection.lostConnection(since: command.generation) {
+            } else if !command.final, connections[command.connection].lostConnection(since: command.generation) {
                 wait(tag)
             } else {
                 completions.append(tag: tag, result: -command.error)
             }
         }
         if !waiting.isEmpty { retryWaiting(into: completions) }
-        watchSocket()
+        watchSockets()
         return completions.count - before
     }
 
@@ -149,7 +161,7 @@ final class NBDQueue: BlockStorageQueue {
         commands[index].unmap = unmap
         commands[index].final = false
         if !waiting.isEmpty {
-            // Keep order with the requests already waiting for the connection.
+            // Keep order with the requests already waiting for a connection.
             wait(tag)
         } else {
             send(tag)
@@ -157,31 +169,61 @@ final class NBDQueue: BlockStorageQueue {
         return true
     }
 
-    /// Sends on the live connection, or waits for one (fails at once while failing fast).
+    /// Sends on the next live connection (repairing a lost one when due), or waits for one.
     private func send(_ tag: UInt64) {
         let command = commands + Int(tag)
-        let sent = connection.withHandle { handle, generation in
-            guard let handle else { return false }
-            NBDCommand.issue(command, on: handle, generation: generation)
-            return true
+        for step in 0..<connections.count {
+            let index = (cursor + step) % connections.count
+            let connection = connections[index]
+            var sent = connection.withHandle { handle, generation in
+                guard let handle else { return false }
+                command.pointee.connection = index
+                NBDCommand.issue(command, on: handle, generation: generation)
+                return true
+            }
+            if !sent, connections.count > 1, MonotonicDeadline.now() >= nextRepair {
+                nextRepair = MonotonicDeadline.now() &+ Self.retryIntervalNanoseconds
+                if connection.reconnect(timeoutMilliseconds: Self.repairTimeoutMilliseconds) == nil {
+                    logger.info("a lost NBD connection is back", metadata: ["uri": "\(connection.uri)"])
+                    watchSockets()
+                    sent = connection.withHandle { handle, generation in
+                        guard let handle else { return false }
+                        command.pointee.connection = index
+                        NBDCommand.issue(command, on: handle, generation: generation)
+                        return true
+                    }
+                }
+            }
+            if sent {
+                cursor = (index + 1) % connections.count
+                return
+            }
         }
-        if !sent { wait(tag) }
+        wait(tag)
     }
 
     private func wait(_ tag: UInt64) {
-        if failingFast, MonotonicDeadline.now() < nextAttempt {
-            fail(tag)
-            return
+        if failingFast {
+            // Given up on the server: the request fails at once unless an attempt, due at
+            // most once a second and bounded to a fraction of one, finds it back.
+            let now = MonotonicDeadline.now()
+            guard now >= nextAttempt else { return fail(tag) }
+            nextAttempt = now &+ Self.retryIntervalNanoseconds
+            guard reconnectOne(before: now &+ Self.attemptIntervalNanoseconds) else { return fail(tag) }
+            logger.notice("the NBD connection is back", metadata: ["uri": "\(connections[0].uri)"])
+            failingFast = false
+            watchSockets()
+            return send(tag)
         }
         if waiting.isEmpty, waitDeadline == nil {
-            waitDeadline = MonotonicDeadline.now() &+ UInt64(reconnectTimeoutMilliseconds) &* 1_000_000
+            waitDeadline = MonotonicDeadline.now() &+ UInt64(clamping: reconnectTimeoutMilliseconds) &* 1_000_000
             nextAttempt = 0
             logger.warning("the NBD connection was lost; requests wait while it reconnects",
-                           metadata: ["uri": "\(connection.uri)", "timeout-ms": "\(reconnectTimeoutMilliseconds)"])
+                           metadata: ["uri": "\(connections[0].uri)", "timeout-ms": "\(reconnectTimeoutMilliseconds)"])
         }
         waiting.append(tag)
         // The reconnection is tried in `reap`: make sure it runs even if nothing else comes.
-        armTimer(at: nextAttempt)
+        timer.arm(atMonotonicNanoseconds: nextAttempt)
     }
 
     /// Completes the request with EIO through the inbox, without a retry.
@@ -191,32 +233,28 @@ final class NBDQueue: BlockStorageQueue {
         inbox.push(tag, signal: false)
     }
 
-    /// Reconnects when an attempt is due; sends the waiting requests on success, fails them once
-    /// the deadline passed.
+    /// Reconnects when an attempt is due; sends the waiting requests once a connection is up,
+    /// fails them once the deadline passed.
     private func retryWaiting(into completions: IOCompletions) {
         let now = MonotonicDeadline.now()
         let deadline = waitDeadline ?? now
         if now >= nextAttempt {
-            let remaining = deadline > now ? Int((deadline - now) / 1_000_000) : 0
-            let attemptMilliseconds = max(min(remaining, Int(Self.retryIntervalNanoseconds / 1_000_000)), 100)
-            if let error = connection.reconnect(timeoutMilliseconds: attemptMilliseconds) {
-                nextAttempt = MonotonicDeadline.now() &+ Self.retryIntervalNanoseconds / 5
-                logger.debug("NBD reconnection failed", metadata: ["error": "\(error)"])
-            } else {
+            if reconnectOne(before: deadline) {
                 logger.notice("the NBD connection is back; waiting requests are sent again",
-                              metadata: ["uri": "\(connection.uri)", "requests": "\(waiting.count)"])
+                              metadata: ["uri": "\(connections[0].uri)", "requests": "\(waiting.count)"])
                 failingFast = false
                 waitDeadline = nil
                 swap(&waiting, &resending)
                 for tag in resending { send(tag) }
                 resending.removeAll(keepingCapacity: true)
-                watchSocket()
+                watchSockets()
                 return
             }
+            nextAttempt = MonotonicDeadline.now() &+ Self.attemptIntervalNanoseconds
         }
         if MonotonicDeadline.now() >= deadline {
             logger.error("the NBD server stayed unreachable; waiting requests fail with EIO",
-                         metadata: ["uri": "\(connection.uri)", "requests": "\(waiting.count)"])
+                         metadata: ["uri": "\(connections[0].uri)", "requests": "\(waiting.count)"])
             for tag in waiting { completions.append(tag: tag, result: -EIO) }
             waiting.removeAll(keepingCapacity: true)
             waitDeadline = nil
@@ -224,61 +262,80 @@ final class NBDQueue: BlockStorageQueue {
             nextAttempt = MonotonicDeadline.now() &+ Self.retryIntervalNanoseconds
             return
         }
-        armTimer(at: min(nextAttempt, deadline))
+        timer.arm(atMonotonicNanoseconds: min(nextAttempt, deadline))
+    }
+
+    /// Whether a connection is up after trying, in turn, the lost ones (each attempt bounded by
+    /// the time left before `deadline`, at most a second, at least 50 ms).
+    private func reconnectOne(before deadline: UInt64) -> Bool {
+        for connection in connections {
+            let now = MonotonicDeadline.now()
+            let remaining = deadline > now ? Int((deadline - now) / 1_000_000) : 0
+            let attemptMilliseconds = max(min(remaining, Int(Self.retryIntervalNanoseconds / 1_000_000)), 50)
+            if let error = connection.reconnect(timeoutMilliseconds: attemptMilliseconds) {
+                logger.debug("NBD reconnection failed", metadata: ["error": "\(error)"])
+            } else {
+                return true
+            }
+        }
+        return false
     }
 
     // MARK: - The poller
 
-    /// Reads answers (and writes what waits) when the socket is ready; drains the inbox's
+    /// Reads answers (and writes what waits) on the sockets that are ready; drains the inbox's
     /// eventfd and the timer.
     private func drive() {
         guard let ready = try? poller.wait(timeoutMilliseconds: 0), ready > 0 else { return }
-        var readable = false, writable = false
+        var readable: UInt32 = 0, writable: UInt32 = 0
         for index in 0..<ready {
             switch poller.token(at: index) {
-            case Self.socketToken:
-                let events = poller.events(at: index)
-                readable = !events.isDisjoint(with: [.readable, .hangUp, .error])
-                writable = events.contains(.writable)
             case Self.inboxToken:
                 _ = try? inbox.wakeup.drain()
-            default:
+            case Self.timerToken:
                 timer.drain()
+            case let token:
+                let connection = token &- Self.firstSocketToken
+                guard connection < UInt64(connections.count) else { continue }
+                let events = poller.events(at: index)
+                if !events.isDisjoint(with: [.readable, .hangUp, .error]) { readable |= 1 << UInt32(connection) }
+                if events.contains(.writable) { writable |= 1 << UInt32(connection) }
             }
         }
-        guard readable || writable else { return }
-        connection.withHandle { handle, _ in
-            guard let handle else { return }
-            handle.notify(readable: readable, writable: writable, confirmReadable: connection.isShared)
+        guard readable | writable != 0 else { return }
+        for (index, connection) in connections.enumerated() where (readable | writable) & (1 << UInt32(index)) != 0 {
+            connection.withHandle { handle, _ in
+                handle?.notify(readable: readable & (1 << UInt32(index)) != 0, writable: writable & (1 << UInt32(index)) != 0,
+                               confirmReadable: connection.isShared)
+            }
         }
     }
 
-    /// Watches the connection's current socket, for writing too while libnbd has bytes to send.
-    private func watchSocket() {
-        let current: (descriptor: Int32, generation: UInt64, writable: Bool)? = connection.withHandle { handle, generation in
-            guard let handle else { return nil }
-            return (handle.descriptor, generation, handle.wantsToWrite)
-        }
-        guard let current else {
-            watched = nil
-            return
-        }
-        if let watched, watched == current { return }
-        let events: Epoll.Events = current.writable ? [.readable, .writable] : .readable
-        if let watched, watched.descriptor == current.descriptor, watched.generation == current.generation {
-            try? poller.modify(current.descriptor, events: events, token: Self.socketToken)
-        } else {
-            // A new connection: the old socket left the epoll when it closed.
-            do {
-                try poller.add(current.descriptor, events: events, token: Self.socketToken)
-            } catch {
-                try? poller.modify(current.descriptor, events: events, token: Self.socketToken)
+    /// Watches each connection's current socket, for writing too while libnbd has bytes to send.
+    private func watchSockets() {
+        for (index, connection) in connections.enumerated() {
+            let current: (descriptor: Int32, generation: UInt64, writable: Bool)? = connection.withHandle { handle, generation in
+                guard let handle else { return nil }
+                return (handle.descriptor, generation, handle.wantsToWrite)
             }
+            guard let current else {
+                watched[index] = nil
+                continue
+            }
+            if let previous = watched[index], previous == current { continue }
+            let events: Epoll.Events = current.writable ? [.readable, .writable] : .readable
+            let token = Self.firstSocketToken + UInt64(index)
+            if let previous = watched[index], previous.descriptor == current.descriptor, previous.generation == current.generation {
+                try? poller.modify(current.descriptor, events: events, token: token)
+            } else {
+                // A new connection: the old socket left the epoll when it closed.
+                do {
+                    try poller.add(current.descriptor, events: events, token: token)
+                } catch {
+                    try? poller.modify(current.descriptor, events: events, token: token)
+                }
+            }
+            watched[index] = current
         }
-        watched = current
-    }
-
-    private func armTimer(at nanoseconds: UInt64) {
-        timer.arm(atMonotonicNanoseconds: nanoseconds)
     }
 }

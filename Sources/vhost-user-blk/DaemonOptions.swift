@@ -1,4 +1,5 @@
 import Logging
+import NetworkStorage
 import StorageIO
 import VhostSystem
 import VhostUserBackend
@@ -19,10 +20,14 @@ struct DaemonOptions: Equatable {
     var nullSize: UInt64?
     /// `--blk-nbd`: an NBD URI.
     var nbdURI: String?
+    /// `--nbd-connections`: per queue, when the server offers multi-conn.
+    var nbdConnections = NBDDisk.defaultConnectionsPerQueue
     /// `--nbd-reconnect-timeout` in seconds.
     var nbdReconnectTimeoutSeconds = DaemonOptions.defaultNBDReconnectTimeoutSeconds
     /// Options that apply to files only, as given (their defaults are not errors with a network disk).
     var fileOptionsGiven: [String] = []
+    /// Options that apply to NBD exports only, as given.
+    var nbdOptionsGiven: [String] = []
     var readOnly = false
     var numberOfQueues: Int?
     var queueSize = SplitRing.maximumQueueSize
@@ -64,6 +69,8 @@ struct DaemonOptions: Equatable {
           --blk-nbd=URI           instead of --blk-file: an NBD export, nbd://HOST[:PORT]/EXPORT
                                   or nbd+unix:///EXPORT?socket=PATH (libnbd's URIs; one
                                   connection per queue when the server offers multi-conn)
+          --nbd-connections=N     connections per queue when the server offers multi-conn
+                                  (1-32, default 4); one shared connection otherwise
           --nbd-reconnect-timeout=SECONDS
                                   how long requests wait for a lost NBD server to come back
                                   before they fail with an I/O error (0-3600, default 10)
@@ -132,6 +139,9 @@ struct DaemonOptions: Equatable {
             if ["--format", "--l2-cache-size", "--cache", "--aio", "--io-delay-us"].contains(name) {
                 options.fileOptionsGiven.append(name)
             }
+            if ["--nbd-connections", "--nbd-reconnect-timeout"].contains(name) {
+                options.nbdOptionsGiven.append(name)
+            }
             switch name {
             case "--socket-path": options.socketPath = try value()
             case "--fd": options.inheritedDescriptor = try number(Int32.self)
@@ -139,6 +149,7 @@ struct DaemonOptions: Equatable {
             case "--blk-file": options.blockFile = try value()
             case "--blk-nbd": options.nbdURI = try value()
             case "--nbd-reconnect-timeout": options.nbdReconnectTimeoutSeconds = try number(Int.self)
+            case "--nbd-connections": options.nbdConnections = try number(Int.self)
             case "--null-size":
                 let text = try value()
                 guard let bytes = ByteSize.parse(text) else {
@@ -209,10 +220,16 @@ struct DaemonOptions: Equatable {
         if nbdURI != nil, let given = fileOptionsGiven.first {
             throw UsageError("\(given) applies to --blk-file and --null-size, not to --blk-nbd")
         }
+        if nbdURI == nil, let given = nbdOptionsGiven.first {
+            throw UsageError("\(given) applies to --blk-nbd")
+        }
         if nbdURI != nil, sandbox {
             // Reconnecting opens sockets (and a Unix socket's path, a TLS key file) that the
             // sandbox's empty root and system-call list take away.
             throw UsageError("--sandbox does not work with --blk-nbd yet: reconnecting to the server needs the file system and socket calls it removes")
+        }
+        if !(1...NBDDisk.maximumConnectionsPerQueue).contains(nbdConnections) {
+            throw UsageError("--nbd-connections must be between 1 and \(NBDDisk.maximumConnectionsPerQueue)")
         }
         if !(0...3600).contains(nbdReconnectTimeoutSeconds) {
             throw UsageError("--nbd-reconnect-timeout must be between 0 and 3600 seconds")

@@ -61,6 +61,8 @@ struct DaemonCommandLineTests {
         (["--socket-path=/tmp/a.sock", "--blk-file=/tmp/x.img", "--blk-nbd=nbd://h/e"], "exactly one of --blk-file, --null-size and --blk-nbd"),
         (["--socket-path=/tmp/a.sock", "--blk-nbd=nbd://h/e", "--cache=none"], "--cache applies to --blk-file and --null-size, not to --blk-nbd"),
         (["--socket-path=/tmp/a.sock", "--blk-nbd=nbd://h/e", "--format=qcow2"], "--format applies to --blk-file and --null-size, not to --blk-nbd"),
+        (["--socket-path=/tmp/a.sock", "--blk-file=/tmp/x.img", "--nbd-connections=2"], "--nbd-connections applies to --blk-nbd"),
+        (["--socket-path=/tmp/a.sock", "--blk-nbd=nbd://h/e", "--nbd-connections=0"], "--nbd-connections must be between 1 and 32"),
         (["--socket-path=/tmp/a.sock", "--blk-nbd=nbd://h/e", "--sandbox"], "--sandbox does not work with --blk-nbd yet"),
         (["--socket-path=/tmp/a.sock", "--blk-nbd=nbd://h/e", "--nbd-reconnect-timeout=3601"], "--nbd-reconnect-timeout must be between 0 and 3600"),
         (["--socket-path=/tmp/a.sock", "--blk-nbd=nbd://h/e", "--nbd-reconnect-timeout=soon"], "--nbd-reconnect-timeout 'soon' is not a number"),

@@ -172,6 +172,26 @@ struct NBDDiskTests {
         #expect(elapsed < 4, "32 delayed reads took \(elapsed) s")
     }
 
+    @Test("with multi-conn a queue spreads its requests over its connections: 32 reads of 300 ms on a server with 4 threads per connection take 2 rounds, not 8")
+    func requestsSpreadOverConnections() throws {
+        let scratch = try Scratch()
+        let server = try NBDServer.nbdkit(socketPath: scratch.path("nbd.sock"), filters: ["delay"], plugin: "memory",
+                                          ["size=16M", "delay-read=300ms"], options: ["--threads=4"])
+        let disk = try NBDDisk(uri: server.uri(), reconnectTimeoutMilliseconds: 1_000, logger: Self.logger)
+        #expect(disk.connectionsPerQueue == NBDDisk.defaultConnectionsPerQueue)
+        let queue = try #require(disk.makeQueue(index: 0, depth: 32))
+        let buffers = (0..<32).map { _ in Buffer(4096) }
+        let start = Date()
+        for (index, buffer) in buffers.enumerated() {
+            #expect(queue.read(buffer.vector, count: 1, length: 4096, offset: UInt64(index) * 4096, tag: UInt64(index)))
+        }
+        let results = Self.completions(of: queue, count: 32)
+        let elapsed = Date().timeIntervalSince(start)
+        #expect(results.count == 32 && results.values.allSatisfy { $0 == 0 })
+        // One connection: 8 rounds of 4, 2.4 s. Four: 2 rounds of 16, about 0.6 s.
+        #expect(elapsed < 1.8, "32 delayed reads took \(elapsed) s")
+    }
+
     @Test("a server killed with writes in flight and back within the timeout: every request completes once, the data is there")
     func serverBackWithinTheTimeout() throws {
         let scratch = try Scratch()
