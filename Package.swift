@@ -33,6 +33,8 @@ let package = Package(
         .systemLibrary(name: "CZlib", path: "CBridge/CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         .systemLibrary(name: "CZstd", path: "CBridge/CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         .systemLibrary(name: "CNBD", path: "CBridge/CNBD", pkgConfig: "libnbd", providers: [.apt(["libnbd-dev"])]),
+        // Debian's librbd-dev ships no pkg-config file: the module map names the libraries.
+        .systemLibrary(name: "CRBD", path: "CBridge/CRBD", providers: [.apt(["librbd-dev"])]),
         // The thin C bridge: what Swift cannot call directly. It decides nothing.
         .target(name: "CVhostBridge", dependencies: ["CGLib", "CCapNG", "CLiburing"], path: "CBridge/CVhostBridge"),
         // Owned fds, mappings, eventfd, epoll, memfd, unix sockets with fd passing.
@@ -58,9 +60,10 @@ let package = Package(
         // I/O engines for storage back ends (io_uring, threads, synchronous I/O) and the
         // storage interface the device serves network disks through.
         .target(name: "StorageIO", dependencies: ["VhostSystem"]),
-        // Disks beyond the host: NBD through libnbd. The one module that calls libnbd.
+        // Disks beyond the host: NBD through libnbd, Ceph RBD through librbd. The one module
+        // that calls them.
         .target(name: "NetworkStorage", dependencies: [
-            "StorageIO", "VhostSystem", "CNBD", .product(name: "Logging", package: "swift-log"),
+            "StorageIO", "VhostSystem", "CNBD", "CRBD", .product(name: "Logging", package: "swift-log"),
         ]),
         // The qcow2 image format: header, L1/L2 tables, refcounts, backing chains. No device or
         // protocol knowledge; the image file is untrusted input.

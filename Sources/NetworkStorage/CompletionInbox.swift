@@ -1,11 +1,11 @@
 import Synchronization
 import VhostSystem
 
-/// Tags of completed commands on their way to the queue that issued them: a single-producer,
-/// single-consumer ring. The producers are completion callbacks, which libnbd runs under the
-/// connection's lock (so one at a time, whichever thread drove the socket); the consumer is the
-/// queue's thread. When another thread may produce (a connection shared by queues), each push
-/// also signals `wakeup`, which is in the queue's poller.
+/// Tags of completed commands on their way to the queue that issued them: a ring with one
+/// consumer, the queue's thread. Its producers are completion callbacks: libnbd runs them under
+/// the connection's lock, one at a time; librbd runs them on its own threads, several at once,
+/// so an inbox made for it serialises pushes with a lock (`multipleProducers`). When another
+/// thread may produce, each push also signals `wakeup`, which the queue waits on.
 final class CompletionInbox: @unchecked Sendable {
     // SAFETY: slot i is written by the producer before `tail` passes it (release) and read by
     // the consumer after it saw that `tail` (acquire); the capacity exceeds the tags in flight.
@@ -14,9 +14,11 @@ final class CompletionInbox: @unchecked Sendable {
     private let head = Atomic<Int>(0)
     private let tail = Atomic<Int>(0)
     let wakeup: EventFD
+    private let producerLock: Locked<Void>?
 
     /// Room for `capacity` tags in flight at once.
-    init(capacity: Int) throws(SystemError) {
+    init(capacity: Int, multipleProducers: Bool = false) throws(SystemError) {
+        producerLock = multipleProducers ? Locked(()) : nil
         var size = 1
         while size < capacity { size <<= 1 }
         tags = .allocate(capacity: size)
@@ -28,10 +30,18 @@ final class CompletionInbox: @unchecked Sendable {
     deinit { tags.deallocate() }
 
     func push(_ tag: UInt64, signal: Bool) {
+        if let producerLock {
+            producerLock.withLock { _ in append(tag) }
+        } else {
+            append(tag)
+        }
+        if signal { try? wakeup.signal() }
+    }
+
+    private func append(_ tag: UInt64) {
         let position = tail.load(ordering: .relaxed)
         tags[position & mask] = tag
         tail.store(position &+ 1, ordering: .releasing)
-        if signal { try? wakeup.signal() }
     }
 
     func pop() -> UInt64? {

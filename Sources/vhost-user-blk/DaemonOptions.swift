@@ -20,14 +20,19 @@ struct DaemonOptions: Equatable {
     var nullSize: UInt64?
     /// `--blk-nbd`: an NBD URI.
     var nbdURI: String?
+    /// `--blk-rbd`: POOL/IMAGE[@SNAPSHOT], and the cluster's configuration and our client name.
+    var rbdImage: RBDImageName?
+    var cephConfiguration: String?
+    var cephIdentity: String?
     /// `--nbd-connections`: per queue, when the server offers multi-conn.
     var nbdConnections = NBDDisk.defaultConnectionsPerQueue
     /// `--nbd-reconnect-timeout` in seconds.
     var nbdReconnectTimeoutSeconds = DaemonOptions.defaultNBDReconnectTimeoutSeconds
     /// Options that apply to files only, as given (their defaults are not errors with a network disk).
     var fileOptionsGiven: [String] = []
-    /// Options that apply to NBD exports only, as given.
+    /// Options that apply to NBD exports only, and to RBD images only, as given.
     var nbdOptionsGiven: [String] = []
+    var cephOptionsGiven: [String] = []
     var readOnly = false
     var numberOfQueues: Int?
     var queueSize = SplitRing.maximumQueueSize
@@ -50,7 +55,8 @@ struct DaemonOptions: Equatable {
     static let defaultNBDReconnectTimeoutSeconds = 10
 
     static let usage = """
-        usage: vhost-user-blk (--socket-path=PATH | --fd=FD) (--blk-file=PATH | --null-size=SIZE | --blk-nbd=URI) [options]
+        usage: vhost-user-blk (--socket-path=PATH | --fd=FD) (--blk-file=PATH | --null-size=SIZE | --blk-nbd=URI
+                                                         | --blk-rbd=POOL/IMAGE[@SNAP]) [options]
                vhost-user-blk --print-capabilities
 
         Serve a disk image to a QEMU guest as a vhost-user-blk device.
@@ -69,6 +75,12 @@ struct DaemonOptions: Equatable {
           --blk-nbd=URI           instead of --blk-file: an NBD export, nbd://HOST[:PORT]/EXPORT
                                   or nbd+unix:///EXPORT?socket=PATH (libnbd's URIs; one
                                   connection per queue when the server offers multi-conn)
+          --blk-rbd=POOL/IMAGE[@SNAP]
+                                  instead of --blk-file: a Ceph RBD image through librbd; a
+                                  snapshot is served read-only
+          --ceph-conf=PATH        the cluster's ceph.conf (default: librados' search,
+                                  $CEPH_CONF or /etc/ceph/ceph.conf)
+          --ceph-id=NAME          the client name without "client." (default: admin)
           --nbd-connections=N     connections per queue when the server offers multi-conn
                                   (1-32, default 4); one shared connection otherwise
           --nbd-reconnect-timeout=SECONDS
@@ -142,12 +154,24 @@ struct DaemonOptions: Equatable {
             if ["--nbd-connections", "--nbd-reconnect-timeout"].contains(name) {
                 options.nbdOptionsGiven.append(name)
             }
+            if ["--ceph-conf", "--ceph-id"].contains(name) {
+                options.cephOptionsGiven.append(name)
+            }
             switch name {
             case "--socket-path": options.socketPath = try value()
             case "--fd": options.inheritedDescriptor = try number(Int32.self)
             case "--print-capabilities": try flag(); options.printCapabilities = true
             case "--blk-file": options.blockFile = try value()
             case "--blk-nbd": options.nbdURI = try value()
+            case "--blk-rbd":
+                let text = try value()
+                do {
+                    options.rbdImage = try RBDImageName(parsing: text)
+                } catch {
+                    throw UsageError("--blk-rbd '\(text)' is not POOL/IMAGE or POOL/IMAGE@SNAPSHOT")
+                }
+            case "--ceph-conf": options.cephConfiguration = try value()
+            case "--ceph-id": options.cephIdentity = try value()
             case "--nbd-reconnect-timeout": options.nbdReconnectTimeoutSeconds = try number(Int.self)
             case "--nbd-connections": options.nbdConnections = try number(Int.self)
             case "--null-size":
@@ -214,19 +238,23 @@ struct DaemonOptions: Equatable {
         if (socketPath == nil) == (inheritedDescriptor == nil) {
             throw UsageError("exactly one of --socket-path and --fd is required")
         }
-        if [blockFile != nil, nullSize != nil, nbdURI != nil].filter({ $0 }).count != 1 {
-            throw UsageError("exactly one of --blk-file, --null-size and --blk-nbd is required")
+        if [blockFile != nil, nullSize != nil, nbdURI != nil, rbdImage != nil].filter({ $0 }).count != 1 {
+            throw UsageError("exactly one of --blk-file, --null-size, --blk-nbd and --blk-rbd is required")
         }
-        if nbdURI != nil, let given = fileOptionsGiven.first {
-            throw UsageError("\(given) applies to --blk-file and --null-size, not to --blk-nbd")
+        let network = nbdURI != nil ? "--blk-nbd" : (rbdImage != nil ? "--blk-rbd" : nil)
+        if let network, let given = fileOptionsGiven.first {
+            throw UsageError("\(given) applies to --blk-file and --null-size, not to \(network)")
         }
         if nbdURI == nil, let given = nbdOptionsGiven.first {
             throw UsageError("\(given) applies to --blk-nbd")
         }
-        if nbdURI != nil, sandbox {
-            // Reconnecting opens sockets (and a Unix socket's path, a TLS key file) that the
-            // sandbox's empty root and system-call list take away.
-            throw UsageError("--sandbox does not work with --blk-nbd yet: reconnecting to the server needs the file system and socket calls it removes")
+        if rbdImage == nil, let given = cephOptionsGiven.first {
+            throw UsageError("\(given) applies to --blk-rbd")
+        }
+        if let network, sandbox {
+            // Reconnecting opens sockets (and a Unix socket's path, a TLS key file, ceph.conf)
+            // that the sandbox's empty root and system-call list take away.
+            throw UsageError("--sandbox does not work with \(network) yet: talking to the servers needs the file system and socket calls it removes")
         }
         if !(1...NBDDisk.maximumConnectionsPerQueue).contains(nbdConnections) {
             throw UsageError("--nbd-connections must be between 1 and \(NBDDisk.maximumConnectionsPerQueue)")

@@ -40,7 +40,11 @@ struct VhostUserBlkDaemon {
         Self.prepareSignals()
         let image: BlockImage
         do {
-            if let nbdURI = options.nbdURI {
+            if let rbdImage = options.rbdImage {
+                let disk = try RBDDisk(name: rbdImage, configuration: options.cephConfiguration, identity: options.cephIdentity,
+                                       readOnly: options.readOnly, logger: logger)
+                image = try BlockImage(storage: disk, readOnly: options.readOnly)
+            } else if let nbdURI = options.nbdURI {
                 let disk = try NBDDisk(uri: nbdURI, reconnectTimeoutMilliseconds: options.nbdReconnectTimeoutSeconds * 1_000,
                                        connectionsPerQueue: options.nbdConnections, logger: logger)
                 image = try BlockImage(storage: disk, readOnly: options.readOnly)
@@ -131,6 +135,9 @@ struct VhostUserBlkDaemon {
 
         let notAFile = image.isNull || image.storage != nil
         var formatMetadata: Logger.Metadata = ["format": "\(notAFile ? "n/a" : options.format.description)"]
+        if let disk = image.storage as? RBDDisk {
+            formatMetadata["rbd"] = "\(disk.imageName), read-only \(disk.readOnly)"
+        }
         if let disk = image.storage as? NBDDisk {
             formatMetadata["nbd"] = "multi-conn \(disk.multiConnection), structured replies \(disk.structuredReplies), flush \(disk.capabilities.flush), trim \(disk.capabilities.discard), zero \(disk.capabilities.writeZeroes), read-only \(disk.readOnly)"
             formatMetadata["nbd-reconnect-timeout-s"] = "\(options.nbdReconnectTimeoutSeconds)"
