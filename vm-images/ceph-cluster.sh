@@ -75,7 +75,8 @@ EOF
 	monmaptool --create --enable-all-features --set-min-mon-release 16 --fsid "$fsid" \
 		--addv a "[v2:127.0.0.1:$v2,v1:127.0.0.1:$v1]" "$dir/monmap" >/dev/null
 	ceph-mon -c "$conf" -i a --mkfs --monmap "$dir/monmap" --keyring "$keyring"
-	ceph-mon -c "$conf" -i a
+	# The daemons fork into the background: none may keep the caller's stdout or stderr open.
+	ceph-mon -c "$conf" -i a </dev/null >/dev/null 2>&1
 	local uuid osd_key
 	uuid=$(cat /proc/sys/kernel/random/uuid)
 	osd_key=$(ceph-authtool --gen-print-key)
@@ -83,8 +84,8 @@ EOF
 	ceph -c "$conf" osd new "$uuid" -i "$dir/osd.json" >/dev/null
 	ceph-authtool "$dir/osd.0/keyring" --create-keyring --name osd.0 --add-key "$osd_key" >/dev/null
 	ceph-osd -c "$conf" -i 0 --mkfs --osd-uuid "$uuid" --keyring "$dir/osd.0/keyring" >/dev/null 2>&1
-	ceph-osd -c "$conf" -i 0 --keyring "$dir/osd.0/keyring" 2>/dev/null
-	ceph-mgr -c "$conf" -i x --keyring "$keyring" 2>/dev/null || true
+	ceph-osd -c "$conf" -i 0 --keyring "$dir/osd.0/keyring" </dev/null >/dev/null 2>&1
+	ceph-mgr -c "$conf" -i x --keyring "$keyring" </dev/null >/dev/null 2>&1 || true
 	ceph -c "$conf" osd pool create rbd 8 8 replicated >/dev/null 2>&1
 	rbd -c "$conf" pool init rbd
 	echo "$conf"
