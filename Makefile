@@ -5,7 +5,7 @@
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 
-APT_PACKAGES := pkg-config libglib2.0-dev libcap-ng-dev liburing-dev fio python3-seccomp qemu-system-x86 qemu-utils cpio socat busybox-static gcc libc6-dev debootstrap zlib1g-dev libzstd-dev libnbd-dev nbdkit
+APT_PACKAGES := pkg-config libglib2.0-dev libcap-ng-dev liburing-dev fio python3-seccomp qemu-system-x86 qemu-utils cpio socat busybox-static gcc libc6-dev debootstrap zlib1g-dev libzstd-dev libnbd-dev nbdkit librbd-dev ceph-mon ceph-osd ceph-mgr ceph-common qemu-block-extra
 SWIFT_TEST_FLAGS ?=
 
 .PHONY: setup guest qemu build release demo test unit-test guest-test sanitize bench clean
@@ -41,7 +41,7 @@ demo: release guest
 
 # Unit and integration tests first, then the QEMU guests and the libblkio front end on their
 # own (they need the daemon binary, and run side by side, one per core, against every QEMU build).
-GUEST_SUITES := EndToEndTests\.(GuestDiskTests|LibblkioTests|Qcow2EndToEndTests|MigrationTests)
+GUEST_SUITES := EndToEndTests\.(GuestDiskTests|LibblkioTests|Qcow2EndToEndTests|MigrationTests|RBDDaemonTests)
 # The programs the tests start, from the build under test (flags in $(1)): tests never guess
 # them (VhostTestSupport's TestBinary), so a sanitized run tests its own binaries.
 test_binaries = VHOST_USER_BLK_BIN="$$(swift build $(1) --show-bin-path)/vhost-user-blk" \

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Our daemon against qemu-storage-daemon on the same NBD server: each serves the export as
+# Our daemon against qemu-storage-daemon on the same NBD server or RBD image: each serves it as
 # vhost-user-blk in turn, the bench front end drives it (4 KiB random reads and writes at QD1
 # and QD32, one queue), repeated alternately; prints every run's IOPS, the medians and the
 # ratios. Then the concurrency figure: nbdkit's delay filter at 1 ms per request, QD32.
@@ -13,11 +13,13 @@ log_name=network-figures
 usage() {
 	cat <<EOF
 usage: $(basename "$0") --daemon PATH --bench PATH [--repetitions N] [--runtime SECONDS]
-           [--server nbdkit|qemu-nbd]
+           [--server nbdkit|qemu-nbd|rbd]
 
 Starts an NBD server on a Unix socket (nbdkit's memory plugin, 256 MiB, by default; or
-qemu-nbd on a 256 MiB file in /var/tmp), fills the span the runs touch, then serves it
-with PATH (--blk-nbd) and with qemu-storage-daemon (--blockdev driver=nbd) alternately,
+qemu-nbd on a 256 MiB file in /var/tmp), or a throwaway Ceph cluster with a 256 MiB RBD
+image (rbd: vm-images/ceph-cluster.sh, memstore), fills the span the runs touch, then
+serves it with PATH (--blk-nbd / --blk-rbd) and with qemu-storage-daemon (--blockdev
+driver=nbd / driver=rbd) alternately,
 --repetitions times each (default 3) of --runtime seconds (default 5) per workload.
 EOF
 }
@@ -43,6 +45,7 @@ cleanup() {
 	[ -z "$backend_pid" ] || kill "$backend_pid" 2>/dev/null || true
 	[ -z "$server_pid" ] || kill "$server_pid" 2>/dev/null || true
 	wait 2>/dev/null || true
+	[ "$server" != rbd ] || "$here/ceph-cluster.sh" stop "$work/ceph"
 	rm -rf "$work"
 }
 trap cleanup EXIT
@@ -61,7 +64,11 @@ start_server() {
 	done
 	[ -z "$server_pid" ] || { kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; }
 	rm -f "$nbd_socket"
-	if [ "$server" = qemu-nbd ]; then
+	if [ "$server" = rbd ]; then
+		ceph_conf=$("$here/ceph-cluster.sh" start "$work/ceph")
+		rbd -c "$ceph_conf" create --size 256M rbd/bench
+		return
+	elif [ "$server" = qemu-nbd ]; then
 		truncate -s 256M "$work/disk.img"
 		qemu-nbd --persistent --shared=2 --format=raw --cache=writeback --socket="$nbd_socket" "$work/disk.img" &
 	else
@@ -75,8 +82,13 @@ start_server() {
 start_backend() {
 	local socket="$work/v.sock" waited=0
 	rm -f "$socket"
-	if [ "$1" = ours ]; then
+	if [ "$1" = ours ] && [ "$server" = rbd ]; then
+		"$daemon" --socket-path="$socket" --blk-rbd=rbd/bench --ceph-conf="$ceph_conf" --log-level=error &
+	elif [ "$1" = ours ]; then
 		"$daemon" --socket-path="$socket" --blk-nbd="nbd+unix:///?socket=$nbd_socket" --log-level=error &
+	elif [ "$server" = rbd ]; then
+		qemu-storage-daemon --blockdev "driver=rbd,node-name=disk,pool=rbd,image=bench,conf=$ceph_conf" \
+			--export "type=vhost-user-blk,id=export,node-name=disk,addr.type=unix,addr.path=$socket,writable=on" &
 	else
 		qemu-storage-daemon --blockdev "driver=nbd,node-name=disk,server.type=unix,server.path=$nbd_socket" \
 			--export "type=vhost-user-blk,id=export,node-name=disk,addr.type=unix,addr.path=$socket,writable=on" &
