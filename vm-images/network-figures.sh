@@ -75,7 +75,12 @@ start_server() {
 		nbdkit --foreground --unix "$nbd_socket" "${filters[@]}" memory size=256M "${plugin_parameters[@]}" &
 	fi
 	server_pid=$!
-	until [ -S "$nbd_socket" ]; do sleep 0.05; done
+	local waited=0
+	until [ -S "$nbd_socket" ]; do
+		kill -0 "$server_pid" 2>/dev/null && [ "$waited" -lt 200 ] || die "the NBD server did not start listening"
+		sleep 0.05
+		waited=$((waited + 1))
+	done
 }
 
 # start_backend ours|qsd: serves the export on $work/v.sock.
