@@ -175,23 +175,13 @@ final class NBDQueue: BlockStorageQueue {
         for step in 0..<connections.count {
             let index = (cursor + step) % connections.count
             let connection = connections[index]
-            var sent = connection.withHandle { handle, generation in
-                guard let handle else { return false }
-                command.pointee.connection = index
-                NBDCommand.issue(command, on: handle, generation: generation)
-                return true
-            }
+            var sent = issue(command, on: index)
             if !sent, connections.count > 1, MonotonicDeadline.now() >= nextRepair {
                 nextRepair = MonotonicDeadline.now() &+ Self.retryIntervalNanoseconds
                 if connection.reconnect(timeoutMilliseconds: Self.repairTimeoutMilliseconds) == nil {
                     logger.info("a lost NBD connection is back", metadata: ["uri": "\(connection.uri)"])
                     watchSockets()
-                    sent = connection.withHandle { handle, generation in
-                        guard let handle else { return false }
-                        command.pointee.connection = index
-                        NBDCommand.issue(command, on: handle, generation: generation)
-                        return true
-                    }
+                    sent = issue(command, on: index)
                 }
             }
             if sent {
@@ -200,6 +190,16 @@ final class NBDQueue: BlockStorageQueue {
             }
         }
         wait(tag)
+    }
+
+    /// Issues the request on connection `index` if it is alive.
+    private func issue(_ command: UnsafeMutablePointer<NBDCommand>, on index: Int) -> Bool {
+        connections[index].withHandle { handle, generation in
+            guard let handle else { return false }
+            command.pointee.connection = index
+            NBDCommand.issue(command, on: handle, generation: generation)
+            return true
+        }
     }
 
     private func wait(_ tag: UInt64) {
