@@ -75,6 +75,18 @@ extension BackEndIntegration {
             return pages.union(DirtyLogView.pages(used, SplitRing.usedRingByteCount(queueSize: guest.queueSize)))
         }
 
+        /// Whether the log holds `expected` and nothing else but used-ring pages: a worker that goes
+        /// to sleep after the completion the test waited for writes avail_event into its used
+        /// ring and marks it then, so another queue's used ring may be marked after a `clear`.
+        static func marksExactly(_ log: DirtyLogView, _ expected: Set<UInt64>, guest: BlockGuest) -> Bool {
+            let usedRings = guest.queues.reduce(into: Set<UInt64>()) { pages, queue in
+                pages.formUnion(DirtyLogView.pages(queue.guestPhysicalAddresses.usedRing.rawValue,
+                                                   SplitRing.usedRingByteCount(queueSize: guest.queueSize)))
+            }
+            let marked = log.markedPages(becoming: expected)
+            return marked.isSuperset(of: expected) && marked.subtracting(expected).isSubset(of: usedRings)
+        }
+
         /// A front end with the two-region guest started on every ring.
         static func start(_ backEnd: InProcessBackEnd) throws -> (FrontEndSession, BlockGuest, VirtioFeatures) {
             let started = try StartedFrontEnd.start(backEnd, regions: BlockGuest.twoAdjacentRegions)
@@ -122,13 +134,13 @@ extension BackEndIntegration {
             // A read of 3 pages plus a bit into a fresh buffer: its pages, its status, the used ring.
             let read = try guest.submit(queue: 1, type: BlockGuest.RequestType.read.rawValue, sector: 8, inLength: 3 * 4096 + 512)
             #expect(try guest.complete([read])[0].status == BlockGuest.statusOK)
-            #expect(log.markedPages(becoming: Self.expectedPages(read, guest: guest)) == Self.expectedPages(read, guest: guest))
+            #expect(Self.marksExactly(log, Self.expectedPages(read, guest: guest), guest: guest), "\(log.markedPages)")
             // A write: only its status byte (the device reads its data) and the used ring.
             log.clear()
             let write = try guest.submit(queue: 0, type: BlockGuest.RequestType.write.rawValue, sector: 64,
                                          outData: pattern(count: 8 * 4096, seed: 2))
             #expect(try guest.complete([write])[0].status == BlockGuest.statusOK)
-            #expect(log.markedPages(becoming: Self.expectedPages(write, guest: guest)) == Self.expectedPages(write, guest: guest))
+            #expect(Self.marksExactly(log, Self.expectedPages(write, guest: guest), guest: guest), "\(log.markedPages)")
             // Reads completed later through the engine (many in flight), and GET_ID (copied).
             log.clear()
             let reads = try (0..<8).map { index in
@@ -139,7 +151,7 @@ extension BackEndIntegration {
             let identifier = try guest.submit(queue: 0, type: BlockGuest.RequestType.getIdentifier.rawValue, sector: 0, inLength: 20)
             #expect(try guest.complete([identifier])[0].status == BlockGuest.statusOK)
             let expected = (reads + [identifier]).reduce(into: Set<UInt64>()) { $0.formUnion(Self.expectedPages($1, guest: guest)) }
-            #expect(log.markedPages(becoming: expected) == expected)
+            #expect(Self.marksExactly(log, expected, guest: guest), "\(log.markedPages)")
 
             // Logging off again (migration over or cancelled): nothing more is marked.
             try Self.startLogging(session, guest: guest, features: features, on: false)
@@ -170,7 +182,7 @@ extension BackEndIntegration {
             let read = try guest.submit(queue: 0, type: BlockGuest.RequestType.read.rawValue, sector: 0,
                                         inLength: 4096, inAddress: far)
             #expect(try guest.complete([read])[0].status == BlockGuest.statusOK)
-            #expect(large.markedPages(becoming: Self.expectedPages(read, guest: guest)) == Self.expectedPages(read, guest: guest))
+            #expect(Self.marksExactly(large, Self.expectedPages(read, guest: guest), guest: guest), "\(large.markedPages)")
             #expect(small.settledMarkedPages.isEmpty)
         }
 
@@ -183,7 +195,7 @@ extension BackEndIntegration {
             let read = try scene.guest.submit(queue: 0, type: BlockGuest.RequestType.read.rawValue, sector: 0,
                                               inLength: 2 * 4096)
             #expect(try scene.guest.complete([read])[0].status == BlockGuest.statusOK)
-            #expect(log.markedPages(becoming: Self.expectedPages(read, guest: scene.guest)) == Self.expectedPages(read, guest: scene.guest))
+            #expect(Self.marksExactly(log, Self.expectedPages(read, guest: scene.guest), guest: scene.guest), "\(log.markedPages)")
         }
     }
 }
