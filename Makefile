@@ -41,7 +41,7 @@ demo: release guest
 
 # Unit and integration tests first, then the QEMU guests and the libblkio front end on their
 # own (they need the daemon binary, and run side by side, one per core, against every QEMU build).
-GUEST_SUITES := EndToEndTests\.(GuestDiskTests|LibblkioTests|Qcow2EndToEndTests|MigrationTests|RBDDaemonTests)
+GUEST_SUITES := EndToEndTests\.(GuestDiskTests|LibblkioTests|Qcow2EndToEndTests|MigrationTests|RBDDaemonTests|NBDGuestTests)
 # The guest tests that mostly wait (storage slowed to 100 ms a request, the daemon killed and
 # QEMU reconnecting once a second: a fifth of a core each, measured in docs/testing.md) run in a
 # second test process beside the other guests: each process's pool runs two tests at a time,
