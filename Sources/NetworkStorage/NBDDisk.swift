@@ -20,6 +20,8 @@ public final class NBDDisk: BlockStorage {
     /// Structured replies were negotiated (reads answered in chunks, errors per chunk).
     public let structuredReplies: Bool
     let reconnectTimeoutMilliseconds: Int
+    /// How long a request may go unanswered before its connection is dropped; 0: never.
+    let requestTimeoutMilliseconds: Int
     /// Connections each queue opens when the server offers multi-conn (`--nbd-connections`).
     public let connectionsPerQueue: Int
     private let logger: Logger
@@ -29,6 +31,9 @@ public final class NBDDisk: BlockStorage {
 
     /// How long a connection attempt at start may take.
     public static let connectTimeoutMilliseconds = 10_000
+    /// How long a queue's extra connection (multi-conn) may take to open: the queue serves
+    /// with fewer, so a server that hangs must not hold its start for long.
+    static let extraConnectTimeoutMilliseconds = 2_000
     /// nbdcopy's default: nbdkit gives each connection 16 threads, so four let a queue of 32
     /// or more requests keep all of them at the server.
     public static let defaultConnectionsPerQueue = 4
@@ -40,11 +45,14 @@ public final class NBDDisk: BlockStorage {
     /// - Parameters:
     ///   - reconnectTimeoutMilliseconds: how long requests wait for a lost connection to come
     ///     back before they fail (`--nbd-reconnect-timeout`).
+    ///   - requestTimeoutMilliseconds: how long a request may go unanswered before its
+    ///     connection is taken for lost (`--nbd-request-timeout`; 0: never).
     ///   - connectionsPerQueue: with multi-conn, the connections each queue opens (1 to
     ///     `maximumConnectionsPerQueue`).
-    public init(uri: String, reconnectTimeoutMilliseconds: Int, connectionsPerQueue: Int = defaultConnectionsPerQueue,
-                logger: Logger) throws(NetworkStorageError) {
+    public init(uri: String, reconnectTimeoutMilliseconds: Int, requestTimeoutMilliseconds: Int = 0,
+                connectionsPerQueue: Int = defaultConnectionsPerQueue, logger: Logger) throws(NetworkStorageError) {
         self.uri = uri
+        self.requestTimeoutMilliseconds = max(requestTimeoutMilliseconds, 0)
         self.connectionsPerQueue = min(max(connectionsPerQueue, 1), Self.maximumConnectionsPerQueue)
         self.reconnectTimeoutMilliseconds = reconnectTimeoutMilliseconds
         self.logger = logger
@@ -83,7 +91,7 @@ public final class NBDDisk: BlockStorage {
             while connections.count < connectionsPerQueue {
                 do {
                     let opened = try NBDHandle()
-                    try opened.connect(uri: uri, timeoutMilliseconds: Self.connectTimeoutMilliseconds)
+                    try opened.connect(uri: uri, timeoutMilliseconds: Self.extraConnectTimeoutMilliseconds)
                     connections.append(NBDConnection(uri: uri, handle: opened, isShared: false))
                 } catch {
                     logger.warning("a queue opens fewer NBD connections than asked", metadata: [
@@ -95,7 +103,7 @@ public final class NBDDisk: BlockStorage {
         }
         do {
             return try NBDQueue(connections: connections, depth: depth, reconnectTimeoutMilliseconds: reconnectTimeoutMilliseconds,
-                                logger: logger, release: release)
+                                requestTimeoutMilliseconds: requestTimeoutMilliseconds, logger: logger, release: release)
         } catch {
             release?()
             logger.error("a queue's NBD poller cannot be set up", metadata: ["queue": "\(index)", "error": "\(error)"])

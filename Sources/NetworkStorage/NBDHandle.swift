@@ -60,6 +60,13 @@ final class NBDHandle {
 
     var descriptor: Int32 { nbd_aio_get_fd(raw) }
 
+    /// Ends the connection under libnbd: its next read finds the end of the stream, and it
+    /// fails what is in flight (each command's callback with an error), as when a server dies.
+    func dropConnection() {
+        let socket = nbd_aio_get_fd(raw)
+        if socket >= 0 { _ = Glibc.shutdown(socket, Int32(SHUT_RDWR)) }
+    }
+
     /// Whether libnbd waits to read, to write, or both.
     var wantsToWrite: Bool { nbd_aio_get_direction(raw) & UInt32(LIBNBD_AIO_DIRECTION_WRITE) != 0 }
 

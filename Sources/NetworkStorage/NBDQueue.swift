@@ -19,9 +19,15 @@ import VhostSystem
 /// requests fail at once until a reconnection (tried at most every second) succeeds. Only
 /// requests that got no answer are sent again; each request completes once. A connection lost
 /// while others are up is repaired when a request would have used it, at most once a second.
+/// A connection whose server leaves a request unanswered for the request timeout (a server
+/// stopped, or a network dropping packets: the socket stays open) is dropped and taken for
+/// lost; the queue looks for such requests at most once a second while any is at a server. A
+/// request unanswered twice (a server that is up but slower than the timeout) fails with EIO.
 final class NBDQueue: BlockStorageQueue {
     private let connections: [NBDConnection]
     private let reconnectTimeoutMilliseconds: Int
+    /// 0: requests may wait for their answers for ever.
+    private let requestTimeoutNanoseconds: UInt64
     private let logger: Logger
     private let commands: UnsafeMutablePointer<NBDCommand>
     private let depth: Int
@@ -41,6 +47,16 @@ final class NBDQueue: BlockStorageQueue {
     private var nextRepair: UInt64 = 0
     /// The connection the next request goes to.
     private var cursor = 0
+    /// Per tag: when its commands went to a connection (monotonic nanoseconds); 0 while the
+    /// tag is not at a server. `atServer` counts the others.
+    private let issuedAt: UnsafeMutablePointer<UInt64>
+    private var atServer = 0
+    /// Per tag: how often its connection was dropped for leaving it unanswered.
+    private let timeouts: UnsafeMutablePointer<UInt8>
+    /// When the requests at servers are next looked at for unanswered ones.
+    private var nextStallCheck: UInt64 = 0
+    /// What the timer is armed for (0: nothing, or it expired).
+    private var timerDeadline: UInt64 = 0
     /// The socket the poller watches per connection: its descriptor, the connection's
     /// generation, and whether for writing too.
     private var watched: [(descriptor: Int32, generation: UInt64, writable: Bool)?]
@@ -51,15 +67,18 @@ final class NBDQueue: BlockStorageQueue {
     private static let attemptIntervalNanoseconds: UInt64 = 200_000_000
     /// A repair while other connections serve may hold the queue this long at most.
     private static let repairTimeoutMilliseconds = 200
+    /// A request whose connection was dropped this often for it fails instead of being sent again.
+    private static let timeoutsBeforeFailing: UInt8 = 2
     private static let inboxToken: UInt64 = 0
     private static let timerToken: UInt64 = 1
     /// Socket `i`'s token is `firstSocketToken + i`.
     private static let firstSocketToken: UInt64 = 16
 
-    init(connections: [NBDConnection], depth: Int, reconnectTimeoutMilliseconds: Int, logger: Logger,
-         release: (@Sendable () -> Void)?) throws(SystemError) {
+    init(connections: [NBDConnection], depth: Int, reconnectTimeoutMilliseconds: Int, requestTimeoutMilliseconds: Int = 0,
+         logger: Logger, release: (@Sendable () -> Void)?) throws(SystemError) {
         self.connections = Array(connections.prefix(NBDDisk.maximumConnectionsPerQueue))
         self.reconnectTimeoutMilliseconds = reconnectTimeoutMilliseconds
+        requestTimeoutNanoseconds = UInt64(clamping: max(requestTimeoutMilliseconds, 0)) &* 1_000_000
         self.logger = logger
         self.release = release
         let slots = max(depth, 1)
@@ -67,6 +86,10 @@ final class NBDQueue: BlockStorageQueue {
         inbox = try CompletionInbox(capacity: slots)
         commands = .allocate(capacity: slots)
         commands.initialize(repeating: NBDCommand(), count: slots)
+        issuedAt = .allocate(capacity: slots)
+        issuedAt.initialize(repeating: 0, count: slots)
+        timeouts = .allocate(capacity: slots)
+        timeouts.initialize(repeating: 0, count: slots)
         let inboxAddress = Unmanaged.passUnretained(inbox).toOpaque()
         let signals = connections.contains { $0.isShared }
         for index in 0..<slots {
@@ -88,6 +111,8 @@ final class NBDQueue: BlockStorageQueue {
 
     deinit {
         commands.deallocate()  // NBDCommand is trivial
+        issuedAt.deallocate()
+        timeouts.deallocate()
         release?()
     }
 
@@ -126,6 +151,11 @@ final class NBDQueue: BlockStorageQueue {
 
     func prepareToSleep() -> Bool {
         watchSockets()
+        // Requests at a server and no retry under way: wake for the next look at them.
+        if requestTimeoutNanoseconds > 0, atServer > 0, waiting.isEmpty {
+            if nextStallCheck == 0 { nextStallCheck = MonotonicDeadline.now() &+ stallCheckInterval }
+            if timerDeadline != nextStallCheck { armTimer(at: nextStallCheck) }
+        }
         return hasCompletions
     }
 
@@ -133,16 +163,29 @@ final class NBDQueue: BlockStorageQueue {
         let before = completions.count
         drive()
         while let tag = inbox.pop() {
+            if issuedAt[Int(tag)] != 0 {
+                issuedAt[Int(tag)] = 0
+                atServer -= 1
+            }
             let command = commands[Int(tag)]
             if command.error == 0 {
                 completions.append(tag: tag, result: 0)
             } else if !command.final, connections[command.connection].lostConnection(since: command.generation) {
-                wait(tag)
+                // Sent again after a reconnection, unless it already went unanswered twice.
+                if timeouts[Int(tag)] >= Self.timeoutsBeforeFailing {
+                    completions.append(tag: tag, result: -EIO)
+                } else {
+                    wait(tag)
+                }
             } else {
                 completions.append(tag: tag, result: -command.error)
             }
         }
         if !waiting.isEmpty { retryWaiting(into: completions) }
+        if requestTimeoutNanoseconds > 0, atServer > 0 {
+            let now = MonotonicDeadline.now()
+            if now >= nextStallCheck { dropStalledConnections(now: now) }
+        }
         watchSockets()
         return completions.count - before
     }
@@ -160,6 +203,7 @@ final class NBDQueue: BlockStorageQueue {
         commands[index].length = length
         commands[index].unmap = unmap
         commands[index].final = false
+        timeouts[index] = 0
         if !waiting.isEmpty {
             // Keep order with the requests already waiting for a connection.
             wait(tag)
@@ -186,6 +230,8 @@ final class NBDQueue: BlockStorageQueue {
             }
             if sent {
                 cursor = (index + 1) % connections.count
+                if issuedAt[Int(tag)] == 0 { atServer += 1 }
+                issuedAt[Int(tag)] = MonotonicDeadline.now()
                 return
             }
         }
@@ -223,7 +269,7 @@ final class NBDQueue: BlockStorageQueue {
         }
         waiting.append(tag)
         // The reconnection is tried in `reap`: make sure it runs even if nothing else comes.
-        timer.arm(atMonotonicNanoseconds: nextAttempt)
+        armTimer(at: nextAttempt)
     }
 
     /// Completes the request with EIO through the inbox, without a retry.
@@ -262,7 +308,7 @@ final class NBDQueue: BlockStorageQueue {
             nextAttempt = MonotonicDeadline.now() &+ Self.retryIntervalNanoseconds
             return
         }
-        timer.arm(atMonotonicNanoseconds: min(nextAttempt, deadline))
+        armTimer(at: min(nextAttempt, deadline))
     }
 
     /// Whether a connection is up after trying, in turn, the lost ones (each attempt bounded by
@@ -281,6 +327,37 @@ final class NBDQueue: BlockStorageQueue {
         return false
     }
 
+    // MARK: - Unanswered requests
+
+    /// Drops each connection on which a request has waited for its answer longer than the
+    /// request timeout: libnbd then fails what is in flight there, and those requests wait for
+    /// a reconnection like those of a server that died.
+    private func dropStalledConnections(now: UInt64) {
+        nextStallCheck = now &+ stallCheckInterval
+        var stalled: UInt32 = 0
+        for index in 0..<depth where issuedAt[index] != 0 && now &- issuedAt[index] >= requestTimeoutNanoseconds {
+            let connection = commands[index].connection
+            if connection < connections.count { stalled |= 1 << UInt32(connection) }
+            timeouts[index] = min(timeouts[index], Self.timeoutsBeforeFailing) &+ 1
+            issuedAt[index] = 0
+            atServer -= 1
+        }
+        guard stalled != 0 else { return }
+        for (index, connection) in connections.enumerated() where stalled & (1 << UInt32(index)) != 0 {
+            logger.warning("the NBD server left a request unanswered past the request timeout; the connection is dropped",
+                           metadata: ["uri": "\(connection.uri)", "timeout-ms": "\(requestTimeoutNanoseconds / 1_000_000)"])
+            connection.withHandle { handle, _ in handle?.dropConnection() }
+        }
+    }
+
+    /// A request is found unanswered between the request timeout and this much later.
+    private var stallCheckInterval: UInt64 { min(requestTimeoutNanoseconds, Self.retryIntervalNanoseconds) }
+
+    private func armTimer(at deadline: UInt64) {
+        timer.arm(atMonotonicNanoseconds: deadline)
+        timerDeadline = deadline
+    }
+
     // MARK: - The poller
 
     /// Reads answers (and writes what waits) on the sockets that are ready; drains the inbox's
@@ -294,6 +371,7 @@ final class NBDQueue: BlockStorageQueue {
                 _ = try? inbox.wakeup.drain()
             case Self.timerToken:
                 timer.drain()
+                timerDeadline = 0
             case let token:
                 let connection = token &- Self.firstSocketToken
                 guard connection < UInt64(connections.count) else { continue }

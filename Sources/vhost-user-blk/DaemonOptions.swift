@@ -28,6 +28,8 @@ struct DaemonOptions: Equatable {
     var nbdConnections = NBDDisk.defaultConnectionsPerQueue
     /// `--nbd-reconnect-timeout` in seconds.
     var nbdReconnectTimeoutSeconds = DaemonOptions.defaultNBDReconnectTimeoutSeconds
+    /// `--nbd-request-timeout` in seconds (0: none).
+    var nbdRequestTimeoutSeconds = DaemonOptions.defaultNBDRequestTimeoutSeconds
     /// Options that apply to files only, as given (their defaults are not errors with a network disk).
     var fileOptionsGiven: [String] = []
     /// Options that apply to NBD exports only, and to RBD images only, as given.
@@ -53,6 +55,10 @@ struct DaemonOptions: Equatable {
     /// How long requests wait for a lost NBD server by default: long enough for a server's
     /// restart, short enough that the guest sees an error well before its own 30 s timeout.
     static let defaultNBDReconnectTimeoutSeconds = 10
+    /// How long a request may go unanswered before its connection is taken for dead: Linux's
+    /// NBD driver's default. A server that hangs but keeps the socket open (stopped, or behind
+    /// a network that drops packets) would otherwise hold its requests for as long as TCP does.
+    static let defaultNBDRequestTimeoutSeconds = 30
 
     static let usage = """
         usage: vhost-user-blk (--socket-path=PATH | --fd=FD) (--blk-file=PATH | --null-size=SIZE | --blk-nbd=URI
@@ -86,6 +92,10 @@ struct DaemonOptions: Equatable {
           --nbd-reconnect-timeout=SECONDS
                                   how long requests wait for a lost NBD server to come back
                                   before they fail with an I/O error (0-3600, default 10)
+          --nbd-request-timeout=SECONDS
+                                  a connection with a request unanswered this long is
+                                  dropped and its requests sent again once reconnected
+                                  (0: never; 0-3600, default 30)
           --read-only             offer a read-only disk (VIRTIO_BLK_F_RO); writes fail
           --num-queues=N          most request queues a front end may use (default 1024, the
                                   most a virtio-pci device has; QEMU asks for one per vCPU)
@@ -151,7 +161,7 @@ struct DaemonOptions: Equatable {
             if ["--format", "--l2-cache-size", "--cache", "--aio", "--io-delay-us"].contains(name) {
                 options.fileOptionsGiven.append(name)
             }
-            if ["--nbd-connections", "--nbd-reconnect-timeout"].contains(name) {
+            if ["--nbd-connections", "--nbd-reconnect-timeout", "--nbd-request-timeout"].contains(name) {
                 options.nbdOptionsGiven.append(name)
             }
             if ["--ceph-conf", "--ceph-id"].contains(name) {
@@ -174,6 +184,7 @@ struct DaemonOptions: Equatable {
             case "--ceph-id": options.cephIdentity = try value()
             case "--nbd-reconnect-timeout": options.nbdReconnectTimeoutSeconds = try number(Int.self)
             case "--nbd-connections": options.nbdConnections = try number(Int.self)
+            case "--nbd-request-timeout": options.nbdRequestTimeoutSeconds = try number(Int.self)
             case "--null-size":
                 let text = try value()
                 guard let bytes = ByteSize.parse(text) else {
@@ -261,6 +272,9 @@ struct DaemonOptions: Equatable {
         }
         if !(0...3600).contains(nbdReconnectTimeoutSeconds) {
             throw UsageError("--nbd-reconnect-timeout must be between 0 and 3600 seconds")
+        }
+        if !(0...3600).contains(nbdRequestTimeoutSeconds) {
+            throw UsageError("--nbd-request-timeout must be between 0 and 3600 seconds")
         }
         if nullSize != nil, format != .raw {
             throw UsageError("--format applies to --blk-file; a null disk has no format")

@@ -46,6 +46,7 @@ struct VhostUserBlkDaemon {
                 image = try BlockImage(storage: disk, readOnly: options.readOnly)
             } else if let nbdURI = options.nbdURI {
                 let disk = try NBDDisk(uri: nbdURI, reconnectTimeoutMilliseconds: options.nbdReconnectTimeoutSeconds * 1_000,
+                                       requestTimeoutMilliseconds: options.nbdRequestTimeoutSeconds * 1_000,
                                        connectionsPerQueue: options.nbdConnections, logger: logger)
                 image = try BlockImage(storage: disk, readOnly: options.readOnly)
             } else if let blockFile = options.blockFile {
@@ -141,6 +142,7 @@ struct VhostUserBlkDaemon {
         if let disk = image.storage as? NBDDisk {
             formatMetadata["nbd"] = "multi-conn \(disk.multiConnection), structured replies \(disk.structuredReplies), flush \(disk.capabilities.flush), trim \(disk.capabilities.discard), zero \(disk.capabilities.writeZeroes), read-only \(disk.readOnly)"
             formatMetadata["nbd-reconnect-timeout-s"] = "\(options.nbdReconnectTimeoutSeconds)"
+            formatMetadata["nbd-request-timeout-s"] = "\(options.nbdRequestTimeoutSeconds)"
             formatMetadata["nbd-connections-per-queue"] = "\(disk.multiConnection ? disk.connectionsPerQueue : 1) (\(disk.multiConnection ? "own" : "one shared by all queues"))"
         }
         if let qcow2 = image.qcow2 {

@@ -136,4 +136,63 @@ struct NBDDaemonTests {
         #expect(stopping < 5, "SIGTERM took \(stopping) s")
         #expect(daemon.process.terminationStatus == 0, "\(daemon.output)")
     }
+
+    @Test("a server that hangs with the connection open (SIGSTOP): I/O errors after the request and reconnect timeouts, the daemon stays up and serves again once it answers; SIGTERM while requests hang there ends the daemon")
+    func hungServerWhileServing() throws {
+        let scratch = try H.Scratch()
+        let file = scratch.path("disk.img")
+        try H.makeImage(at: file, size: 8 << 20)
+        // qemu-nbd: nbdkit 1.32 can abort when a client shuts down a connection it answers on.
+        let server = try NBDServer.qemuNBD(socketPath: scratch.path("nbd.sock"), file: file, shared: 4)
+        let daemon = try Daemon(scratch, ["--blk-nbd=\(server.uri())", "--nbd-request-timeout=1", "--nbd-reconnect-timeout=1"])
+        #expect(try Self.verify(daemon.socket, queues: 1, span: 1 << 20).clean)
+
+        server.pause()
+        var workload = Workload()
+        workload.queueDepth = 4
+        workload.limit = .requests(8)
+        let started = Date()
+        let failed = try BenchRunner(socketPath: daemon.socket, workload: workload).run()
+        let waited = Date().timeIntervalSince(started)
+        #expect(failed.ioErrors == 8, "\(failed)")
+        #expect(waited < 10, "the errors came after \(waited) s")
+        #expect(daemon.process.isRunning)
+        #expect(daemon.output.contains("unanswered past the request timeout"), "\(daemon.output)")
+
+        // Once nbdkit runs again, a reconnection (tried at most once a second, each bounded)
+        // succeeds within a few seconds however loaded the machine; then the data is all there.
+        server.resume()
+        var probe = Workload()
+        probe.limit = .requests(1)
+        var answered = false
+        for _ in 0..<20 where !answered {
+            usleep(500_000)
+            answered = try BenchRunner(socketPath: daemon.socket, workload: probe).run().ioErrors == 0
+        }
+        #expect(answered, "\(daemon.output)")
+        let served = try Self.verify(daemon.socket, queues: 1, span: 1 << 20, only: true)
+        #expect(served.clean, "\(served)\n\(daemon.output)")
+
+        // Hung again with requests at it when SIGTERM comes: they end with the timeouts, and so
+        // does the daemon.
+        server.pause()
+        defer { server.resume() }
+        let front = Process()
+        front.executableURL = URL(fileURLWithPath: try TestBinary.benchFrontEnd.path)
+        front.arguments = ["run", "--socket", daemon.socket, "--iodepth", "4", "--requests", "4", "--no-progress"]
+        front.standardOutput = FileHandle.nullDevice
+        front.standardError = FileHandle.nullDevice
+        try front.run()
+        defer {
+            if front.isRunning { front.terminate() }
+            front.waitUntilExit()
+        }
+        usleep(300_000)
+        let signalled = Date()
+        daemon.process.terminate()
+        daemon.process.waitUntilExit()
+        let stopping = Date().timeIntervalSince(signalled)
+        #expect(stopping < 8, "SIGTERM took \(stopping) s")
+        #expect(daemon.process.terminationStatus == 0, "\(daemon.output)")
+    }
 }

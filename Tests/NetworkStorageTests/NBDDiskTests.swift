@@ -252,6 +252,57 @@ struct NBDDiskTests {
         #expect(Self.completions(of: queue, count: 1) == [4: 0])
     }
 
+    /// qemu-nbd, not nbdkit: nbdkit 1.32 can abort (an assertion in raw_send_socket) when a
+    /// client shuts its connection down while several of its threads answer on it.
+    @Test("a server that hangs with the connection open (SIGSTOP): the connection is dropped after the request timeout, its requests fail with EIO after the reconnect timeout, and succeed once the server answers again")
+    func hungServerIsDroppedAfterTheRequestTimeout() throws {
+        let scratch = try Scratch()
+        let file = scratch.path("disk.img")
+        #expect(FileManager.default.createFile(atPath: file, contents: Data(count: 8 << 20)))
+        let server = try NBDServer.qemuNBD(socketPath: scratch.path("nbd.sock"), file: file, shared: 4)
+        let disk = try NBDDisk(uri: server.uri(), reconnectTimeoutMilliseconds: 1_000, requestTimeoutMilliseconds: 500,
+                               logger: Self.logger)
+        let queue = try #require(disk.makeQueue(index: 0, depth: 8))
+        let written = Buffer(4096)
+        written.fill(7)
+        #expect(queue.write(written.vector, count: 1, length: 4096, offset: 8192, tag: 0))
+        #expect(Self.completions(of: queue, count: 1) == [0: 0])
+
+        server.pause()
+        let start = Date()
+        let read = Buffer(4096)
+        #expect(queue.read(read.vector, count: 1, length: 4096, offset: 8192, tag: 1))
+        #expect(queue.write(written.vector, count: 1, length: 4096, offset: 16384, tag: 2))
+        queue.submit()
+        // Unanswered for the request timeout (0.5 s, looked at every 0.5 s), then waiting for a
+        // reconnection that cannot finish its handshake for the reconnect timeout (1 s).
+        let failed = Self.completions(of: queue, count: 2)
+        let waited = Date().timeIntervalSince(start)
+        #expect(failed == [1: -EIO, 2: -EIO])
+        #expect(waited >= 1.4 && waited < 6, "gave up after \(waited) s")
+
+        server.resume()
+        usleep(1_100_000)  // past the pause between attempts
+        #expect(queue.read(read.vector, count: 1, length: 4096, offset: 8192, tag: 3))
+        #expect(Self.completions(of: queue, count: 1) == [3: 0])
+        #expect(read.holds(7))
+    }
+
+    @Test("a read the server answers after 1.5 s: waited for without a request timeout or with 2 s; with 0.5 s its connection is dropped, it is sent again once, then fails with EIO")
+    func answerSlowerThanTheRequestTimeoutFailsAfterOneResend() throws {
+        let scratch = try Scratch()
+        let server = try NBDServer.nbdkit(socketPath: scratch.path("nbd.sock"), filters: ["delay"], plugin: "memory",
+                                          ["size=8M", "delay-read=1500ms"])
+        for (timeout, expected) in [(0, Int32(0)), (2_000, 0), (500, -EIO)] {
+            let disk = try NBDDisk(uri: server.uri(), reconnectTimeoutMilliseconds: 1_000, requestTimeoutMilliseconds: timeout,
+                                   logger: Self.logger)
+            let queue = try #require(disk.makeQueue(index: 0, depth: 8))
+            let read = Buffer(4096)
+            #expect(queue.read(read.vector, count: 1, length: 4096, offset: 0, tag: 5))
+            #expect(Self.completions(of: queue, count: 1) == [5: expected], "request timeout \(timeout) ms")
+        }
+    }
+
     @Test("without multi-conn (qemu-nbd serving one client) the queues share one connection and each gets its own answers")
     func queuesShareOneConnectionWithoutMultiConn() throws {
         let scratch = try Scratch()

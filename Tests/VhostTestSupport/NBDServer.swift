@@ -16,11 +16,13 @@ public final class NBDServer {
         public init(description: String) { self.description = description }
     }
 
-    /// nbdkit with `plugin` and its parameters, after `filters`, on `socketPath`.
+    /// nbdkit with `plugin` and its parameters, after `filters`, on `socketPath`. (Not with
+    /// --exit-with-parent: its parent-death signal follows the thread that started it, and a
+    /// test's thread may end first; deinit kills the server instead.)
     public static func nbdkit(socketPath: String, filters: [String] = [], plugin: String, _ parameters: [String] = [],
                               options: [String] = []) throws -> NBDServer {
         try NBDServer(socketPath: socketPath, program: "/usr/bin/nbdkit",
-                      arguments: ["--foreground", "--exit-with-parent", "--unix", socketPath] + options
+                      arguments: ["--foreground", "--unix", socketPath] + options
                           + filters.map { "--filter=\($0)" } + [plugin] + parameters)
     }
 
@@ -71,6 +73,16 @@ public final class NBDServer {
         }
         self.process = nil
         unlink(socketPath)
+    }
+
+    /// SIGSTOP: a server that hangs with its connections open (no answer, no end of stream).
+    public func pause() {
+        if let process, process.isRunning { Glibc.kill(process.processIdentifier, SIGSTOP) }
+    }
+
+    /// SIGCONT after `pause`.
+    public func resume() {
+        if let process, process.isRunning { Glibc.kill(process.processIdentifier, SIGCONT) }
     }
 
     private func accepts() -> Bool {
