@@ -47,9 +47,15 @@ GUEST_SUITES := EndToEndTests\.(GuestDiskTests|LibblkioTests|Qcow2EndToEndTests|
 # second test process beside the other guests: each process's pool runs two tests at a time,
 # and these would hold two of its threads idle for a third of the guest run.
 WAITING_GUEST_TESTS := guestDataSurvivesTheDaemonKilledAtRandomMoments|killedDuringAllocatingWritesLeavesAConsistentImage
+# The in-process back-end tests run one at a time (GLib's default main context is one per
+# process), mostly waiting on timeouts: in one process with the CPU-bound suites their chain
+# started only once the pool had room and was the unit run's tail (ASan: the last 89 s of
+# 273 s). They run in a process of their own beside the others.
+SERIAL_SUITES := VhostUserBackendTests\.BackEndIntegration
 # $(call beside,FIRST,SECOND): runs both commands at once, FIRST's output kept until both ended
-# (then shown); fails when either failed. (FIRST, a second `swift test --skip-build`, passes
-# --ignore-lock: SwiftPM otherwise holds it until SECOND ends, though neither builds.)
+# (then shown); fails when either failed. (Both `swift test --skip-build` runs pass
+# --ignore-lock: SwiftPM's lock on the build directory, taken by whichever starts first, would
+# hold the other until it ended, though neither builds.)
 beside = log="$$(mktemp)"; ( $(1) ) > "$$log" 2>&1 & first=$$!; status=0; $(2) || status=$$?; \
 	wait $$first || status=$$?; cat "$$log"; rm -f "$$log"; [ "$$status" = 0 ]
 # The programs the tests start, from the build under test (flags in $(1)): tests never guess
@@ -60,7 +66,8 @@ TRACED_SUITES := DataPathAllocationTests BlockRequestAllocationTests Translation
 UNTRACED := $(foreach suite,$(TRACED_SUITES),--skip $(suite)) --skip IOMMUBenchmark
 test: build guest qemu
 	swift build --build-tests
-	$(call test_binaries,) swift test --skip-build $(UNTRACED) --skip '$(GUEST_SUITES)' $(SWIFT_TEST_FLAGS)
+	$(call beside,$(call test_binaries,) swift test --skip-build --ignore-lock --filter '$(SERIAL_SUITES)' $(SWIFT_TEST_FLAGS),\
+	  $(call test_binaries,) swift test --skip-build --ignore-lock $(UNTRACED) --skip '$(GUEST_SUITES)' --skip '$(SERIAL_SUITES)' $(SWIFT_TEST_FLAGS))
 	@# The data path allocates nothing per request: the preloaded allocation counter watches it,
 	@# one suite per run; a suite that did not write its line to the log did not run, and fails.
 	for suite in $(TRACED_SUITES); do \
@@ -79,7 +86,7 @@ test: build guest qemu
 guest-test: build guest qemu
 	swift build --build-tests
 	$(call beside,$(call test_binaries,) swift test --skip-build --ignore-lock --filter '$(WAITING_GUEST_TESTS)' $(SWIFT_TEST_FLAGS),\
-	  $(call test_binaries,) swift test --skip-build --filter '$(GUEST_SUITES)' --skip '$(WAITING_GUEST_TESTS)' $(SWIFT_TEST_FLAGS))
+	  $(call test_binaries,) swift test --skip-build --ignore-lock --filter '$(GUEST_SUITES)' --skip '$(WAITING_GUEST_TESTS)' $(SWIFT_TEST_FLAGS))
 
 # The suite again under AddressSanitizer (+ LeakSanitizer) and ThreadSanitizer, each in its own
 # build directory; the sanitized daemon binary serves the QEMU guests (the newest QEMU build: the
@@ -114,9 +121,10 @@ sanitize: build guest qemu
 	  export $(call test_binaries,$$flags) VHOST_USER_QEMU_BUILDS=$(SANITIZED_QEMU_BUILDS) \
 	    LSAN_OPTIONS="suppressions=$(CURDIR)/.ci/lsan-suppressions.txt" \
 	    TSAN_OPTIONS="suppressions=$(CURDIR)/.ci/tsan-suppressions.txt halt_on_error=1"; \
-	  swift test --skip-build $$flags $(UNTRACED) --skip '$(GUEST_SUITES)' $$unit $(SWIFT_TEST_FLAGS); \
+	  $(call beside,swift test --skip-build --ignore-lock $$flags --filter '$(SERIAL_SUITES)' $(SWIFT_TEST_FLAGS),\
+	    swift test --skip-build --ignore-lock $$flags $(UNTRACED) --skip '$(GUEST_SUITES)' --skip '$(SERIAL_SUITES)' $$unit $(SWIFT_TEST_FLAGS)); \
 	  $(call beside,swift test --skip-build --ignore-lock $$flags --filter '$(WAITING_GUEST_TESTS)' $$skipped $(SWIFT_TEST_FLAGS),\
-	    swift test --skip-build $$flags --filter '$(GUEST_SUITES)' --skip '$(WAITING_GUEST_TESTS)' $$skipped $(SWIFT_TEST_FLAGS)); \
+	    swift test --skip-build --ignore-lock $$flags --filter '$(GUEST_SUITES)' --skip '$(WAITING_GUEST_TESTS)' $$skipped $(SWIFT_TEST_FLAGS)); \
 	done
 
 # Release builds of the daemon and the front end; issue 5's cases on both back ends, alternating,

@@ -3,7 +3,7 @@ import VhostUserFrontEnd
 import VhostUserProtocol
 import VirtioCore
 
-extension BackEndIntegration {
+extension DaemonBinaryTests {
     /// The daemon's limits on what one front end can make it hold (--max-mem-regions,
     /// --max-guest-memory; the IOTLB entry limit is IOMMUTests' "refusedUpdateAndCounts"): each
     /// refused with an error naming it, nothing mapped or leaked, the next front end served.

@@ -552,7 +552,12 @@ extension BackEndIntegration {
             let files = try HostileRowRunner.run(row, on: backEnd)
             #expect(files.leaks(socketPath: backEnd.socketPath) == [], "row: \(row.name)")
         }
+    }
+}
 
+extension DaemonBinaryTests {
+    @Suite("Hostile front end against the daemon binary")
+    struct HostileFrontEndBinaryTests {
         @Test("the daemon binary, after every row of the table, holds exactly the descriptors, mappings and threads it held idle")
         func wholeTableAgainstTheDaemonBinary() throws {
             let daemon = try ChildDaemon()

@@ -1,7 +1,7 @@
 import Testing
 import VhostSystem
 
-extension BackEndIntegration {
+extension DaemonBinaryTests {
     @Suite("The daemon's I/O engines")
     struct IOEngineDaemonTests {
         @Test("with no --aio the daemon takes io_uring (this machine kind has it), says so, and serves")

@@ -7,7 +7,7 @@ import VhostSystem
 import VirtioCore
 import VhostUserFrontEnd
 
-extension BackEndIntegration {
+extension DaemonBinaryTests {
     @Suite("Privileges")
     struct PrivilegeTests {
         @Test("the daemon binary serves with every capability dropped, bounding set included")
