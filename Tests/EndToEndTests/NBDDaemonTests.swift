@@ -43,6 +43,26 @@ struct NBDDaemonTests {
         return try BenchRunner(socketPath: socket, workload: workload).run()
     }
 
+    /// Seconds the daemon takes to end on SIGTERM while a bench front end has four requests
+    /// outstanding at a server that does not answer.
+    static func secondsToStopWithRequestsOutstanding(_ daemon: Daemon) throws -> TimeInterval {
+        let front = Process()
+        front.executableURL = URL(fileURLWithPath: try TestBinary.benchFrontEnd.path)
+        front.arguments = ["run", "--socket", daemon.socket, "--iodepth", "4", "--requests", "4", "--no-progress"]
+        front.standardOutput = FileHandle.nullDevice
+        front.standardError = FileHandle.nullDevice
+        try front.run()
+        defer {
+            if front.isRunning { front.terminate() }
+            front.waitUntilExit()
+        }
+        usleep(300_000)
+        let signalled = Date()
+        daemon.process.terminate()
+        daemon.process.waitUntilExit()
+        return Date().timeIntervalSince(signalled)
+    }
+
     @Test("qemu-nbd with its defaults (one client, no multi-conn): what two queues write is in the file qemu-nbd serves")
     func qemuNBDDataReachesTheFile() throws {
         let scratch = try H.Scratch()
@@ -118,21 +138,7 @@ struct NBDDaemonTests {
 
         // Lost again, requests waiting for it when SIGTERM comes: the daemon ends within the timeout.
         server.kill()
-        let front = Process()
-        front.executableURL = URL(fileURLWithPath: try TestBinary.benchFrontEnd.path)
-        front.arguments = ["run", "--socket", daemon.socket, "--iodepth", "4", "--requests", "4", "--no-progress"]
-        front.standardOutput = FileHandle.nullDevice
-        front.standardError = FileHandle.nullDevice
-        try front.run()
-        defer {
-            if front.isRunning { front.terminate() }
-            front.waitUntilExit()
-        }
-        usleep(300_000)
-        let signalled = Date()
-        daemon.process.terminate()
-        daemon.process.waitUntilExit()
-        let stopping = Date().timeIntervalSince(signalled)
+        let stopping = try Self.secondsToStopWithRequestsOutstanding(daemon)
         #expect(stopping < 5, "SIGTERM took \(stopping) s")
         #expect(daemon.process.terminationStatus == 0, "\(daemon.output)")
     }
@@ -177,21 +183,7 @@ struct NBDDaemonTests {
         // does the daemon.
         server.pause()
         defer { server.resume() }
-        let front = Process()
-        front.executableURL = URL(fileURLWithPath: try TestBinary.benchFrontEnd.path)
-        front.arguments = ["run", "--socket", daemon.socket, "--iodepth", "4", "--requests", "4", "--no-progress"]
-        front.standardOutput = FileHandle.nullDevice
-        front.standardError = FileHandle.nullDevice
-        try front.run()
-        defer {
-            if front.isRunning { front.terminate() }
-            front.waitUntilExit()
-        }
-        usleep(300_000)
-        let signalled = Date()
-        daemon.process.terminate()
-        daemon.process.waitUntilExit()
-        let stopping = Date().timeIntervalSince(signalled)
+        let stopping = try Self.secondsToStopWithRequestsOutstanding(daemon)
         #expect(stopping < 8, "SIGTERM took \(stopping) s")
         #expect(daemon.process.terminationStatus == 0, "\(daemon.output)")
     }
