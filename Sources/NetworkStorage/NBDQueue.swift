@@ -116,25 +116,25 @@ final class NBDQueue: BlockStorageQueue {
         release?()
     }
 
-    var completionNotifier: Int32 { poller.descriptor.rawValue }
+    var completionNotifier: Int32? { poller.descriptor.rawValue }
 
-    func read(_ vectors: UnsafePointer<iovec>, count: Int, length: Int, offset: UInt64, tag: UInt64) -> Bool {
-        start(tag, .read, vectors: vectors, count: count, offset: offset, length: UInt64(length))
+    func read(_ vectors: UnsafeMutablePointer<iovec>, count: Int, length: Int, offset: UInt64, tag: UInt64) -> BlockStorageStart {
+        start(tag, .read, vectors: UnsafePointer(vectors), count: count, offset: offset, length: UInt64(length))
     }
 
-    func write(_ vectors: UnsafePointer<iovec>, count: Int, length: Int, offset: UInt64, tag: UInt64) -> Bool {
-        start(tag, .write, vectors: vectors, count: count, offset: offset, length: UInt64(length))
+    func write(_ vectors: UnsafeMutablePointer<iovec>, count: Int, length: Int, offset: UInt64, tag: UInt64) -> BlockStorageStart {
+        start(tag, .write, vectors: UnsafePointer(vectors), count: count, offset: offset, length: UInt64(length))
     }
 
-    func flush(tag: UInt64) -> Bool {
+    func flush(tag: UInt64) -> BlockStorageStart {
         start(tag, .flush, vectors: nil, count: 0, offset: 0, length: 0)
     }
 
-    func discard(offset: UInt64, length: UInt64, tag: UInt64) -> Bool {
+    func discard(offset: UInt64, length: UInt64, tag: UInt64) -> BlockStorageStart {
         start(tag, .trim, vectors: nil, count: 0, offset: offset, length: length)
     }
 
-    func writeZeroes(offset: UInt64, length: UInt64, unmap: Bool, tag: UInt64) -> Bool {
+    func writeZeroes(offset: UInt64, length: UInt64, unmap: Bool, tag: UInt64) -> BlockStorageStart {
         start(tag, .zero, vectors: nil, count: 0, offset: offset, length: length, unmap: unmap)
     }
 
@@ -193,8 +193,8 @@ final class NBDQueue: BlockStorageQueue {
     // MARK: - Sending
 
     private func start(_ tag: UInt64, _ kind: NBDCommand.Kind, vectors: UnsafePointer<iovec>?, count: Int,
-                       offset: UInt64, length: UInt64, unmap: Bool = false) -> Bool {
-        guard tag < UInt64(depth) else { return false }
+                       offset: UInt64, length: UInt64, unmap: Bool = false) -> BlockStorageStart {
+        guard tag < UInt64(depth) else { return .done(-EINVAL) }
         let index = Int(tag)
         commands[index].kind = kind
         commands[index].vectors = vectors
@@ -210,7 +210,7 @@ final class NBDQueue: BlockStorageQueue {
         } else {
             send(tag)
         }
-        return true
+        return .queued
     }
 
     /// Sends on the next live connection (repairing a lost one when due), or waits for one.

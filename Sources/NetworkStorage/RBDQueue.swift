@@ -40,25 +40,25 @@ final class RBDQueue: BlockStorageQueue {
         slots.deallocate()  // Slot is trivial
     }
 
-    var completionNotifier: Int32 { inbox.wakeup.rawValue }
+    var completionNotifier: Int32? { inbox.wakeup.rawValue }
 
-    func read(_ vectors: UnsafePointer<iovec>, count: Int, length: Int, offset: UInt64, tag: UInt64) -> Bool {
+    func read(_ vectors: UnsafeMutablePointer<iovec>, count: Int, length: Int, offset: UInt64, tag: UInt64) -> BlockStorageStart {
         start(tag) { image, completion in rbd_aio_readv(image, vectors, Int32(clamping: count), offset, completion) }
     }
 
-    func write(_ vectors: UnsafePointer<iovec>, count: Int, length: Int, offset: UInt64, tag: UInt64) -> Bool {
+    func write(_ vectors: UnsafeMutablePointer<iovec>, count: Int, length: Int, offset: UInt64, tag: UInt64) -> BlockStorageStart {
         start(tag) { image, completion in rbd_aio_writev(image, vectors, Int32(clamping: count), offset, completion) }
     }
 
-    func flush(tag: UInt64) -> Bool {
+    func flush(tag: UInt64) -> BlockStorageStart {
         start(tag) { image, completion in rbd_aio_flush(image, completion) }
     }
 
-    func discard(offset: UInt64, length: UInt64, tag: UInt64) -> Bool {
+    func discard(offset: UInt64, length: UInt64, tag: UInt64) -> BlockStorageStart {
         start(tag) { image, completion in rbd_aio_discard(image, offset, length, completion) }
     }
 
-    func writeZeroes(offset: UInt64, length: UInt64, unmap: Bool, tag: UInt64) -> Bool {
+    func writeZeroes(offset: UInt64, length: UInt64, unmap: Bool, tag: UInt64) -> BlockStorageStart {
         // librbd deallocates zeroed whole objects unless asked for a thick extent.
         let flags: Int32 = unmap ? 0 : Int32(RBD_WRITE_ZEROES_FLAG_THICK_PROVISION)
         return start(tag) { image, completion in
@@ -84,20 +84,19 @@ final class RBDQueue: BlockStorageQueue {
     }
 
     /// Creates the completion and makes the call; a call librbd refuses completes with its error.
-    private func start(_ tag: UInt64, _ call: (rbd_image_t, rbd_completion_t?) -> Int32) -> Bool {
-        guard tag < UInt64(depth), let image = disk.image else { return false }
+    private func start(_ tag: UInt64, _ call: (rbd_image_t, rbd_completion_t?) -> Int32) -> BlockStorageStart {
+        guard tag < UInt64(depth), let image = disk.image else { return .done(-EIO) }
         let slot = slots + Int(tag)
         var completion: rbd_completion_t?
         guard rbd_aio_create_completion(UnsafeMutableRawPointer(slot), requestCompleted, &completion) == 0 else {
-            return false
+            return .done(-EIO)
         }
         let result = call(image, completion)
-        if result < 0 {
+        guard result >= 0 else {
             rbd_aio_release(completion)
-            slot.pointee.result = Int64(result)
-            inbox.push(tag, signal: true)
+            return .done(result)
         }
-        return true
+        return .queued
     }
 }
 

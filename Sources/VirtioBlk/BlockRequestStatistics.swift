@@ -8,9 +8,6 @@ struct BlockRequestStatistics {
     var writeZeroes = 0
     var unsupported = 0
     var errors = 0
-    /// qcow2 reads and writes not mapped to one run that went through the engine
-    /// (`Qcow2Request`) rather than the synchronous path.
-    var qcow2ThroughEngine = 0
     /// Chains without a writable status byte: nothing can be reported to the driver.
     var malformed = 0
 }

@@ -13,6 +13,8 @@ public final class VirtioBlkDevice: VhostUserDevice {
     public static let maximumQueues = 1024
 
     public let image: BlockImage
+    /// Where the disk's bytes are: the image's network storage, else its file.
+    public let storage: any BlockStorage
     public let numberOfQueues: Int
     public let maximumQueueSize: Int
     public let features: VirtioFeatures
@@ -36,6 +38,7 @@ public final class VirtioBlkDevice: VhostUserDevice {
         self.maximumQueueSize = maximumQueueSize
         self.serial = Array(serial.utf8.prefix(BlockRequestLimits.identifierByteCount))
         self.logger = logger
+        storage = image.storage ?? FileStorage(image: image, engineKind: ioEngine, logger: logger)
         var features: VirtioFeatures = [
             .version1, .indirectDescriptors, .eventIndex,
             .sizeMax, .segMax, .blockSize, .topology, .flush,
@@ -47,21 +50,17 @@ public final class VirtioBlkDevice: VhostUserDevice {
         if numberOfQueues > 1 { features.insert(.multiQueue) }
         if image.readOnly {
             features.insert(.readOnly)
-        } else if let storage = image.storage {
-            // A network disk: what its server does natively.
+        } else {
+            // What the storage does natively (a network disk: what its server offers).
             if storage.capabilities.discard { features.insert(.discard) }
             if storage.capabilities.writeZeroes { features.insert(.writeZeroes) }
-        } else {
-            features.formUnion([.discard, .writeZeroes])
         }
         self.features = features
     }
 
-    /// max_discard_seg and max_write_zeroes_seg: one for a network disk, whose queues take one
-    /// range per request.
-    public var maximumDiscardSegments: UInt32 {
-        image.storage == nil ? BlockRequestLimits.maximumDiscardSegments : 1
-    }
+    /// max_discard_seg and max_write_zeroes_seg: the handler starts a request's segments one
+    /// after another, so every storage takes as many.
+    public var maximumDiscardSegments: UInt32 { BlockRequestLimits.maximumDiscardSegments }
 
     public var configuration: BlockDeviceConfiguration {
         var configuration = BlockDeviceConfiguration(
@@ -96,20 +95,12 @@ public final class VirtioBlkDevice: VhostUserDevice {
     }
 
     /// The handler takes chains as long as its ring accepts (`SplitQueue`'s limit): a driver
-    /// that exceeds seg_max within that limit is still served. Its engine is the device's; a
-    /// queue whose io_uring cannot be set up (the kernel's limits) uses synchronous I/O, logged.
+    /// that exceeds seg_max within that limit is still served. Its requests go through the
+    /// storage's queue for this virtqueue (a file's: the device's engine, or synchronous I/O
+    /// where io_uring cannot be set up, logged).
     public func makeRequestHandler(queueIndex: Int, queueSize: Int, negotiatedFeatures: VirtioFeatures) -> any VirtqueueRequestHandler {
-        let engine: any IOEngine
-        do {
-            // A network disk's requests go through its own queues: the engine is never used.
-            engine = image.storage != nil ? SynchronousEngine(capacity: 1)
-                : try IOEngineSelection.make(ioEngine, entries: queueSize, file: image.isNull ? nil : image.descriptor.rawValue)
-        } catch {
-            logger.error("the queue's I/O engine cannot start; it uses synchronous I/O",
-                         metadata: ["queue": "\(queueIndex)", "aio": "\(ioEngine)", "error": "\(error)"])
-            engine = SynchronousEngine(capacity: queueSize)
-        }
-        return BlockRequestHandler(device: self, queueIndex: queueIndex, queueSize: queueSize,
-                                   maximumSegments: max(queueSize, maximumChainLength), engine: engine)
+        BlockRequestHandler(device: self, queueIndex: queueIndex, queueSize: queueSize,
+                            maximumSegments: max(queueSize, maximumChainLength),
+                            storageQueue: storage.makeQueue(index: queueIndex, depth: queueSize))
     }
 }

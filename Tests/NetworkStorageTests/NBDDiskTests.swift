@@ -62,7 +62,7 @@ struct NBDDiskTests {
             reaped.removeAll()
             if queue.reap(into: reaped) == 0 {
                 if !queue.prepareToSleep() {
-                    var descriptor = pollfd(fd: queue.completionNotifier, events: Int16(POLLIN), revents: 0)
+                    var descriptor = pollfd(fd: queue.completionNotifier ?? -1, events: Int16(POLLIN), revents: 0)
                     _ = poll(&descriptor, 1, 50)
                 }
                 continue
@@ -82,7 +82,7 @@ struct NBDDiskTests {
         let buffers = (0..<32).map { _ in Buffer(4096) }
         let start = Date()
         for (index, buffer) in buffers.enumerated() {
-            #expect(queue.read(buffer.vector, count: 1, length: 4096, offset: UInt64(index) * 4096, tag: UInt64(index)))
+            #expect(queue.read(buffer.vector, count: 1, length: 4096, offset: UInt64(index) * 4096, tag: UInt64(index)) == .queued)
         }
         queue.submit()
         let results = completions(of: queue, count: 32)
@@ -105,29 +105,29 @@ struct NBDDiskTests {
 
         let written = Buffer(64 << 10, pieces: 4)
         written.fill(7)
-        #expect(queue.write(written.vector, count: 4, length: 64 << 10, offset: 1 << 20, tag: 3))
+        #expect(queue.write(written.vector, count: 4, length: 64 << 10, offset: 1 << 20, tag: 3) == .queued)
         queue.submit()
         #expect(Self.completions(of: queue, count: 1) == [3: 0])
 
         let read = Buffer(64 << 10, pieces: 2)
-        #expect(queue.read(read.vector, count: 2, length: 64 << 10, offset: 1 << 20, tag: 5))
-        #expect(queue.flush(tag: 6))
+        #expect(queue.read(read.vector, count: 2, length: 64 << 10, offset: 1 << 20, tag: 5) == .queued)
+        #expect(queue.flush(tag: 6) == .queued)
         queue.submit()
         #expect(Self.completions(of: queue, count: 2) == [5: 0, 6: 0])
         #expect(read.holds(7))
 
         // Zeroing the first half and trimming the second: the memory plugin reads zeroes back.
-        #expect(queue.writeZeroes(offset: 1 << 20, length: 32 << 10, unmap: false, tag: 0))
-        #expect(queue.discard(offset: (1 << 20) + (32 << 10), length: 32 << 10, tag: 1))
+        #expect(queue.writeZeroes(offset: 1 << 20, length: 32 << 10, unmap: false, tag: 0) == .queued)
+        #expect(queue.discard(offset: (1 << 20) + (32 << 10), length: 32 << 10, tag: 1) == .queued)
         queue.submit()
         #expect(Self.completions(of: queue, count: 2) == [0: 0, 1: 0])
-        #expect(queue.read(read.vector, count: 2, length: 64 << 10, offset: 1 << 20, tag: 2))
+        #expect(queue.read(read.vector, count: 2, length: 64 << 10, offset: 1 << 20, tag: 2) == .queued)
         #expect(Self.completions(of: queue, count: 1) == [2: 0])
         let allZero = (0..<read.bytes.count).allSatisfy { read.bytes[$0] == 0 }
         #expect(allZero)
 
         // Past the end: the server's error, as a negative errno, and the queue goes on.
-        #expect(queue.read(read.vector, count: 2, length: 64 << 10, offset: 64 << 20, tag: 4))
+        #expect(queue.read(read.vector, count: 2, length: 64 << 10, offset: 64 << 20, tag: 4) == .queued)
         let pastEnd = Self.completions(of: queue, count: 1)
         #expect(pastEnd.count == 1 && (pastEnd[4] ?? 0) < 0)
     }
@@ -206,7 +206,7 @@ struct NBDDiskTests {
             return buffer
         }
         for (index, buffer) in buffers.enumerated() {
-            #expect(queue.write(buffer.vector, count: 1, length: 4096, offset: UInt64(index) * 65536, tag: UInt64(index)))
+            #expect(queue.write(buffer.vector, count: 1, length: 4096, offset: UInt64(index) * 65536, tag: UInt64(index)) == .queued)
         }
         queue.submit()
         usleep(50_000)
@@ -234,8 +234,8 @@ struct NBDDiskTests {
         let buffer = Buffer(4096)
         server.kill()
         let start = Date()
-        #expect(queue.read(buffer.vector, count: 1, length: 4096, offset: 0, tag: 1))
-        #expect(queue.write(buffer.vector, count: 1, length: 4096, offset: 4096, tag: 2))
+        #expect(queue.read(buffer.vector, count: 1, length: 4096, offset: 0, tag: 1) == .queued)
+        #expect(queue.write(buffer.vector, count: 1, length: 4096, offset: 4096, tag: 2) == .queued)
         queue.submit()
         let failed = Self.completions(of: queue, count: 2)
         let waited = Date().timeIntervalSince(start)
@@ -243,12 +243,12 @@ struct NBDDiskTests {
         #expect(waited >= 0.9 && waited < 5, "gave up after \(waited) s")
 
         // Given up: the next request fails without waiting again.
-        #expect(queue.read(buffer.vector, count: 1, length: 4096, offset: 0, tag: 3))
+        #expect(queue.read(buffer.vector, count: 1, length: 4096, offset: 0, tag: 3) == .queued)
         #expect(Self.completions(of: queue, count: 1, seconds: 0.5) == [3: -EIO])
 
         try server.start()
         usleep(1_100_000)  // past the pause between attempts
-        #expect(queue.read(buffer.vector, count: 1, length: 4096, offset: 0, tag: 4))
+        #expect(queue.read(buffer.vector, count: 1, length: 4096, offset: 0, tag: 4) == .queued)
         #expect(Self.completions(of: queue, count: 1) == [4: 0])
     }
 
@@ -265,14 +265,14 @@ struct NBDDiskTests {
         let queue = try #require(disk.makeQueue(index: 0, depth: 8))
         let written = Buffer(4096)
         written.fill(7)
-        #expect(queue.write(written.vector, count: 1, length: 4096, offset: 8192, tag: 0))
+        #expect(queue.write(written.vector, count: 1, length: 4096, offset: 8192, tag: 0) == .queued)
         #expect(Self.completions(of: queue, count: 1) == [0: 0])
 
         server.pause()
         let start = Date()
         let read = Buffer(4096)
-        #expect(queue.read(read.vector, count: 1, length: 4096, offset: 8192, tag: 1))
-        #expect(queue.write(written.vector, count: 1, length: 4096, offset: 16384, tag: 2))
+        #expect(queue.read(read.vector, count: 1, length: 4096, offset: 8192, tag: 1) == .queued)
+        #expect(queue.write(written.vector, count: 1, length: 4096, offset: 16384, tag: 2) == .queued)
         queue.submit()
         // Unanswered for the request timeout (0.5 s, looked at every 0.5 s), then waiting for a
         // reconnection that cannot finish its handshake for the reconnect timeout (1 s).
@@ -283,7 +283,7 @@ struct NBDDiskTests {
 
         server.resume()
         usleep(1_100_000)  // past the pause between attempts
-        #expect(queue.read(read.vector, count: 1, length: 4096, offset: 8192, tag: 3))
+        #expect(queue.read(read.vector, count: 1, length: 4096, offset: 8192, tag: 3) == .queued)
         #expect(Self.completions(of: queue, count: 1) == [3: 0])
         #expect(read.holds(7))
     }
@@ -298,7 +298,7 @@ struct NBDDiskTests {
                                    logger: Self.logger)
             let queue = try #require(disk.makeQueue(index: 0, depth: 8))
             let read = Buffer(4096)
-            #expect(queue.read(read.vector, count: 1, length: 4096, offset: 0, tag: 5))
+            #expect(queue.read(read.vector, count: 1, length: 4096, offset: 0, tag: 5) == .queued)
             #expect(Self.completions(of: queue, count: 1) == [5: expected], "request timeout \(timeout) ms")
         }
     }
@@ -316,13 +316,13 @@ struct NBDDiskTests {
         let one = Buffer(4096), two = Buffer(4096)
         one.fill(1)
         two.fill(2)
-        #expect(first.write(one.vector, count: 1, length: 4096, offset: 0, tag: 0))
-        #expect(second.write(two.vector, count: 1, length: 4096, offset: 4096, tag: 0))
+        #expect(first.write(one.vector, count: 1, length: 4096, offset: 0, tag: 0) == .queued)
+        #expect(second.write(two.vector, count: 1, length: 4096, offset: 4096, tag: 0) == .queued)
         // Only the first queue drives the socket; the second is woken by its inbox.
         #expect(Self.completions(of: first, count: 1) == [0: 0])
         #expect(Self.completions(of: second, count: 1) == [0: 0])
         let back = Buffer(8192, pieces: 2)
-        #expect(second.read(back.vector, count: 2, length: 8192, offset: 0, tag: 1))
+        #expect(second.read(back.vector, count: 2, length: 8192, offset: 0, tag: 1) == .queued)
         #expect(Self.completions(of: second, count: 1) == [1: 0])
         let matches = (0..<4096).allSatisfy { back.bytes[$0] == one.bytes[$0] && back.bytes[4096 + $0] == two.bytes[$0] }
         #expect(matches)

@@ -27,11 +27,11 @@ struct RBDDiskTests {
         let queue = try #require(disk.makeQueue(index: 0, depth: 8))
         let written = Buffer(64 << 10, pieces: 4)
         written.fill(3)
-        #expect(queue.write(written.vector, count: 4, length: 64 << 10, offset: 1 << 20, tag: 1))
-        #expect(queue.flush(tag: 2))
+        #expect(queue.write(written.vector, count: 4, length: 64 << 10, offset: 1 << 20, tag: 1) == .queued)
+        #expect(queue.flush(tag: 2) == .queued)
         #expect(NBDDiskTests.completions(of: queue, count: 2) == [1: 0, 2: 0])
         let read = Buffer(64 << 10, pieces: 2)
-        #expect(queue.read(read.vector, count: 2, length: 64 << 10, offset: 1 << 20, tag: 3))
+        #expect(queue.read(read.vector, count: 2, length: 64 << 10, offset: 1 << 20, tag: 3) == .queued)
         #expect(NBDDiskTests.completions(of: queue, count: 1) == [3: 0])
         #expect(read.holds(3))
 
@@ -47,11 +47,11 @@ struct RBDDiskTests {
         // and discard elsewhere (a partial discard need not read back as zeroes): the snapshot
         // still has the data.
         try cluster.rbd(["snap", "create", "rbd/disk@before"])
-        #expect(queue.writeZeroes(offset: 1 << 20, length: 32 << 10, unmap: false, tag: 4))
-        #expect(queue.writeZeroes(offset: (1 << 20) + (32 << 10), length: 32 << 10, unmap: true, tag: 5))
-        #expect(queue.discard(offset: 8 << 20, length: 4 << 20, tag: 7))
+        #expect(queue.writeZeroes(offset: 1 << 20, length: 32 << 10, unmap: false, tag: 4) == .queued)
+        #expect(queue.writeZeroes(offset: (1 << 20) + (32 << 10), length: 32 << 10, unmap: true, tag: 5) == .queued)
+        #expect(queue.discard(offset: 8 << 20, length: 4 << 20, tag: 7) == .queued)
         #expect(NBDDiskTests.completions(of: queue, count: 3) == [4: 0, 5: 0, 7: 0])
-        #expect(queue.read(read.vector, count: 2, length: 64 << 10, offset: 1 << 20, tag: 6))
+        #expect(queue.read(read.vector, count: 2, length: 64 << 10, offset: 1 << 20, tag: 6) == .queued)
         #expect(NBDDiskTests.completions(of: queue, count: 1) == [6: 0])
         let zeroed = (0..<read.bytes.count).allSatisfy { read.bytes[$0] == 0 }
         #expect(zeroed)
@@ -60,10 +60,10 @@ struct RBDDiskTests {
                                    identity: "admin", readOnly: false, logger: Self.logger)
         #expect(snapshot.readOnly)
         let snapshotQueue = try #require(snapshot.makeQueue(index: 0, depth: 4))
-        #expect(snapshotQueue.read(read.vector, count: 2, length: 64 << 10, offset: 1 << 20, tag: 0))
+        #expect(snapshotQueue.read(read.vector, count: 2, length: 64 << 10, offset: 1 << 20, tag: 0) == .queued)
         #expect(NBDDiskTests.completions(of: snapshotQueue, count: 1) == [0: 0])
         #expect(read.holds(3))
-        #expect(snapshotQueue.write(written.vector, count: 4, length: 64 << 10, offset: 0, tag: 1))
+        #expect(snapshotQueue.write(written.vector, count: 4, length: 64 << 10, offset: 0, tag: 1) == .queued)
         let refused = NBDDiskTests.completions(of: snapshotQueue, count: 1)
         #expect(refused.count == 1 && (refused[1] ?? 0) < 0, "\(refused)")
     }

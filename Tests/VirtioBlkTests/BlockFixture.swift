@@ -69,13 +69,15 @@ final class BlockFixture {
     ///     offers VIRTIO_BLK_F_RO.
     ///   - deviceQueueSize: the device's largest queue size (sizes the handler's iovec array).
     ///   - regions: guest RAM; the first region must hold the rings and the fixed addresses.
+    ///   - storage: a storage of the test's own instead of the image file.
     init(queueSize: Int = 16, deviceQueueSize: Int? = nil, readOnly: Bool = false, serial: String = "vublk-test-serial",
          features: SplitQueue.Features = [.indirectDescriptors], regions: [GuestRAM.RegionSpec] = BlockFixture.regions,
          engine: IOEngineKind = IOEngineSelection.preferred, scripted: (any IOEngine)? = nil,
-         cache: BlockCacheMode = .writeback, imageDirectory: String = "/tmp") throws {
+         cache: BlockCacheMode = .writeback, imageDirectory: String = "/tmp", storage: (any BlockStorage)? = nil) throws {
         imagePath = try Self.makeImageFile(directory: imageDirectory)
         do {
-            image = try BlockImage(path: imagePath, readOnly: readOnly, cache: cache)
+            image = try storage.map { try BlockImage(storage: $0, readOnly: readOnly) }
+                ?? BlockImage(path: imagePath, readOnly: readOnly, cache: cache)
         } catch {
             unlink(imagePath)
             throw error
@@ -85,8 +87,9 @@ final class BlockFixture {
                                  logger: Logger(label: "virtio-blk-tests") { _ in SwiftLogNoOpLogHandler() })
         if let scripted {
             handler = BlockRequestHandler(device: device, queueIndex: 0, queueSize: queueSize,
-                                          maximumSegments: max(queueSize, device.maximumChainLength), engine: scripted,
-                                          pageCacheFirst: false)
+                                          maximumSegments: max(queueSize, device.maximumChainLength),
+                                          storageQueue: FileStorageQueue(image: image, engine: scripted, depth: queueSize,
+                                                                         pageCacheFirst: false))
         } else {
             handler = try #require(device.makeRequestHandler(queueIndex: 0, queueSize: queueSize, negotiatedFeatures: device.features)
                 as? BlockRequestHandler)
@@ -106,6 +109,9 @@ final class BlockFixture {
     deinit {
         unlink(imagePath)
     }
+
+    /// The handler's path to the image file.
+    var fileQueue: FileStorageQueue? { handler.storageQueue as? FileStorageQueue }
 
     // MARK: The image
 

@@ -100,10 +100,10 @@ struct CacheModeTests {
     @Test("through the page cache, transfers are done at once when that needs no waiting (RWF_NOWAIT), always where a direction has none")
     func pageCacheTransfersAtOnce() throws {
         // ext4 (/tmp here) has RWF_NOWAIT for buffered reads only; tmpfs (/dev/shm) for neither.
-        for (directory, reads, writes) in [("/tmp", BlockRequestHandler.InlineTransfers.withoutWaiting, BlockRequestHandler.InlineTransfers.always),
+        for (directory, reads, writes) in [("/tmp", FileStorageQueue.InlineTransfers.withoutWaiting, FileStorageQueue.InlineTransfers.always),
                                            ("/dev/shm", .always, .always)] {
             let fixture = try BlockFixture(engine: .ioUring, imageDirectory: directory)
-            #expect(fixture.handler.inlineReads == .withoutWaiting && fixture.handler.inlineWrites == .withoutWaiting)
+            #expect(fixture.fileQueue?.inlineReads == .withoutWaiting && fixture.fileQueue?.inlineWrites == .withoutWaiting)
             // The image was just written: its pages are cached, so both complete in submit.
             let data = try fixture.buffer(BlockFixture.dataAddress, 4096, fill: 0x5D)
             try fixture.driver.addChain(readable: [try fixture.header(BlockRequestType.write.rawValue, sector: 8), data],
@@ -122,8 +122,8 @@ struct CacheModeTests {
             }
             #expect(try fixture.status() == BlockRequestStatus.ok.rawValue)
             #expect(try fixture.status(at: BlockFixture.statusAddress + 1) == BlockRequestStatus.ok.rawValue)
-            #expect(fixture.handler.inlineReads == reads, "\(directory)")
-            #expect(fixture.handler.inlineWrites == writes, "\(directory)")
+            #expect(fixture.fileQueue?.inlineReads == reads, "\(directory)")
+            #expect(fixture.fileQueue?.inlineWrites == writes, "\(directory)")
             #expect(try fixture.ram.read(4096, at: gpa(BlockFixture.dataAddress + 0x1000)) == [UInt8](repeating: 0x5D, count: 4096))
         }
     }

@@ -4,52 +4,43 @@ import Glibc
 import Qcow2
 import StorageIO
 import VhostSystem
-import VhostUserBackend
-import VirtioCore
 
 /// qcow2 reads and writes that do not map to one run of one file (zeroes, several runs, a
-/// backing file, clusters to allocate): the head's `Qcow2Request` says which transfers to
-/// make, this starts them through the engine (or at once, through the page cache, when that
-/// needs no waiting) and hands back their results until it finishes. Its tags carry
-/// `qcow2TagFlag`, the head and the transfer's index.
-extension BlockRequestHandler {
+/// backing file, clusters to allocate): the tag's `Qcow2Request` says which transfers to make,
+/// this starts them through the engine (or at once, through the page cache, when that needs no
+/// waiting) and hands back their results until it finishes. Their engine tags carry
+/// `qcow2TagFlag`, the queue's tag and the transfer's index.
+extension FileStorageQueue {
     static let qcow2TagFlag: UInt64 = 1 << 63
 
-    /// Starts the read or write `transfer` describes (the chain's iovecs in the head's slot)
-    /// through the head's qcow2 request. Nil when it must be served synchronously.
-    func startQcow2Transfer(_ transfer: BlockTransfer, chain: DescriptorChain, head: Int, count: Int,
-                            offset: UInt64, length: Int) -> RequestProgress? {
+    /// Starts a read or write through the tag's qcow2 request. Nil when it must be served at once.
+    func startQcow2(_ head: Int, write: Bool, _ vectors: UnsafeMutablePointer<iovec>, count: Int, offset: UInt64,
+                    length: Int) -> BlockStorageStart? {
         guard let requests = qcow2Requests, head < requests.count else { return nil }
         let request = requests[head]
-        let vectors = transferVectors + head * Self.slotVectors
-        transfers[head] = transfer
-        transferMemory[head] = chain.memory
-        let started = transfer.operation == .read
-            ? request.startRead(vectors, count: count, offset: offset, length: length)
-            : request.startWrite(vectors, count: count, offset: offset, length: length)
-        guard let started else {
-            transferMemory[head] = nil
-            return nil
-        }
-        statistics.qcow2ThroughEngine += 1
+        let started = write
+            ? request.startWrite(vectors, count: count, offset: offset, length: length)
+            : request.startRead(vectors, count: count, offset: offset, length: length)
+        guard let started else { return nil }
+        qcow2ThroughEngine += 1
+        transfers[head] = FileTransfer(operation: write ? .write : .read, active: true)
         if image.ioDelayMicroseconds > 0 { usleep(image.ioDelayMicroseconds) }
         switch driveQcow2(head, started) {
-        case .finished(let writtenLength): return .completed(writtenLength: writtenLength)
-        case .continuing: return .inFlight
-        case .unknown: return nil
+        case .finished(let result): return .done(result)
+        case .continuing: return .queued
         }
     }
 
-    /// Applies one completion of a qcow2 transfer.
-    func advanceQcow2(_ tag: UInt64, result: Int32) -> (head: Int, step: Step) {
+    /// Applies one completion of a qcow2 transfer; nil when it names no request in flight.
+    func advanceQcow2(_ tag: UInt64, result: Int32) -> (head: Int, step: Step?) {
         let head = Int((tag >> 16) & 0xffff)
-        guard let requests = qcow2Requests, head < requests.count, transferMemory[head] != nil else { return (head, .unknown) }
+        guard let requests = qcow2Requests, head < requests.count, transfers[head].active else { return (head, nil) }
         return (head, driveQcow2(head, requests[head].completed(Int(tag & 0xffff), result: result)))
     }
 
     /// Starts what the request asks for until it waits on the engine or finishes.
     private func driveQcow2(_ head: Int, _ first: Qcow2Request.Progress) -> Step {
-        guard let requests = qcow2Requests, head < requests.count else { return .unknown }
+        guard let requests = qcow2Requests, head < requests.count else { return .finished(-EIO) }
         let request = requests[head]
         var progress = first
         while true {
@@ -57,14 +48,15 @@ extension BlockRequestHandler {
             case .waiting:
                 return .continuing
             case .finished(let error):
-                return finishQcow2(head, failed: error != 0)
+                transfers[head].active = false
+                return .finished(error == 0 ? 0 : -EIO)
             case .start(let count):
                 // Transfers done at once are reported after all were started: a request moves
                 // to its next phase only when the last one of this phase is reported.
                 var done = 0
                 for index in 0..<count {
                     let tag = Self.qcow2TagFlag | UInt64(head) << 16 | UInt64(index)
-                    if let result = startQcow2(request.transfers[index], tag: tag) {
+                    if let result = startQcow2Transfer(request.transfers[index], tag: tag) {
                         qcow2Results[done] = (index, result)
                         done += 1
                     }
@@ -81,7 +73,7 @@ extension BlockRequestHandler {
     /// Starts one transfer: at once through the page cache when that needs no waiting (its
     /// result returned), else through the engine (nil), else on this thread when the engine
     /// has no room.
-    private func startQcow2(_ transfer: Qcow2Transfer, tag: UInt64) -> Int32? {
+    private func startQcow2Transfer(_ transfer: Qcow2Transfer, tag: UInt64) -> Int32? {
         let write = transfer.direction == .write
         var mode = write ? inlineWrites : inlineReads
         if mode == .withoutWaiting {
@@ -102,17 +94,5 @@ extension BlockRequestHandler {
         let error = PositionedTransfer.run(transfer.descriptor, transfer.vectors, count: transfer.count, byteCount: transfer.length,
                                            offset: transfer.offset, write: write, pastEnd: .zeroFill)
         return error == 0 ? Int32(clamping: transfer.length) : -error
-    }
-
-    /// The request's I/O is done: its fdatasync in writethrough mode, else its status.
-    private func finishQcow2(_ head: Int, failed: Bool) -> Step {
-        guard !failed else { return .finished(finishTransfer(head, .ioError)) }
-        if transfers[head].operation == .write, writethroughNeedsSync {
-            transfers[head].operation = .writeSync
-            transfers[head].descriptor = image.descriptor.rawValue
-            guard enqueue(head) else { return .finished(finishTransfer(head, .ioError)) }
-            return .continuing
-        }
-        return .finished(finishTransfer(head, .ok))
     }
 }

@@ -1,16 +1,14 @@
 #if canImport(Glibc)
 import Glibc
 #endif
-import VirtioCore
-import VirtioSpec
 
 /// O_DIRECT (`--cache=none`, `directsync`) needs aligned buffers, offsets and lengths;
 /// virtio-blk allows any buffer alignment. A request that misses the alignment is staged
-/// through the queue's bounce buffer, served inline, piece by piece. A piece whose ends are not
+/// through the queue's bounce buffer, served at once, piece by piece. A piece whose ends are not
 /// aligned on the file (only when the file's alignment exceeds the 512-byte sector) is read
 /// first and written back whole, under `PartialBlockLocks` so queues cannot lose each other's
 /// sectors of one block.
-extension BlockRequestHandler {
+extension FileStorageQueue {
     /// Whether `count` iovecs for `length` bytes at file `offset` can go to the file as they
     /// are: always without O_DIRECT; with it, every address on the memory alignment, and the
     /// offset and every length on the offset alignment.
@@ -28,51 +26,58 @@ extension BlockRequestHandler {
         return true
     }
 
-    /// Reads `length` bytes at `offset` into the chain's writable side through the bounce buffer.
-    func bounceRead(_ chain: DescriptorChain, offset: UInt64, length: Int) -> BlockRequestStatus {
-        guard let bounce, let base = bounce.baseAddress else { return .ioError }
-        var done = 0
-        while done < length {
-            let (start, skip, piece, span) = bouncePiece(offset: offset, done: done, length: length)
-            guard stage(base, span: span, at: start, write: false) else { return .ioError }
-            let copied = chain.copyToWritableBytes(from: UnsafeRawBufferPointer(start: base + skip, count: piece), at: done)
-            guard copied == piece else { return .ioError }
-            done += piece
-        }
-        return .ok
-    }
-
-    /// Writes `length` bytes of the chain's readable side (after the header) at `offset`
-    /// through the bounce buffer.
-    func bounceWrite(_ chain: DescriptorChain, offset: UInt64, length: Int) -> BlockRequestStatus {
-        guard let bounce, let base = bounce.baseAddress else { return .ioError }
+    /// Moves `length` bytes at disk `offset` between the file and `count` vectors through the
+    /// bounce buffer.
+    func bounce(_ vectors: UnsafeMutablePointer<iovec>, count: Int, offset: UInt64, length: Int, write: Bool) -> Bool {
+        guard let bounce, let base = bounce.baseAddress else { return false }
+        let alignment = image.directAlignment?.offset ?? Int(BlockImage.sectorSize)
         var done = 0
         while done < length {
             let (start, skip, piece, span) = bouncePiece(offset: offset, done: done, length: length)
             let staged: Bool
-            if skip != 0 || piece != span {
+            if !write {
+                staged = stage(base, span: span, at: start, write: false)
+                    && Self.copy(vectors, count: count, at: done, base + skip, byteCount: piece, intoVectors: true)
+            } else if skip != 0 || piece != span {
                 // The piece does not cover whole aligned blocks: keep the bytes around it, with
                 // no other queue changing them between the read and the write back.
-                let alignment = image.directAlignment?.offset ?? Int(BlockImage.sectorSize)
                 staged = image.partialBlockLocks.withBlocks(first: start, last: start + UInt64(span) - 1, alignment: alignment) {
                     stage(base, span: span, at: start, write: false)
-                        && copyPiece(chain, into: base + skip, count: piece, from: done)
+                        && Self.copy(vectors, count: count, at: done, base + skip, byteCount: piece, intoVectors: false)
                         && stage(base, span: span, at: start, write: true)
                 }
             } else {
-                staged = copyPiece(chain, into: base + skip, count: piece, from: done)
+                staged = Self.copy(vectors, count: count, at: done, base + skip, byteCount: piece, intoVectors: false)
                     && stage(base, span: span, at: start, write: true)
             }
-            guard staged else { return .ioError }
+            guard staged else { return false }
             done += piece
         }
-        return .ok
+        return true
     }
 
-    /// Copies `count` bytes of the chain's data, `done` bytes in, to `destination`.
-    private func copyPiece(_ chain: DescriptorChain, into destination: UnsafeMutableRawPointer, count: Int, from done: Int) -> Bool {
-        chain.copyReadableBytes(into: UnsafeMutableRawBufferPointer(start: destination, count: count),
-                                from: BlockRequestHeader.byteCount + done) == count
+    /// Copies `byteCount` bytes between `buffer` and the vectors' bytes from `position` on.
+    static func copy(_ vectors: UnsafeMutablePointer<iovec>, count: Int, at position: Int, _ buffer: UnsafeMutableRawPointer,
+                     byteCount: Int, intoVectors: Bool) -> Bool {
+        var skip = position
+        var copied = 0
+        for index in 0..<count where copied < byteCount {
+            let vector = vectors[index]
+            guard skip < vector.iov_len else {
+                skip -= vector.iov_len
+                continue
+            }
+            guard let start = vector.iov_base else { return false }
+            let chunk = min(vector.iov_len - skip, byteCount - copied)
+            if intoVectors {
+                (start + skip).copyMemory(from: buffer + copied, byteCount: chunk)
+            } else {
+                (buffer + copied).copyMemory(from: start + skip, byteCount: chunk)
+            }
+            copied += chunk
+            skip = 0
+        }
+        return copied == byteCount
     }
 
     /// The next piece of a bounced transfer: the aligned file range it stages (`start`,
