@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A/B of two daemon builds on the request path alone: each serves a null disk in turn, the
+# A/B of two daemon builds on the request path alone: each serves the same disk (a null disk unless --disk) in turn, the
 # bench front end drives it, repeated alternately; prints every run's IOPS, the medians and
 # their ratio. For changes that must cost nothing (docs/migration.md: dirty logging off).
 set -euo pipefail
@@ -12,15 +12,16 @@ log_name=ab-daemons
 usage() {
 	cat <<EOF
 usage: $(basename "$0") --daemon PATH --baseline PATH --bench PATH [--repetitions N]
-           [--runtime SECONDS] [-- BENCH-RUN-OPTIONS...]
+           [--runtime SECONDS] [--disk DAEMON-OPTION] [-- BENCH-RUN-OPTIONS...]
 
-Starts PATH and the baseline alternately with --null-size=1g, runs
+Starts PATH and the baseline alternately with the disk DAEMON-OPTION names (default
+--null-size=1g; e.g. --blk-file=/tmp/ab.img), runs
 'vhost-user-blk-bench run --json' against each (default: 4k random reads, QD32, one
 queue), --repetitions times each (default 5) of --runtime seconds (default 5).
 EOF
 }
 
-daemon="" baseline="" bench="" repetitions=5 runtime=5
+daemon="" baseline="" bench="" repetitions=5 runtime=5 disk=--null-size=1g
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--daemon) daemon=$2; shift 2 ;;
@@ -28,6 +29,7 @@ while [ $# -gt 0 ]; do
 	--bench) bench=$2; shift 2 ;;
 	--repetitions) repetitions=$2; shift 2 ;;
 	--runtime) runtime=$2; shift 2 ;;
+	--disk) disk=$2; shift 2 ;;
 	--) shift; break ;;
 	-h | --help) usage; exit 0 ;;
 	*) usage >&2; exit 2 ;;
@@ -44,7 +46,7 @@ trap '[ -z "$daemon_pid" ] || kill "$daemon_pid" 2>/dev/null; rm -rf "$work"' EX
 run_one() {
 	local socket="$work/s.sock" waited=0 json
 	rm -f "$socket"
-	"$1" --socket-path="$socket" --null-size=1g >"$work/daemon.log" 2>&1 &
+	"$1" --socket-path="$socket" "$disk" >"$work/daemon.log" 2>&1 &
 	daemon_pid=$!
 	until [ -S "$socket" ]; do
 		[ "$waited" -lt 200 ] || die "$1 did not create its socket"

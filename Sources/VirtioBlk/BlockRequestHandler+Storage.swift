@@ -61,7 +61,6 @@ extension BlockRequestHandler {
             // Writethrough: the write is made stable before it completes.
             transfer.syncAfterWrite = write && writethroughNeedsSync
             transfers[head] = transfer
-            transferMemory[head] = chain.memory
             start = write
                 ? queue.write(base, count: count, length: length, offset: offset, tag: tag)
                 : queue.read(base, count: count, length: length, offset: offset, tag: tag)
@@ -70,7 +69,6 @@ extension BlockRequestHandler {
             guard capabilities.flush else { return answer(.ok) }
             transfer.operation = .flush
             transfers[head] = transfer
-            transferMemory[head] = chain.memory
             start = queue.flush(tag: tag)
         case .discard, .writeZeroes:
             let zeroing = header.type == .writeZeroes
@@ -80,7 +78,6 @@ extension BlockRequestHandler {
             transfer.operation = zeroing ? .writeZeroes : .discard
             transfer.segmentCount = count
             transfers[head] = transfer
-            transferMemory[head] = chain.memory
             start = startNextSegment(head)
         case .getIdentifier, nil:
             return answer(.unsupported)
@@ -89,6 +86,9 @@ extension BlockRequestHandler {
         case .finished(let writtenLength):
             return .completed(writtenLength: writtenLength)
         case .continuing:
+            // In flight: the chain's memory stays mapped until it completes (what completes at
+            // once needs no reference, which spares two atomic reference counts per request).
+            transferMemory[head] = chain.memory
             return scattered ? .completed(writtenLength: waitForScattered(head)) : .inFlight
         }
     }
@@ -200,9 +200,9 @@ extension BlockRequestHandler {
         if status == .ioError { statistics.errors += 1 }
         let transfer = transfers[head]
         // SAFETY: the chain's last writable byte, accessible when the request started, in the
-        // memory `transferMemory` kept mapped until now.
+        // memory the chain or `transferMemory` kept mapped until now.
         transfer.status?.storeBytes(of: status.rawValue, as: UInt8.self)
-        transferMemory[head] = nil
+        if transferMemory[head] != nil { transferMemory[head] = nil }
         return UInt32(clamping: (status == .ok ? transfer.dataWritten : 0) + 1)
     }
 }
