@@ -53,6 +53,7 @@ extension BlockRequestHandler {
                 // More pieces than a slot holds: the queue's large array, this request waited for.
                 base = vectors
                 scattered = true
+                statistics.scattered += 1
                 count = chain.fillIOVectors(write ? .readable : .writable, offset: dataOffset, length: length, into: vectorBuffer)
             }
             guard let count else { return answer(.ioError) }

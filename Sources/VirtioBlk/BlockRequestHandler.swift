@@ -94,7 +94,7 @@ final class BlockRequestHandler: VirtqueueRequestHandler {
             "flush": "\(statistics.flushes)", "get-id": "\(statistics.identifiers)",
             "discard": "\(statistics.discards)", "write-zeroes": "\(statistics.writeZeroes)",
             "unsupported": "\(statistics.unsupported)", "errors": "\(statistics.errors)",
-            "malformed": "\(statistics.malformed)",
+            "malformed": "\(statistics.malformed)", "scattered": "\(statistics.scattered)",
         ]
         for (name, value) in storageQueue?.statistics ?? [] { metadata[name] = "\(value)" }
         device.logger.info("queue statistics", metadata: metadata)

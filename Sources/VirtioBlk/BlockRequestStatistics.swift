@@ -8,6 +8,8 @@ struct BlockRequestStatistics {
     var writeZeroes = 0
     var unsupported = 0
     var errors = 0
+    /// Requests in more pieces than a slot's iovecs, waited for in `submit`.
+    var scattered = 0
     /// Chains without a writable status byte: nothing can be reported to the driver.
     var malformed = 0
 }

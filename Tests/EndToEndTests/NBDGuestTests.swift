@@ -10,9 +10,10 @@ struct NBDGuestTests {
 
     /// qemu-nbd as a user starts it (one client, no multi-conn: the daemon's queues share one
     /// connection), the daemon with its defaults, a two-vCPU guest (QEMU's default of a queue
-    /// per vCPU: both carry writes) on the newest QEMU of the matrix.
-    @Test(arguments: QEMUBuild.matrix.suffix(1))
-    func guestWritesReachTheFileTheServerServes(_ qemu: QEMUBuild) throws {
+    /// per vCPU: both carry writes) on the newest QEMU of the matrix; and the same behind the
+    /// guest's vIOMMU (lazy, its default): every buffer of the network disk an IOVA.
+    @Test(arguments: QEMUBuild.matrix.suffix(1), [nil, "lazy"])
+    func guestWritesReachTheFileTheServerServes(_ qemu: QEMUBuild, iommu: String?) throws {
         let scratch = try H.Scratch()
         let (check, lines) = try ScatteredWrites.prepare(in: scratch, cpus: 2)
         // After the host's data was read back: its first 64 KiB zeroed, then a flush.
@@ -28,9 +29,13 @@ struct NBDGuestTests {
         let result: H.Result
         let daemonOutput: String
         do {
-            let daemon = try NBDDaemonTests.Daemon(scratch, ["--blk-nbd=\(server.uri())"])
+            // Info: the per-queue statistics at the end (what is served is the defaults').
+            let daemon = try NBDDaemonTests.Daemon(scratch, ["--blk-nbd=\(server.uri())", "--log-level=info"])
             result = try H.run(qemu, ["--no-daemon", "--socket", daemon.socket, "--smp", "2",
-                                      "--workload", scratch.path("workload.sh"), "--add-file", "\(scratch.url.path):/data"])
+                                      "--workload", scratch.path("workload.sh"), "--add-file", "\(scratch.url.path):/data"]
+                                      + (iommu.map { ["--iommu", $0] } ?? []))
+            daemon.process.terminate()
+            daemon.process.waitUntilExit()
             daemonOutput = daemon.output
         }
         server.kill()
@@ -41,5 +46,17 @@ struct NBDGuestTests {
         #expect(try H.read(check.image, offset: zeroed.offset + zeroed.count, count: rest)
                 == Array(ScatteredWrites.hostData.suffix(rest)))
         #expect(daemonOutput.contains("multi-conn false"), "\(daemonOutput)")
+        // A handler's line per ring start (the firmware's, then Linux's two queues): none failed
+        // a request, and both of Linux's queues wrote.
+        let statistics = daemonOutput.split(separator: "\n").filter { $0.contains("queue statistics") }
+        #expect(statistics.allSatisfy { $0.contains("errors=0") }, "\(statistics)")
+        for queue in 0..<2 {
+            #expect(statistics.contains { $0.contains("queue=\(queue) ") && !$0.contains("write=0") }, "\(statistics)")
+        }
+        if iommu != nil {
+            // Every address was an IOVA, translated through the IOTLB QEMU filled.
+            let traffic = daemonOutput.split(separator: "\n").last { $0.contains("IOTLB traffic") }
+            #expect(traffic.map { !$0.contains(" updates=0") && !$0.contains(" misses=0") } == true, "\(daemonOutput)")
+        }
     }
 }
