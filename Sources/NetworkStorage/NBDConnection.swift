@@ -38,6 +38,17 @@ final class NBDConnection: @unchecked Sendable {
         withHandle { handle, current in handle == nil || current != generation }
     }
 
+    /// Ends `generation`'s handle for good (the server said it is shutting down): its socket is
+    /// shut down and libnbd told, so the handle is dead (what else was in flight on it fails as
+    /// lost) and the next use reconnects, to the server that replaced it.
+    func abandon(generation: UInt64) {
+        withHandle { handle, current in
+            guard let handle, current == generation else { return }
+            handle.dropConnection()
+            handle.notify(readable: true, writable: false, confirmReadable: false)
+        }
+    }
+
     /// Replaces a dead handle with a new connection within `timeoutMilliseconds`. Nil when the
     /// connection is alive afterwards, else why not.
     func reconnect(timeoutMilliseconds: Int) -> NetworkStorageError? {

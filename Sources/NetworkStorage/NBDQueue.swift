@@ -170,7 +170,16 @@ final class NBDQueue: BlockStorageQueue {
             let command = commands[Int(tag)]
             if command.error == 0 {
                 completions.append(tag: tag, result: 0)
-            } else if !command.final, connections[command.connection].lostConnection(since: command.generation) {
+            } else if !command.final, command.error == ESHUTDOWN
+                        || connections[command.connection].lostConnection(since: command.generation) {
+                // ESHUTDOWN: the server is going away and did not run it (nbdkit on SIGTERM
+                // answers so until its clients leave): leave that connection as if it died,
+                // and count it as an unanswered try (a server that says so to every new
+                // connection fails the request, as one that never answers does).
+                if command.error == ESHUTDOWN {
+                    connections[command.connection].abandon(generation: command.generation)
+                    timeouts[Int(tag)] = min(timeouts[Int(tag)], Self.timeoutsBeforeFailing) &+ 1
+                }
                 // Sent again after a reconnection, unless it already went unanswered twice.
                 if timeouts[Int(tag)] >= Self.timeoutsBeforeFailing {
                     completions.append(tag: tag, result: -EIO)

@@ -132,6 +132,35 @@ struct NBDDiskTests {
         #expect(pastEnd.count == 1 && (pastEnd[4] ?? 0) < 0)
     }
 
+    @Test("a server that answers ESHUTDOWN (going away, the command not run) is left for a new connection and the request sent again, at most twice; then the queue goes on")
+    func shutdownAnswerReconnects() throws {
+        let scratch = try Scratch()
+        let trigger = scratch.path("shutting-down")
+        let log = scratch.path("nbdkit.log")
+        let server = try NBDServer.nbdkit(socketPath: scratch.path("nbd.sock"), filters: ["log", "error"], plugin: "memory",
+                                          ["size=16M", "logfile=\(log)", "error=ESHUTDOWN", "error-rate=100%", "error-file=\(trigger)"])
+        let disk = try NBDDisk(uri: server.uri(), reconnectTimeoutMilliseconds: 2_000, connectionsPerQueue: 1, logger: Self.logger)
+        let queue = try #require(disk.makeQueue(index: 0, depth: 8))
+        let buffer = Buffer(4096, pieces: 1)
+        func connects() -> Int {
+            ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").split(separator: "\n").filter { $0.contains(" Connect ") }.count
+        }
+        #expect(queue.read(buffer.vector, count: 1, length: 4096, offset: 0, tag: 1) == .queued)
+        #expect(Self.completions(of: queue, count: 1) == [1: 0])
+        let before = connects()
+
+        // Every answer ESHUTDOWN: tried on a new connection once more, then EIO.
+        FileManager.default.createFile(atPath: trigger, contents: nil)
+        #expect(queue.read(buffer.vector, count: 1, length: 4096, offset: 0, tag: 2) == .queued)
+        #expect(Self.completions(of: queue, count: 1) == [2: -EIO])
+        #expect(connects() == before + 1, "\((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
+
+        // The server serves again: so does the queue.
+        unlink(trigger)
+        #expect(queue.write(buffer.vector, count: 1, length: 4096, offset: 4096, tag: 3) == .queued)
+        #expect(Self.completions(of: queue, count: 1) == [3: 0])
+    }
+
     @Test("a URI libnbd refuses, a server that is down and a refused TLS handshake fail at open with the reason")
     func openFailuresSayWhy() throws {
         let scratch = try Scratch()
