@@ -262,10 +262,14 @@ struct DaemonOptions: Equatable {
         if rbdImage == nil, let given = cephOptionsGiven.first {
             throw UsageError("\(given) applies to --blk-rbd")
         }
-        if let network, sandbox {
-            // Reconnecting opens sockets (and a Unix socket's path, a TLS key file, ceph.conf)
-            // that the sandbox's empty root and system-call list take away.
-            throw UsageError("--sandbox does not work with \(network) yet: talking to the servers needs the file system and socket calls it removes")
+        if sandbox, rbdImage != nil {
+            // librados' threads reconnect, renew cephx tickets and reread ceph.conf with calls
+            // and files the sandbox takes away.
+            throw UsageError("--sandbox does not work with --blk-rbd yet: librados needs the file system and calls it removes")
+        }
+        if sandbox, let nbdURI, nbdURI.lowercased().hasPrefix("nbds") {
+            // A TLS reconnection reads its certificates or key file, which the sandbox refuses.
+            throw UsageError("--sandbox does not work with TLS (nbds) URIs yet: reconnecting reads the key files it refuses")
         }
         if !(1...NBDDisk.maximumConnectionsPerQueue).contains(nbdConnections) {
             throw UsageError("--nbd-connections must be between 1 and \(NBDDisk.maximumConnectionsPerQueue)")

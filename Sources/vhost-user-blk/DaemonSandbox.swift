@@ -15,6 +15,10 @@ import VhostUserBackend
 /// 3. A seccomp allow-list of the calls the control plane and the queue workers make after
 ///    set-up; open/openat fail with EACCES; anything else kills the process. Not on it: exec,
 ///    socket creation, connect/bind/listen, ptrace, mount, kill, and everything else never needed.
+///
+/// An NBD disk opens connections after set-up (multi-conn's extra ones when a queue starts, and
+/// reconnections): its daemon keeps the host's mount namespace (the server's Unix socket is
+/// reached by its path) and may also create and connect sockets.
 enum DaemonSandbox {
     /// The calls made after set-up: found by tracing the daemon (strace -f) through the guest,
     /// inflight, IOMMU, shutdown and benchmark tests; each group says who makes them.
@@ -37,6 +41,12 @@ enum DaemonSandbox {
     /// The io_uring engine's calls (set-up per queue, submission and completion).
     static let ioUringCalls: [String] = ["io_uring_setup", "io_uring_enter", "io_uring_register"]
 
+    /// An NBD disk's connections (libnbd): creating and connecting a socket, its options, and
+    /// sending and receiving on it (recv and send are recvfrom and sendto; a host name's DNS
+    /// query is sendmmsg); each queue's retry timer (a timerfd, made when the queue starts).
+    static let networkCalls: [String] = ["socket", "connect", "getsockopt", "getsockname", "getpeername",
+                                         "recvfrom", "sendto", "sendmmsg", "timerfd_create", "timerfd_settime"]
+
     /// x86-64's older forms of calls that arm64 has only in their newer forms.
     static let legacyCalls: [String] = ["epoll_wait", "poll"]
 
@@ -49,8 +59,9 @@ enum DaemonSandbox {
     }
 
     /// Step 1: as root, the empty mount namespace. - Returns: what was done, for the log.
-    static func isolateFileSystem() throws(SystemError) -> String {
+    static func isolateFileSystem(reconnectsByPath: Bool) throws(SystemError) -> String {
         guard geteuid() == 0 else { return "none (not root)" }
+        if reconnectsByPath { return "not entered: the NBD server is reached again by its socket path or address" }
         // A sanitizer runtime reads /proc at exit (LeakSanitizer) and for reports.
         if SeccompFilter.sanitizerRuntimeLinked { return "not entered: sanitizer build" }
         try MountNamespace.enterEmptyRoot()
@@ -60,9 +71,11 @@ enum DaemonSandbox {
     /// Step 3: the seccomp filter. - Returns: the rules installed; none in a sanitizer build,
     /// whose runtime needs ptrace, clone and exec for its reports and leak check (the tests'
     /// sanitizer runs; a release build never links one).
-    static func restrictSystemCalls(controlPlane: ControlPlane, engine: IOEngineKind) throws(SystemError) -> [SeccompFilter.Rule]? {
+    static func restrictSystemCalls(controlPlane: ControlPlane, engine: IOEngineKind,
+                                    network: Bool) throws(SystemError) -> [SeccompFilter.Rule]? {
         if SeccompFilter.sanitizerRuntimeLinked { return nil }
         var rules = allowedCalls.map(SeccompFilter.Rule.allow)
+        if network { rules += networkCalls.map(SeccompFilter.Rule.allow) }
         if engine == .ioUring { rules += ioUringCalls.map(SeccompFilter.Rule.allow) }
         rules += legacyCalls.filter(SeccompFilter.knows).map(SeccompFilter.Rule.allow)
         // Opening a file fails (EACCES) rather than kills: glibc's malloc opens

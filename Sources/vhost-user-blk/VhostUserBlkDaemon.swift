@@ -107,7 +107,7 @@ struct VhostUserBlkDaemon {
         if options.sandbox {
             DaemonSandbox.loadTimeZone()
             do {
-                sandbox["mount-namespace"] = "\(try DaemonSandbox.isolateFileSystem())"
+                sandbox["mount-namespace"] = "\(try DaemonSandbox.isolateFileSystem(reconnectsByPath: options.nbdURI != nil))"
             } catch {
                 logger.critical("cannot enter the sandbox's mount namespace: \(error)")
                 return 1
@@ -122,7 +122,8 @@ struct VhostUserBlkDaemon {
         }
         if options.sandbox {
             do {
-                if let rules = try DaemonSandbox.restrictSystemCalls(controlPlane: controlPlane, engine: engine) {
+                if let rules = try DaemonSandbox.restrictSystemCalls(controlPlane: controlPlane, engine: engine,
+                                                                        network: options.nbdURI != nil) {
                     sandbox["seccomp"] = "\(rules.count) calls allowed"
                 } else {
                     sandbox["seccomp"] = "not installed: sanitizer build"
