@@ -263,7 +263,7 @@ static const struct { const char *name; long number; } cvb_syscalls[] = {
     CVB_SYSCALL(epoll_pwait), CVB_SYSCALL(epoll_pwait2), CVB_SYSCALL(ppoll), CVB_SYSCALL(pipe2),
     CVB_SYSCALL(recvmsg), CVB_SYSCALL(sendmsg), CVB_SYSCALL(recvfrom), CVB_SYSCALL(sendto),
     CVB_SYSCALL(accept4), CVB_SYSCALL(shutdown), CVB_SYSCALL(setsockopt), CVB_SYSCALL(getsockopt),
-    CVB_SYSCALL(getsockname), CVB_SYSCALL(getpeername), CVB_SYSCALL(socket), CVB_SYSCALL(connect), CVB_SYSCALL(sendmmsg),
+    CVB_SYSCALL(getsockname), CVB_SYSCALL(getpeername), CVB_SYSCALL(socket), CVB_SYSCALL(connect),
     CVB_SYSCALL(timerfd_create), CVB_SYSCALL(timerfd_settime),
     CVB_SYSCALL(bind), CVB_SYSCALL(listen), CVB_SYSCALL(unlinkat),
     CVB_SYSCALL(openat), CVB_SYSCALL(readlink),

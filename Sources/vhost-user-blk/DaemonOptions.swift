@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import Logging
 import NetworkStorage
 import StorageIO
@@ -271,6 +274,10 @@ struct DaemonOptions: Equatable {
             // A TLS reconnection reads its certificates or key file, which the sandbox refuses.
             throw UsageError("--sandbox does not work with TLS (nbds) URIs yet: reconnecting reads the key files it refuses")
         }
+        if sandbox, let nbdURI, let host = Self.tcpHost(ofNBDURI: nbdURI), !Self.isNumericAddress(host) {
+            // Resolving a name again reads /etc/hosts and friends, which the sandbox refuses.
+            throw UsageError("--sandbox with --blk-nbd needs the server's address, not a name (\(host)): a reconnection could not resolve it inside the sandbox")
+        }
         if !(1...NBDDisk.maximumConnectionsPerQueue).contains(nbdConnections) {
             throw UsageError("--nbd-connections must be between 1 and \(NBDDisk.maximumConnectionsPerQueue)")
         }
@@ -313,5 +320,21 @@ struct DaemonOptions: Equatable {
         if let serial, serial.utf8.count > 20 {
             throw UsageError("--serial is at most 20 bytes")
         }
+    }
+
+    /// The host of an `nbd://` URI (nil for Unix sockets and vsock), without port or brackets.
+    static func tcpHost(ofNBDURI uri: String) -> String? {
+        let lowered = uri.lowercased()
+        guard lowered.hasPrefix("nbd://") || lowered.hasPrefix("nbds://") else { return nil }
+        guard let separator = uri.firstRange(of: "://") else { return nil }
+        let authority = uri[separator.upperBound...].prefix { $0 != "/" && $0 != "?" }
+        if authority.hasPrefix("[") { return String(authority.dropFirst().prefix { $0 != "]" }) }
+        return String(authority.prefix { $0 != ":" })
+    }
+
+    static func isNumericAddress(_ host: String) -> Bool {
+        var v4 = in_addr()
+        var v6 = in6_addr()
+        return inet_pton(AF_INET, host, &v4) == 1 || inet_pton(AF_INET6, host, &v6) == 1
     }
 }

@@ -42,10 +42,11 @@ enum DaemonSandbox {
     static let ioUringCalls: [String] = ["io_uring_setup", "io_uring_enter", "io_uring_register"]
 
     /// An NBD disk's connections (libnbd): creating and connecting a socket, its options, and
-    /// sending and receiving on it (recv and send are recvfrom and sendto; a host name's DNS
-    /// query is sendmmsg); each queue's retry timer (a timerfd, made when the queue starts).
+    /// sending and receiving on it (recv and send are recvfrom and sendto); each queue's retry
+    /// timer (a timerfd, made when the queue starts). No name is resolved: a sandboxed NBD
+    /// server is named by its address or socket path (DaemonOptions).
     static let networkCalls: [String] = ["socket", "connect", "getsockopt", "getsockname", "getpeername",
-                                         "recvfrom", "sendto", "sendmmsg", "timerfd_create", "timerfd_settime"]
+                                         "recvfrom", "sendto", "timerfd_create", "timerfd_settime"]
 
     /// x86-64's older forms of calls that arm64 has only in their newer forms.
     static let legacyCalls: [String] = ["epoll_wait", "poll"]

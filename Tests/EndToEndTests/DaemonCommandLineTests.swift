@@ -64,6 +64,7 @@ struct DaemonCommandLineTests {
         (["--socket-path=/tmp/a.sock", "--blk-file=/tmp/x.img", "--nbd-connections=2"], "--nbd-connections applies to --blk-nbd"),
         (["--socket-path=/tmp/a.sock", "--blk-nbd=nbd://h/e", "--nbd-connections=0"], "--nbd-connections must be between 1 and 32"),
         (["--socket-path=/tmp/a.sock", "--blk-nbd=nbds://h/e", "--sandbox"], "--sandbox does not work with TLS (nbds) URIs yet"),
+        (["--socket-path=/tmp/a.sock", "--blk-nbd=nbd://localhost:10809/e", "--sandbox"], "needs the server's address, not a name (localhost)"),
         (["--socket-path=/tmp/a.sock", "--blk-rbd=rbd/disk", "--sandbox"], "--sandbox does not work with --blk-rbd yet"),
         (["--socket-path=/tmp/a.sock", "--blk-rbd=rbd"], "--blk-rbd 'rbd' is not POOL/IMAGE or POOL/IMAGE@SNAPSHOT"),
         (["--socket-path=/tmp/a.sock", "--blk-rbd=rbd/disk@"], "--blk-rbd 'rbd/disk@' is not POOL/IMAGE"),
