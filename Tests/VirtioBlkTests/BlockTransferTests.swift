@@ -131,4 +131,25 @@ struct BlockTransferTests {
         #expect(used.length == 1)
         #expect(try fixture.status() == (fails ? BlockRequestStatus.ioError : .ok).rawValue)
     }
+
+    @Test("an engine with no room (a ring qcow2's transfers filled): reads, writes and flushes are served at once instead, nothing fails")
+    func fullEngineServesAtOnce() throws {
+        let engine = try ScriptedEngine()
+        let fixture = try BlockFixture(queueSize: 16, scripted: engine)
+        engine.refusals = 3
+        _ = try Self.offer(fixture, .write, count: 2, data: Self.block)
+        #expect(fixture.serve() == nil)
+        #expect(fixture.driver.takeUsed().map(\.length) == [1, 1])
+        _ = try fixture.submit(readable: [try fixture.header(BlockRequestType.flush.rawValue, at: 0x4_0100)],
+                               writable: [try fixture.statusBuffer(at: 0x4_1100)])
+        #expect(try fixture.status(at: 0x4_1100) == BlockRequestStatus.ok.rawValue)
+        #expect(engine.refusals == 0 && engine.transfers == 0 && engine.synchronizations == 0)
+        for index in 0..<2 { #expect(fixture.imageBytes(offset: index * 4096, count: 4096) == Self.block(index)) }
+        let reads = try Self.offer(fixture, .read, count: 2)
+        #expect(fixture.serve() == nil)
+        for (index, read) in reads.enumerated() {
+            #expect(try fixture.status(at: read.status) == BlockRequestStatus.ok.rawValue)
+            #expect(try fixture.ram.read(4096, at: gpa(read.buffer)) == Self.block(index))
+        }
+    }
 }

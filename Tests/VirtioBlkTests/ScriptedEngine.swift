@@ -16,6 +16,8 @@ final class ScriptedEngine: IOEngine {
     /// Results returned, in order, instead of doing the next operations.
     var injected: [Int32] = []
     var newestFirst = false
+    /// Operations refused (no room, as a full ring) before the engine takes any again.
+    var refusals = 0
     /// The result of the next fdatasync instead of doing it.
     var injectOnSynchronize: Int32?
     private(set) var transfers = 0
@@ -37,6 +39,7 @@ final class ScriptedEngine: IOEngine {
     }
 
     func synchronize(_ fd: Int32, tag: UInt64) -> Bool {
+        if refusals > 0 { refusals -= 1; return false }
         synchronizations += 1
         if let result = injectOnSynchronize {
             injectOnSynchronize = nil
@@ -49,6 +52,7 @@ final class ScriptedEngine: IOEngine {
 
     private func transfer(_ fd: Int32, _ vectors: UnsafePointer<iovec>, count: Int, offset: UInt64, tag: UInt64,
                           write: Bool) -> Bool {
+        if refusals > 0 { refusals -= 1; return false }
         transfers += 1
         if !injected.isEmpty { done.append((tag, injected.removeFirst())); return true }
         var limited: [iovec] = []

@@ -113,7 +113,7 @@ final class FileStorageQueue: BlockStorageQueue {
         guard tag < UInt64(transfers.count) else { return .done(-EINVAL) }
         let head = Int(tag)
         transfers[head] = FileTransfer(operation: .synchronize, descriptor: image.descriptor.rawValue, active: true)
-        return start(head)
+        return start(head) ?? .done(image.flush() == 0 ? 0 : -EIO)
     }
 
     func discard(offset: UInt64, length: UInt64, tag: UInt64) -> BlockStorageStart {
@@ -164,7 +164,7 @@ final class FileStorageQueue: BlockStorageQueue {
             }
             // Would block (or failed: the engine reports the error itself).
         }
-        return start(head)
+        return start(head) ?? atOnce(vectors, count: count, length: length, offset: offset, write: write)
     }
 
     /// Served on this thread: the image's own positioned I/O (qcow2's synchronous path), or the
@@ -191,10 +191,12 @@ final class FileStorageQueue: BlockStorageQueue {
     }
 
     /// Hands the tag's transfer to the engine; with a synchronous engine, runs it to the end.
-    private func start(_ head: Int) -> BlockStorageStart {
+    /// Nil when the engine has no room (qcow2's transfers can fill its ring): the caller serves
+    /// the operation at once instead.
+    private func start(_ head: Int) -> BlockStorageStart? {
         guard enqueue(head) else {
             transfers[head].active = false
-            return .done(-EIO)
+            return nil
         }
         guard engine.completionNotifier == nil else { return .queued }
         return .done(waitForTransfer(head))
