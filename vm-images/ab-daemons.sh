@@ -12,16 +12,16 @@ log_name=ab-daemons
 usage() {
 	cat <<EOF
 usage: $(basename "$0") --daemon PATH --baseline PATH --bench PATH [--repetitions N]
-           [--runtime SECONDS] [--disk DAEMON-OPTION] [-- BENCH-RUN-OPTIONS...]
+           [--runtime SECONDS] [--disk DAEMON-OPTION]... [-- BENCH-RUN-OPTIONS...]
 
-Starts PATH and the baseline alternately with the disk DAEMON-OPTION names (default
---null-size=1g; e.g. --blk-file=/tmp/ab.img), runs
+Starts PATH and the baseline alternately with the disk the DAEMON-OPTIONs name (default
+--null-size=1g; e.g. --disk --blk-file=/tmp/ab.qcow2 --disk --format=qcow2), runs
 'vhost-user-blk-bench run --json' against each (default: 4k random reads, QD32, one
 queue), --repetitions times each (default 5) of --runtime seconds (default 5).
 EOF
 }
 
-daemon="" baseline="" bench="" repetitions=5 runtime=5 disk=--null-size=1g
+daemon="" baseline="" bench="" repetitions=5 runtime=5 disk=()
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--daemon) daemon=$2; shift 2 ;;
@@ -29,7 +29,7 @@ while [ $# -gt 0 ]; do
 	--bench) bench=$2; shift 2 ;;
 	--repetitions) repetitions=$2; shift 2 ;;
 	--runtime) runtime=$2; shift 2 ;;
-	--disk) disk=$2; shift 2 ;;
+	--disk) disk+=("$2"); shift 2 ;;
 	--) shift; break ;;
 	-h | --help) usage; exit 0 ;;
 	*) usage >&2; exit 2 ;;
@@ -37,6 +37,7 @@ while [ $# -gt 0 ]; do
 done
 [ -x "$daemon" ] && [ -x "$baseline" ] && [ -x "$bench" ] || { usage >&2; exit 2; }
 extra=("$@")
+[ ${#disk[@]} -gt 0 ] || disk=(--null-size=1g)
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/ab-daemons.XXXXXX")
 daemon_pid=""
@@ -46,7 +47,7 @@ trap '[ -z "$daemon_pid" ] || kill "$daemon_pid" 2>/dev/null; rm -rf "$work"' EX
 run_one() {
 	local socket="$work/s.sock" waited=0 json
 	rm -f "$socket"
-	"$1" --socket-path="$socket" "$disk" >"$work/daemon.log" 2>&1 &
+	"$1" --socket-path="$socket" "${disk[@]}" >"$work/daemon.log" 2>&1 &
 	daemon_pid=$!
 	until [ -S "$socket" ]; do
 		[ "$waited" -lt 200 ] || die "$1 did not create its socket"
