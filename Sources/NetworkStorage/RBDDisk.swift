@@ -12,6 +12,9 @@ import VhostSystem
 ///
 /// Opening connects within the mount timeout (10 s: librados' default is 300), so a cluster
 /// that is down, a refused key, a missing pool or image fail at start with librados' reason.
+/// Requests (opening the image's included) are bounded by the request timeout
+/// (`rados_osd_op_timeout`): librados resends them as the cluster changes until then, and
+/// fails them with ETIMEDOUT after; without it a lost OSD holds them for ever.
 public final class RBDDisk: BlockStorage, @unchecked Sendable {
     // SAFETY: the handles are set once in init and closed in deinit; librbd's calls on them are
     // thread-safe.
@@ -33,8 +36,9 @@ public final class RBDDisk: BlockStorage, @unchecked Sendable {
     ///   - configuration: the ceph.conf to read (`--ceph-conf`); nil: librados' search (CEPH_CONF,
     ///     /etc/ceph/ceph.conf, ~/.ceph/config, ./ceph.conf).
     ///   - identity: the client name without `client.` (`--ceph-id`); nil: librados' default, admin.
-    public init(name: RBDImageName, configuration: String?, identity: String?, readOnly: Bool,
-                logger: Logger) throws(NetworkStorageError) {
+    ///   - requestTimeoutSeconds: how long a request may take before it fails (0: no bound).
+    public init(name: RBDImageName, configuration: String?, identity: String?, requestTimeoutSeconds: Int,
+                readOnly: Bool, logger: Logger) throws(NetworkStorageError) {
         imageName = name
         self.logger = logger
         var cluster: rados_t?
@@ -45,8 +49,9 @@ public final class RBDDisk: BlockStorage, @unchecked Sendable {
             rados_shutdown(cluster)
             throw .rbdLibrary("cannot read \(configuration ?? "the default ceph.conf"): \(Self.reason(result))")
         }
-        // Our bound on the mount first, so CEPH_ARGS can still change it.
+        // Our bounds first, so CEPH_ARGS can still change them.
         _ = rados_conf_set(cluster, "client_mount_timeout", "\(Self.mountTimeoutSeconds)")
+        _ = rados_conf_set(cluster, "rados_osd_op_timeout", "\(max(requestTimeoutSeconds, 0))")
         _ = rados_conf_parse_env(cluster, nil)
         result = rados_connect(cluster)
         guard result == 0 else {

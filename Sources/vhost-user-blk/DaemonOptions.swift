@@ -27,6 +27,8 @@ struct DaemonOptions: Equatable {
     var rbdImage: RBDImageName?
     var cephConfiguration: String?
     var cephIdentity: String?
+    /// `--rbd-request-timeout` in seconds (0: none, librados retries for ever).
+    var rbdRequestTimeoutSeconds = DaemonOptions.defaultRBDRequestTimeoutSeconds
     /// `--nbd-connections`: per queue, when the server offers multi-conn.
     var nbdConnections = NBDDisk.defaultConnectionsPerQueue
     /// `--nbd-reconnect-timeout` in seconds.
@@ -62,6 +64,10 @@ struct DaemonOptions: Equatable {
     /// NBD driver's default. A server that hangs but keeps the socket open (stopped, or behind
     /// a network that drops packets) would otherwise hold its requests for as long as TCP does.
     static let defaultNBDRequestTimeoutSeconds = 30
+    /// How long librados may keep an RBD request (resending it as the cluster changes) before it
+    /// fails: the NBD bounds together, so both kinds of disk give the guest an error, and let
+    /// SIGTERM end the daemon, within the same time when the cluster is lost.
+    static let defaultRBDRequestTimeoutSeconds = defaultNBDRequestTimeoutSeconds + defaultNBDReconnectTimeoutSeconds
 
     static let usage = """
         usage: vhost-user-blk (--socket-path=PATH | --fd=FD) (--blk-file=PATH | --null-size=SIZE | --blk-nbd=URI
@@ -90,6 +96,10 @@ struct DaemonOptions: Equatable {
           --ceph-conf=PATH        the cluster's ceph.conf (default: librados' search,
                                   $CEPH_CONF or /etc/ceph/ceph.conf)
           --ceph-id=NAME          the client name without "client." (default: admin)
+          --rbd-request-timeout=SECONDS
+                                  how long a request may wait for the cluster (librados
+                                  resends it meanwhile) before it fails with an I/O error
+                                  (0-3600, 0: for ever; default 40)
           --nbd-connections=N     connections per queue when the server offers multi-conn
                                   (1-32, default 4); one shared connection otherwise
           --nbd-reconnect-timeout=SECONDS
@@ -167,7 +177,7 @@ struct DaemonOptions: Equatable {
             if ["--nbd-connections", "--nbd-reconnect-timeout", "--nbd-request-timeout"].contains(name) {
                 options.nbdOptionsGiven.append(name)
             }
-            if ["--ceph-conf", "--ceph-id"].contains(name) {
+            if ["--ceph-conf", "--ceph-id", "--rbd-request-timeout"].contains(name) {
                 options.cephOptionsGiven.append(name)
             }
             switch name {
@@ -185,6 +195,7 @@ struct DaemonOptions: Equatable {
                 }
             case "--ceph-conf": options.cephConfiguration = try value()
             case "--ceph-id": options.cephIdentity = try value()
+            case "--rbd-request-timeout": options.rbdRequestTimeoutSeconds = try number(Int.self)
             case "--nbd-reconnect-timeout": options.nbdReconnectTimeoutSeconds = try number(Int.self)
             case "--nbd-connections": options.nbdConnections = try number(Int.self)
             case "--nbd-request-timeout": options.nbdRequestTimeoutSeconds = try number(Int.self)
@@ -286,6 +297,9 @@ struct DaemonOptions: Equatable {
         }
         if !(0...3600).contains(nbdRequestTimeoutSeconds) {
             throw UsageError("--nbd-request-timeout must be between 0 and 3600 seconds")
+        }
+        if !(0...3600).contains(rbdRequestTimeoutSeconds) {
+            throw UsageError("--rbd-request-timeout must be between 0 and 3600 seconds")
         }
         if nullSize != nil, format != .raw {
             throw UsageError("--format applies to --blk-file; a null disk has no format")

@@ -42,6 +42,7 @@ struct VhostUserBlkDaemon {
         do {
             if let rbdImage = options.rbdImage {
                 let disk = try RBDDisk(name: rbdImage, configuration: options.cephConfiguration, identity: options.cephIdentity,
+                                       requestTimeoutSeconds: options.rbdRequestTimeoutSeconds,
                                        readOnly: options.readOnly, logger: logger)
                 image = try BlockImage(storage: disk, readOnly: options.readOnly)
             } else if let nbdURI = options.nbdURI {
@@ -139,6 +140,7 @@ struct VhostUserBlkDaemon {
         var formatMetadata: Logger.Metadata = ["format": "\(notAFile ? "n/a" : options.format.description)"]
         if let disk = image.storage as? RBDDisk {
             formatMetadata["rbd"] = "\(disk.imageName), read-only \(disk.readOnly)"
+            formatMetadata["rbd-request-timeout-s"] = "\(options.rbdRequestTimeoutSeconds)"
         }
         if let disk = image.storage as? NBDDisk {
             formatMetadata["nbd"] = "multi-conn \(disk.multiConnection), structured replies \(disk.structuredReplies), flush \(disk.capabilities.flush), trim \(disk.capabilities.discard), zero \(disk.capabilities.writeZeroes), read-only \(disk.readOnly)"

@@ -76,6 +76,8 @@ struct DaemonCommandLineTests {
         (["--socket-path=/tmp/a.sock", "--blk-nbd=nbd://h/e", "--nbd-reconnect-timeout=soon"], "--nbd-reconnect-timeout 'soon' is not a number"),
         (["--socket-path=/tmp/a.sock", "--blk-nbd=nbd://h/e", "--nbd-request-timeout=-1"], "--nbd-request-timeout must be between 0 and 3600"),
         (["--socket-path=/tmp/a.sock", "--blk-file=/tmp/x.img", "--nbd-request-timeout=5"], "--nbd-request-timeout applies to --blk-nbd"),
+        (["--socket-path=/tmp/a.sock", "--blk-rbd=rbd/disk", "--rbd-request-timeout=3601"], "--rbd-request-timeout must be between 0 and 3600"),
+        (["--socket-path=/tmp/a.sock", "--blk-nbd=nbd://h/e", "--rbd-request-timeout=5"], "--rbd-request-timeout applies to --blk-rbd"),
         (["--socket-path=/tmp/a.sock", "--null-size=lots"], "--null-size 'lots' is not a size"),
         (["--socket-path=/tmp/a.sock", "--null-size=99999999999t"], "--null-size '99999999999t' is not a size"),
         (["--socket-path=/tmp/a.sock", "--blk-file=/tmp/x.img", "--queue-size=100"], "--queue-size must be a power of two"),

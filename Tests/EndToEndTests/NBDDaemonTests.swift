@@ -44,11 +44,12 @@ struct NBDDaemonTests {
     }
 
     /// Seconds the daemon takes to end on SIGTERM while a bench front end has four requests
-    /// outstanding at a server that does not answer.
+    /// outstanding at a server that does not answer (reads in the first MiB: written before,
+    /// so an RBD image asks its OSD for them).
     static func secondsToStopWithRequestsOutstanding(_ daemon: Daemon) throws -> TimeInterval {
         let front = Process()
         front.executableURL = URL(fileURLWithPath: try TestBinary.benchFrontEnd.path)
-        front.arguments = ["run", "--socket", daemon.socket, "--iodepth", "4", "--requests", "4", "--no-progress"]
+        front.arguments = ["run", "--socket", daemon.socket, "--iodepth", "4", "--requests", "4", "--size", "1m", "--no-progress"]
         front.standardOutput = FileHandle.nullDevice
         front.standardError = FileHandle.nullDevice
         try front.run()

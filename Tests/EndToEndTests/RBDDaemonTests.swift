@@ -79,4 +79,48 @@ struct RBDDaemonTests {
                                                        "--ceph-conf=\(cluster.directory)/missing.conf"])
         #expect(unreadable.status == 1 && unreadable.output.contains("cannot read"), "\(unreadable.output)")
     }
+
+    @Test("an OSD that stops answering (SIGSTOP): I/O errors after the request timeout, the daemon stays up and serves again once it answers; SIGTERM while requests wait there ends the daemon within the timeout")
+    func stoppedOSDWhileServing() throws {
+        let cluster = try CephCluster()
+        try cluster.rbd(["create", "--size", "16M", "rbd/disk"])
+        let scratch = try H.Scratch()
+        let daemon = try Daemon(scratch, ["--blk-rbd=rbd/disk", "--ceph-conf=\(cluster.configuration)", "--rbd-request-timeout=2"])
+        #expect(try NBDDaemonTests.verify(daemon.socket, queues: 1, span: 1 << 20).clean)
+
+        try cluster.pauseOSD()
+        var paused = true
+        defer { if paused { try? cluster.resumeOSD() } }
+        var workload = Workload()
+        workload.queueDepth = 4
+        workload.limit = .requests(8)
+        // Reads of what was written: the rest of the image has no objects yet, and librbd
+        // answers reads there from its object map without asking an OSD.
+        workload.span = 1 << 20
+        let started = Date()
+        let failed = try BenchRunner(socketPath: daemon.socket, workload: workload).run()
+        let waited = Date().timeIntervalSince(started)
+        #expect(failed.ioErrors == 8, "\(failed)")
+        #expect(waited < 15, "the errors came after \(waited) s")
+        #expect(daemon.process.isRunning)
+
+        try cluster.resumeOSD()
+        paused = false
+        var probe = Workload()
+        probe.limit = .requests(1)
+        var answered = false
+        for _ in 0..<20 where !answered {
+            usleep(500_000)
+            answered = try BenchRunner(socketPath: daemon.socket, workload: probe).run().ioErrors == 0
+        }
+        #expect(answered, "\(daemon.output)")
+        let served = try NBDDaemonTests.verify(daemon.socket, queues: 1, span: 1 << 20, only: true)
+        #expect(served.clean, "\(served)\n\(daemon.output)")
+
+        try cluster.pauseOSD()
+        paused = true
+        let stopping = try NBDDaemonTests.secondsToStopWithRequestsOutstanding(daemon)
+        #expect(stopping < 8, "SIGTERM took \(stopping) s")
+        #expect(daemon.process.terminationStatus == 0, "\(daemon.output)")
+    }
 }

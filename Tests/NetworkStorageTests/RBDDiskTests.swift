@@ -22,7 +22,7 @@ struct RBDDiskTests {
         let cluster = try CephCluster()
         try cluster.rbd(["create", "--size", "16M", "rbd/disk"])
         let disk = try RBDDisk(name: try RBDImageName(parsing: "rbd/disk"), configuration: cluster.configuration,
-                               identity: nil, readOnly: false, logger: Self.logger)
+                               identity: nil, requestTimeoutSeconds: 30, readOnly: false, logger: Self.logger)
         #expect(disk.size == 16 << 20 && !disk.readOnly)
         let queue = try #require(disk.makeQueue(index: 0, depth: 8))
         let written = Buffer(64 << 10, pieces: 4)
@@ -57,7 +57,7 @@ struct RBDDiskTests {
         #expect(zeroed)
 
         let snapshot = try RBDDisk(name: try RBDImageName(parsing: "rbd/disk@before"), configuration: cluster.configuration,
-                                   identity: "admin", readOnly: false, logger: Self.logger)
+                                   identity: "admin", requestTimeoutSeconds: 30, readOnly: false, logger: Self.logger)
         #expect(snapshot.readOnly)
         let snapshotQueue = try #require(snapshot.makeQueue(index: 0, depth: 4))
         #expect(snapshotQueue.read(read.vector, count: 2, length: 64 << 10, offset: 1 << 20, tag: 0) == .queued)
@@ -75,7 +75,7 @@ struct RBDDiskTests {
         func failure(_ name: String, identity: String? = nil, configuration: String? = nil) -> String {
             do {
                 _ = try RBDDisk(name: try RBDImageName(parsing: name), configuration: configuration ?? cluster.configuration,
-                                identity: identity, readOnly: false, logger: Self.logger)
+                                identity: identity, requestTimeoutSeconds: 30, readOnly: false, logger: Self.logger)
                 return "opened"
             } catch {
                 return "\(error)"
@@ -107,5 +107,52 @@ struct RBDDiskTests {
         let down = failure("rbd/disk", configuration: downConf)
         #expect(down.contains("cannot connect to the Ceph cluster"), "\(down)")
         #expect(Date().timeIntervalSince(start) < 30)
+    }
+
+    @Test("an OSD that stops answering with its connections open: requests fail (ETIMEDOUT) after the request timeout, not sooner and not never; once it answers again the image serves, and what the failed write carried is never half there")
+    func stoppedOSDFailsRequestsAfterTheTimeout() throws {
+        let cluster = try CephCluster()
+        try cluster.rbd(["create", "--size", "4M", "rbd/disk"])
+        let disk = try RBDDisk(name: try RBDImageName(parsing: "rbd/disk"), configuration: cluster.configuration,
+                               identity: nil, requestTimeoutSeconds: 2, readOnly: false, logger: Self.logger)
+        let queue = try #require(disk.makeQueue(index: 0, depth: 4))
+        let block = Buffer(4096)
+        block.fill(1)
+        #expect(queue.write(block.vector, count: 1, length: 4096, offset: 0, tag: 0) == .queued)
+        #expect(NBDDiskTests.completions(of: queue, count: 1) == [0: 0])
+
+        try cluster.pauseOSD()
+        var resumed = false
+        defer { if !resumed { try? cluster.resumeOSD() } }
+        let stopped = Date()
+        let other = Buffer(4096)
+        other.fill(2)
+        #expect(queue.write(other.vector, count: 1, length: 4096, offset: 8192, tag: 1) == .queued)
+        #expect(queue.read(block.vector, count: 1, length: 4096, offset: 0, tag: 2) == .queued)
+        let failed = NBDDiskTests.completions(of: queue, count: 2, seconds: 30)
+        let waited = Date().timeIntervalSince(stopped)
+        #expect(failed == [1: -ETIMEDOUT, 2: -ETIMEDOUT], "\(failed)")
+        #expect(waited >= 1.5 && waited < 15, "failed after \(waited) s")
+
+        try cluster.resumeOSD()
+        resumed = true
+        let again = Buffer(4096)
+        again.fill(3)
+        #expect(queue.write(again.vector, count: 1, length: 4096, offset: 4096, tag: 3) == .queued)
+        #expect(NBDDiskTests.completions(of: queue, count: 1) == [3: 0])
+        let back = Buffer(12288, pieces: 3)
+        #expect(queue.read(back.vector, count: 3, length: 12288, offset: 0, tag: 0) == .queued)
+        #expect(NBDDiskTests.completions(of: queue, count: 1) == [0: 0])
+        let expected = Buffer(12288)
+        for (index, seed) in [UInt8(1), 3].enumerated() {
+            let piece = Buffer(4096)
+            piece.fill(seed)
+            expected.bytes[(index * 4096)..<((index + 1) * 4096)].copyBytes(from: piece.bytes)
+        }
+        #expect(Array(back.bytes[0..<8192]) == Array(expected.bytes[0..<8192]))
+        // The failed write may still have been done when the OSD went on (librados does not take
+        // it back), but whole or not at all.
+        let late = Array(back.bytes[8192..<12288])
+        #expect(late == Array(other.bytes) || late.allSatisfy { $0 == 0 })
     }
 }

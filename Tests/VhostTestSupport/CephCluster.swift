@@ -43,6 +43,18 @@ public final class CephCluster {
         return (status, text)
     }
 
+    /// Stops (SIGSTOP) or continues (SIGCONT) the OSD: a cluster that keeps its connections and
+    /// answers nothing, as behind a network that drops packets.
+    public func pauseOSD() throws { try signalOSD(SIGSTOP) }
+    public func resumeOSD() throws { try signalOSD(SIGCONT) }
+
+    private func signalOSD(_ signal: Int32) throws {
+        let text = try String(contentsOfFile: "\(directory)/run/osd.0.pid", encoding: .utf8)
+        guard let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)), kill(pid, signal) == 0 else {
+            throw Failed(description: "cannot signal the OSD (pid file: '\(text)')")
+        }
+    }
+
     /// Runs the `rbd` tool against the cluster; its output, or a failure with it.
     @discardableResult
     public func rbd(_ arguments: [String]) throws -> String {
