@@ -75,7 +75,7 @@ public final class ControlPlane {
     public func run() {
         for signal in [SIGINT, SIGTERM] {
             signalSources.append(loop.watchSignal(signal) { [unowned self] in
-                logger.notice("signal received, shutting down")
+                logger.notice("signal received, shutting down once the requests in flight are answered (a second signal ends at once)")
                 loop.quit()
             })
         }
@@ -84,6 +84,13 @@ public final class ControlPlane {
         loop.run()
         for source in signalSources { loop.remove(source) }
         signalSources = []
+        // Requests in flight at a storage that does not answer hold what follows up to their
+        // timeouts; another signal meanwhile ends the process at once. They are left to the
+        // front end's inflight area, as when the daemon is killed.
+        ExitOnSignal.arm(removing: socketPath.map { socketDirectory == nil ? $0 : Self.fileName(of: $0) },
+                         in: socketDirectory?.rawValue,
+                         message: "signal received again: ending now, without answering the requests in flight",
+                         status: 1)
         for number in connections.keys.sorted() { closeConnection(number, reason: "daemon stopping") }
         if let listenerSource { loop.remove(listenerSource) }
         listenerSource = nil

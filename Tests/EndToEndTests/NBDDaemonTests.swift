@@ -18,9 +18,9 @@ struct NBDDaemonTests {
         let process: Process
         let socket: String
         let log: String
-        init(_ scratch: H.Scratch, _ arguments: [String]) throws {
-            socket = scratch.path("vhost.sock")
-            log = scratch.path("daemon.log")
+        init(_ scratch: H.Scratch, _ arguments: [String], name: String = "daemon") throws {
+            socket = scratch.path("\(name).sock")
+            log = scratch.path("\(name).log")
             process = try H.startDaemon(socket: socket, arguments: arguments, log: log)
         }
         deinit {
@@ -46,7 +46,8 @@ struct NBDDaemonTests {
     /// Seconds the daemon takes to end on SIGTERM while a bench front end has four requests
     /// outstanding at a server that does not answer (reads in the first MiB: written before,
     /// so an RBD image asks its OSD for them).
-    static func secondsToStopWithRequestsOutstanding(_ daemon: Daemon) throws -> TimeInterval {
+    /// With `signals: 2`, a second SIGTERM follows the first after a second.
+    static func secondsToStopWithRequestsOutstanding(_ daemon: Daemon, signals: Int = 1) throws -> TimeInterval {
         let front = Process()
         front.executableURL = URL(fileURLWithPath: try TestBinary.benchFrontEnd.path)
         front.arguments = ["run", "--socket", daemon.socket, "--iodepth", "4", "--requests", "4", "--size", "1m", "--no-progress"]
@@ -60,6 +61,11 @@ struct NBDDaemonTests {
         usleep(300_000)
         let signalled = Date()
         daemon.process.terminate()
+        if signals > 1 {
+            sleep(1)
+            #expect(daemon.process.isRunning, "the first SIGTERM did not wait for the requests")
+            daemon.process.terminate()
+        }
         daemon.process.waitUntilExit()
         return Date().timeIntervalSince(signalled)
     }
@@ -158,6 +164,8 @@ struct NBDDaemonTests {
         let server = try NBDServer.qemuNBD(socketPath: scratch.path("nbd.sock"), file: file, shared: 4)
         let daemon = try Daemon(scratch, ["--blk-nbd=\(server.uri())", "--nbd-request-timeout=1", "--nbd-reconnect-timeout=1"])
         #expect(try Self.verify(daemon.socket, queues: 1, span: 1 << 20).clean)
+        // Another, with the defaults, for the end (it cannot connect once the server hangs).
+        let patient = try Daemon(scratch, ["--blk-nbd=\(server.uri())"], name: "patient")
 
         server.pause()
         var workload = Workload()
@@ -192,5 +200,13 @@ struct NBDDaemonTests {
         let stopping = try Self.secondsToStopWithRequestsOutstanding(daemon)
         #expect(stopping < 8, "SIGTERM took \(stopping) s")
         #expect(daemon.process.terminationStatus == 0, "\(daemon.output)")
+
+        // With the default timeouts SIGTERM would wait up to 40 s for them; a second signal
+        // ends the daemon at once, and its socket file goes with it.
+        let second = try Self.secondsToStopWithRequestsOutstanding(patient, signals: 2)
+        #expect(second < 5, "two SIGTERMs took \(second) s")
+        #expect(patient.process.terminationStatus == 1, "\(patient.output)")
+        #expect(patient.output.contains("signal received again: ending now"), "\(patient.output)")
+        #expect(!FileManager.default.fileExists(atPath: patient.socket))
     }
 }
