@@ -13,7 +13,7 @@ log_name=network-figures
 usage() {
 	cat <<EOF
 usage: $(basename "$0") --daemon PATH --bench PATH [--repetitions N] [--runtime SECONDS]
-           [--server nbdkit|qemu-nbd|rbd]
+           [--server nbdkit|qemu-nbd|rbd] [--delay-ms MS]
 
 Starts an NBD server on a Unix socket (nbdkit's memory plugin, 256 MiB, by default; or
 qemu-nbd on a 256 MiB file in /var/tmp), or a throwaway Ceph cluster with a 256 MiB RBD
@@ -21,10 +21,12 @@ image (rbd: vm-images/ceph-cluster.sh, memstore), fills the span the runs touch,
 serves it with PATH (--blk-nbd / --blk-rbd) and with qemu-storage-daemon (--blockdev
 driver=nbd / driver=rbd) alternately,
 --repetitions times each (default 3) of --runtime seconds (default 5) per workload.
+--delay-ms puts nbdkit behind its delay filter (reads and writes answered MS later: a server
+across a network) for every workload.
 EOF
 }
 
-daemon="" bench="" repetitions=3 runtime=5 server=nbdkit
+daemon="" bench="" repetitions=3 runtime=5 server=nbdkit delay=""
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--daemon) daemon=$2; shift 2 ;;
@@ -32,11 +34,13 @@ while [ $# -gt 0 ]; do
 	--repetitions) repetitions=$2; shift 2 ;;
 	--runtime) runtime=$2; shift 2 ;;
 	--server) server=$2; shift 2 ;;
+	--delay-ms) delay=$2; shift 2 ;;
 	-h | --help) usage; exit 0 ;;
 	*) usage >&2; exit 2 ;;
 	esac
 done
 [ -x "$daemon" ] && [ -x "$bench" ] || { usage >&2; exit 2; }
+[ -z "$delay" ] || [ "$server" = nbdkit ] || die "--delay-ms needs --server nbdkit"
 command -v qemu-storage-daemon >/dev/null || die "qemu-storage-daemon is not installed (make setup)"
 
 work=$(mktemp -d "/var/tmp/network-figures.XXXXXX")
@@ -124,12 +128,17 @@ iops() {
 
 median() { sort -n | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
-start_server
+if [ -n "$delay" ]; then
+	start_server --filter=delay "delay-read=${delay}ms" "delay-write=${delay}ms"
+else
+	start_server
+fi
 start_backend ours
 "$bench" run --socket "$work/v.sock" --rw write --bs 1m --iodepth 4 --size "$span" --requests 64 --no-progress >/dev/null
 stop_backend
 
-printf '%-16s %12s %12s %7s   (server: %s, %s x %s s, medians)\n' workload ours qsd ratio "$server" "$repetitions" "$runtime"
+printf '%-16s %12s %12s %7s   (server: %s%s, %s x %s s, medians)\n' workload ours qsd ratio "$server" \
+	"${delay:+ behind a $delay ms delay}" "$repetitions" "$runtime"
 for rw in randread randwrite; do
 	for depth in 1 32; do
 		: >"$work/ours" && : >"$work/qsd"
@@ -145,7 +154,7 @@ for rw in randread randwrite; do
 	done
 done
 
-if [ "$server" = nbdkit ]; then
+if [ "$server" = nbdkit ] && [ -z "$delay" ]; then
 	start_server --filter=delay delay-read=1ms
 	for backend in ours qsd; do
 		value=$(iops "$backend" --rw randread --iodepth 32)
