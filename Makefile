@@ -46,7 +46,8 @@ GUEST_SUITES := EndToEndTests\.(GuestDiskTests|LibblkioTests|Qcow2EndToEndTests|
 # QEMU reconnecting once a second: a fifth of a core each, measured in docs/testing.md) run in a
 # second test process beside the other guests: each process's pool runs two tests at a time,
 # and these would hold two of its threads idle for a third of the guest run.
-WAITING_GUEST_TESTS := guestDataSurvivesTheDaemonKilledAtRandomMoments|killedDuringAllocatingWritesLeavesAConsistentImage
+# (With them, the RBD test that waits on a stopped OSD's timeouts: ~14 s, mostly asleep.)
+WAITING_GUEST_TESTS := guestDataSurvivesTheDaemonKilledAtRandomMoments|killedDuringAllocatingWritesLeavesAConsistentImage|stoppedOSDWhileServing
 # The in-process back-end tests run one at a time (GLib's default main context is one per
 # process), mostly waiting on timeouts: in one process with the CPU-bound suites their chain
 # started only once the pool had room and was the unit run's tail (ASan: the last 89 s of
