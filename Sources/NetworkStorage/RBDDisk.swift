@@ -16,8 +16,8 @@ import VhostSystem
 /// (`rados_osd_op_timeout`): librados resends them as the cluster changes until then, and
 /// fails them with ETIMEDOUT after; without it a lost OSD holds them for ever.
 public final class RBDDisk: BlockStorage, @unchecked Sendable {
-    // SAFETY: the handles are set once in init and closed in deinit; librbd's calls on them are
-    // thread-safe.
+    // SAFETY: the handles are set once in init and closed by `close` (after the queues stopped)
+    // or deinit; librbd's calls on them are thread-safe.
     private let cluster: rados_t?
     private let ioContext: rados_ioctx_t?
     let image: rbd_image_t?
@@ -31,6 +31,14 @@ public final class RBDDisk: BlockStorage, @unchecked Sendable {
 
     /// Seconds librados may take to reach the monitors and authenticate.
     public static let mountTimeoutSeconds = 10
+    /// The most closing waits for the cluster: a few of its requests, on a cluster that answers.
+    static let maximumCloseSeconds = 10
+    /// How long closing may take: the request timeout, within `maximumCloseSeconds`.
+    private let closeTimeoutSeconds: Int
+    /// Handles of images that did not close in time (addresses), kept until the process ends.
+    private static let abandoned = Locked<[UInt]>([])
+    /// What `close` gave: nil while open.
+    private let closeOutcome = Locked<Bool?>(nil)
 
     /// - Parameters:
     ///   - configuration: the ceph.conf to read (`--ceph-conf`); nil: librados' search (CEPH_CONF,
@@ -41,6 +49,7 @@ public final class RBDDisk: BlockStorage, @unchecked Sendable {
                 readOnly: Bool, logger: Logger) throws(NetworkStorageError) {
         imageName = name
         self.logger = logger
+        closeTimeoutSeconds = requestTimeoutSeconds > 0 ? min(requestTimeoutSeconds, Self.maximumCloseSeconds) : Self.maximumCloseSeconds
         var cluster: rados_t?
         var result = rados_create(&cluster, identity)
         guard result == 0, let cluster else { throw .rbdLibrary(Self.reason(result)) }
@@ -89,10 +98,53 @@ public final class RBDDisk: BlockStorage, @unchecked Sendable {
         self.readOnly = !writable
     }
 
-    deinit {
-        if let image { rbd_close(image) }
-        if let ioContext { rados_ioctx_destroy(ioContext) }
-        if let cluster { rados_shutdown(cluster) }
+    deinit { _ = close() }
+
+    /// Closes the image and lets go of the cluster (once; later calls answer the same), waiting
+    /// `closeTimeoutSeconds` at most for the cluster.
+    /// - Returns: whether it closed. If not, librados' threads still wait for the cluster with
+    ///   the handles, which then stay allocated (and reachable) until the process ends: the
+    ///   process should end without running its libraries' destructors under those threads.
+    public func close() -> Bool {
+        closeOutcome.withLock { outcome in
+            if let outcome { return outcome }
+            let closed = closeImage()
+            if closed {
+                if let ioContext { rados_ioctx_destroy(ioContext) }
+                if let cluster { rados_shutdown(cluster) }
+            } else {
+                Self.abandoned.withLock { $0.append(contentsOf: [image, ioContext, cluster].map { UInt(bitPattern: $0) }) }
+                logger.warning("the RBD image did not close in time (the cluster does not answer): its lock is left to expire",
+                               metadata: ["seconds": "\(closeTimeoutSeconds)"])
+            }
+            outcome = closed
+            return closed
+        }
+    }
+
+    /// Closes the image (flushing what librbd holds, releasing the exclusive lock, ending the
+    /// header's watch): each step a request to the cluster, so a lost one would hold it for a
+    /// request timeout per step, or for ever without one. Waits `closeTimeoutSeconds` at most.
+    /// - Returns: whether it closed.
+    private func closeImage() -> Bool {
+        guard let image else { return true }
+        var completion: rbd_completion_t?
+        guard rbd_aio_create_completion(nil, nil, &completion) == 0, let completion else { return false }
+        guard rbd_aio_close(image, completion) == 0 else {
+            rbd_aio_release(completion)
+            return false
+        }
+        let deadline = MonotonicDeadline.now() &+ UInt64(closeTimeoutSeconds) * 1_000_000_000
+        while rbd_aio_is_complete(completion) == 0 {
+            // Leaves the completion to librbd's thread, which may still finish it.
+            if MonotonicDeadline.now() >= deadline {
+                Self.abandoned.withLock { $0.append(UInt(bitPattern: completion)) }
+                return false
+            }
+            usleep(10_000)
+        }
+        rbd_aio_release(completion)
+        return true
     }
 
     public func makeQueue(index: Int, depth: Int) -> (any BlockStorageQueue)? {

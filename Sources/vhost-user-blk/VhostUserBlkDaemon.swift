@@ -160,6 +160,12 @@ struct VhostUserBlkDaemon {
             "max-connections": "\(options.maximumConnections)",
         ]) { _, new in new })
         controlPlane.run()
+        if let disk = image.storage as? RBDDisk, !disk.close() {
+            // librados' threads still wait for the cluster with the image open: the process
+            // ends without running its libraries' destructors under them.
+            logger.notice("stopped")
+            _exit(0)
+        }
         logger.notice("stopped")
         return 0
     }

@@ -80,7 +80,7 @@ struct RBDDaemonTests {
         #expect(unreadable.status == 1 && unreadable.output.contains("cannot read"), "\(unreadable.output)")
     }
 
-    @Test("an OSD that stops answering (SIGSTOP): I/O errors after the request timeout, the daemon stays up and serves again once it answers; SIGTERM while requests wait there ends the daemon within the timeout")
+    @Test("an OSD that stops answering (SIGSTOP): I/O errors after the request timeout, the daemon stays up and serves again once it answers; SIGTERM while requests wait there ends the daemon within the timeout, and so does closing the image")
     func stoppedOSDWhileServing() throws {
         let cluster = try CephCluster()
         try cluster.rbd(["create", "--size", "16M", "rbd/disk"])
@@ -119,8 +119,11 @@ struct RBDDaemonTests {
 
         try cluster.pauseOSD()
         paused = true
+        // The requests end with the timeout, and closing the image (more requests to the OSD)
+        // is given that long too.
         let stopping = try NBDDaemonTests.secondsToStopWithRequestsOutstanding(daemon)
         #expect(stopping < 8, "SIGTERM took \(stopping) s")
         #expect(daemon.process.terminationStatus == 0, "\(daemon.output)")
+        #expect(daemon.output.contains("the RBD image did not close in time"), "\(daemon.output)")
     }
 }
