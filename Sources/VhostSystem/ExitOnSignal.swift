@@ -19,18 +19,20 @@ public enum ExitOnSignal {
 
     nonisolated(unsafe) static var plan: UnsafeMutablePointer<Plan>?
 
-    /// Installs the handler for SIGINT and SIGTERM.
+    /// Installs the handler for SIGINT and SIGTERM (again after GLib's signal sources put the
+    /// default back; the first call's file and message stay).
     /// - Parameters:
     ///   - fileName: a file to remove first (the listening socket's), relative to `directory`.
     ///   - message: the line written to standard error (a newline is added).
     ///   - status: the exit status.
     public static func arm(removing fileName: String?, in directory: Int32?, message: String, status: Int32) {
-        guard plan == nil else { return }
-        let line = message + "\n"
-        let prepared = UnsafeMutablePointer<Plan>.allocate(capacity: 1)
-        prepared.initialize(to: Plan(directory: directory ?? AT_FDCWD, fileName: fileName.flatMap { strdup($0) },
-                                     message: strdup(line), messageLength: line.utf8.count, status: status))
-        plan = prepared
+        if plan == nil {
+            let line = message + "\n"
+            let prepared = UnsafeMutablePointer<Plan>.allocate(capacity: 1)
+            prepared.initialize(to: Plan(directory: directory ?? AT_FDCWD, fileName: fileName.flatMap { strdup($0) },
+                                         message: strdup(line), messageLength: line.utf8.count, status: status))
+            plan = prepared
+        }
         var action = sigaction()
         action.__sigaction_handler.sa_handler = exitNow
         sigemptyset(&action.sa_mask)
