@@ -95,6 +95,7 @@ public final class ControlPlane {
         if let listenerSource { loop.remove(listenerSource) }
         listenerSource = nil
         if let socketPath {
+            ExitOnSignal.keepFile()
             if let socketDirectory {
                 unlinkat(socketDirectory.rawValue, Self.fileName(of: socketPath), 0)
             } else {
