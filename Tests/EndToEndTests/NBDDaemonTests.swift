@@ -43,6 +43,18 @@ struct NBDDaemonTests {
         return try BenchRunner(socketPath: socket, workload: workload).run()
     }
 
+    /// Whether one read through the daemon succeeds within about 10 s (tried every half second):
+    /// the disk serves again after its server came back.
+    static func answersAgain(_ socket: String) throws -> Bool {
+        var probe = Workload()
+        probe.limit = .requests(1)
+        for _ in 0..<20 {
+            usleep(500_000)
+            if try BenchRunner(socketPath: socket, workload: probe).run().ioErrors == 0 { return true }
+        }
+        return false
+    }
+
     /// Seconds the daemon takes to end on SIGTERM while a bench front end has four requests
     /// outstanding at a server that does not answer (reads in the first MiB: written before,
     /// so an RBD image asks its OSD for them).
@@ -182,14 +194,7 @@ struct NBDDaemonTests {
         // Once nbdkit runs again, a reconnection (tried at most once a second, each bounded)
         // succeeds within a few seconds however loaded the machine; then the data is all there.
         server.resume()
-        var probe = Workload()
-        probe.limit = .requests(1)
-        var answered = false
-        for _ in 0..<20 where !answered {
-            usleep(500_000)
-            answered = try BenchRunner(socketPath: daemon.socket, workload: probe).run().ioErrors == 0
-        }
-        #expect(answered, "\(daemon.output)")
+        #expect(try NBDDaemonTests.answersAgain(daemon.socket), "\(daemon.output)")
         let served = try Self.verify(daemon.socket, queues: 1, span: 1 << 20, only: true)
         #expect(served.clean, "\(served)\n\(daemon.output)")
 

@@ -106,14 +106,7 @@ struct RBDDaemonTests {
 
         try cluster.resumeOSD()
         paused = false
-        var probe = Workload()
-        probe.limit = .requests(1)
-        var answered = false
-        for _ in 0..<20 where !answered {
-            usleep(500_000)
-            answered = try BenchRunner(socketPath: daemon.socket, workload: probe).run().ioErrors == 0
-        }
-        #expect(answered, "\(daemon.output)")
+        #expect(try NBDDaemonTests.answersAgain(daemon.socket), "\(daemon.output)")
         let served = try NBDDaemonTests.verify(daemon.socket, queues: 1, span: 1 << 20, only: true)
         #expect(served.clean, "\(served)\n\(daemon.output)")
 
