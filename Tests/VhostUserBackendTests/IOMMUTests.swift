@@ -112,6 +112,7 @@ final class IOMMUScene {
                              descriptors: [guest.kicks[index].rawValue])
             try session.enableRing(index: ring, true)
         }
+        try QEMUSequence.settle(session)
     }
 
     deinit {

@@ -69,6 +69,17 @@ enum QEMUSequence {
                 try session.enableRing(index: UInt32(index), true)
             }
         }
+        try settle(session)
+    }
+
+    /// GET_FEATURES, whose reply comes once the back end has taken every message before it:
+    /// the commands those messages post to the queue workers (a ring started or enabled) are
+    /// in their mailboxes before the test's next kick. Without it a slow control plane can
+    /// post an enable together with the test's next message (an INVALIDATE, a GET_VRING_BASE),
+    /// and the worker takes a request kicked meanwhile only after that message: a test about
+    /// a request in flight finds none (CI failed so once, on a loaded machine).
+    static func settle(_ session: FrontEndSession) throws {
+        _ = try session.send(.getFeatures)
     }
 
     static func installMemory(_ session: FrontEndSession, guest: BlockGuest, style: MemoryTableStyle) throws {
