@@ -297,7 +297,7 @@ struct NBDDiskTests {
         #expect(queue.write(written.vector, count: 1, length: 4096, offset: 8192, tag: 0) == .queued)
         #expect(Self.completions(of: queue, count: 1) == [0: 0])
 
-        server.pause()
+        #expect(server.pause())
         let start = Date()
         let read = Buffer(4096)
         #expect(queue.read(read.vector, count: 1, length: 4096, offset: 8192, tag: 1) == .queued)

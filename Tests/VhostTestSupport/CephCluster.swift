@@ -45,14 +45,23 @@ public final class CephCluster {
 
     /// Stops (SIGSTOP) or continues (SIGCONT) the OSD: a cluster that keeps its connections and
     /// answers nothing, as behind a network that drops packets.
-    public func pauseOSD() throws { try signalOSD(SIGSTOP) }
-    public func resumeOSD() throws { try signalOSD(SIGCONT) }
+    /// Returns once every thread of the OSD is stopped (`stopProcess`).
+    public func pauseOSD() throws {
+        let pid = try osdProcess()
+        guard stopProcess(pid) else { throw Failed(description: "cannot stop the OSD (pid \(pid))") }
+    }
 
-    private func signalOSD(_ signal: Int32) throws {
+    public func resumeOSD() throws {
+        let pid = try osdProcess()
+        guard kill(pid, SIGCONT) == 0 else { throw Failed(description: "cannot continue the OSD (pid \(pid))") }
+    }
+
+    private func osdProcess() throws -> pid_t {
         let text = try String(contentsOfFile: "\(directory)/run/osd.0.pid", encoding: .utf8)
-        guard let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)), kill(pid, signal) == 0 else {
-            throw Failed(description: "cannot signal the OSD (pid file: '\(text)')")
+        guard let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)) else {
+            throw Failed(description: "no OSD process (pid file: '\(text)')")
         }
+        return pid
     }
 
     /// Runs the `rbd` tool against the cluster; its output, or a failure with it.

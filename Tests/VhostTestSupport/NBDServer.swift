@@ -76,8 +76,11 @@ public final class NBDServer {
     }
 
     /// SIGSTOP: a server that hangs with its connections open (no answer, no end of stream).
-    public func pause() {
-        if let process, process.isRunning { Glibc.kill(process.processIdentifier, SIGSTOP) }
+    /// Returns once every thread of it is stopped (`stopProcess`); false if it could not be.
+    @discardableResult
+    public func pause() -> Bool {
+        guard let process, process.isRunning else { return false }
+        return stopProcess(process.processIdentifier)
     }
 
     /// SIGCONT after `pause`.
