@@ -48,7 +48,8 @@ enum QEMUSequence {
     /// The device start: SET_FEATURES, SET_VRING_CALL per queue (the guest notifiers),
     /// SET_FEATURES again, the memory table, per queue SET_VRING_NUM / BASE / ADDR / KICK, then
     /// SET_VRING_ERR (the guest's error eventfds, so tests can see broken rings) and
-    /// SET_VRING_ENABLE(1) per queue. With `memory` nil no memory message is sent (QEMU with
+    /// SET_VRING_ENABLE(1) per queue, then GET_FEATURES (`settle`: QEMU sends nothing there,
+    /// the tests need the back end to have taken the start). With `memory` nil no memory message is sent (QEMU with
     /// CONFIGURE_MEM_SLOTS sends only changes, so none on a restart).
     static func start(_ session: FrontEndSession, guest: BlockGuest, features: VirtioFeatures,
                       memory: MemoryTableStyle? = .setMemTable, bases: [UInt16]? = nil, enable: Bool = true) throws {
